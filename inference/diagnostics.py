@@ -1,0 +1,143 @@
+"""Convergence checks of a fit, with advice the user can act on."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+
+import arviz as az
+import numpy as np
+import xarray as xr
+
+__all__ = ["Diagnostics", "check_fit", "RHAT_MAX", "AGREEMENT_MIN"]
+
+#: Largest acceptable rank-normalised split R-hat (Vehtari et al. 2021).
+RHAT_MAX = 1.01
+#: Smallest acceptable share of days on which each chain's most probable stage agrees with the
+#: pooled one: below it the chains have given the stages different meanings.
+AGREEMENT_MIN = 0.9
+#: Smallest acceptable bulk effective sample size per chain.
+ESS_PER_CHAIN_MIN = 100
+
+_PARAMS = ("mu", "sigma", "P", "nu")
+
+
+@dataclass
+class Diagnostics:
+    """Summary of a fit's convergence.
+
+    Attributes
+    ----------
+    max_rhat, min_ess_bulk, min_ess_tail : float
+        Over every element of ``mu``, ``sigma``, ``P`` (and ``nu``); structural zeros of P
+        are skipped.
+    divergences : int
+        Divergent transitions after tuning, all chains.
+    chain_agreement : list of float
+        Per chain, the share of days on which the chain's most probable smoothed stage equals
+        the pooled one.
+    problems : list of str
+        One sentence per failed check, each saying what to do.
+    """
+
+    max_rhat: float
+    min_ess_bulk: float
+    min_ess_tail: float
+    divergences: int
+    chain_agreement: list[float]
+    n_chains: int
+    n_draws: int
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def to_dict(self) -> dict:
+        return {
+            "max_rhat": self.max_rhat,
+            "min_ess_bulk": self.min_ess_bulk,
+            "min_ess_tail": self.min_ess_tail,
+            "divergences": self.divergences,
+            "chain_agreement": self.chain_agreement,
+            "n_chains": self.n_chains,
+            "n_draws": self.n_draws,
+            "problems": list(self.problems),
+        }
+
+
+def _finite_extreme(ds: xr.Dataset, fn) -> float:
+    vals = np.concatenate([np.ravel(ds[v].values) for v in ds.data_vars])
+    vals = vals[np.isfinite(vals)]
+    return float(fn(vals)) if vals.size else float("nan")
+
+
+def check_fit(result: xr.DataTree, *, warn: bool = True) -> Diagnostics:
+    """R-hat, ESS, divergences and chain agreement on the stage meanings.
+
+    With ``warn=True`` every failed check is raised as a
+    :class:`stressflow.inference.fit.FitWarning` whose message says what to do.
+    """
+    posterior = result["posterior"].to_dataset()
+    names = [p for p in _PARAMS if p in posterior]
+    params = posterior[names]
+    n_chains = posterior.sizes["chain"]
+    n_draws = posterior.sizes["draw"]
+    if n_chains > 1:
+        max_rhat = _finite_extreme(az.rhat(params), np.max)
+    else:
+        max_rhat = float("nan")
+    min_ess_bulk = _finite_extreme(az.ess(params, method="bulk"), np.min)
+    min_ess_tail = _finite_extreme(az.ess(params, method="tail"), np.min)
+    stats = result["sample_stats"].to_dataset()
+    divergences = int(stats["diverging"].sum()) if "diverging" in stats else 0
+    agreement = [float(a) for a in result["stages"]["chain_agreement"].values]
+
+    problems = []
+    if n_chains < 2:
+        problems.append(
+            "only one chain was run, so R-hat and chain agreement cannot be checked: "
+            "run at least 2 chains (4 recommended)"
+        )
+    elif not max_rhat <= RHAT_MAX:
+        problems.append(
+            f"max R-hat is {max_rhat:.3f} (> {RHAT_MAX}): the chains have not mixed; run more "
+            "tuning and draws (e.g. tune=2000, draws=2000), and if it persists the model may "
+            "have competing stage configurations: try a shorter window or transitions="
+            "'sequential'"
+        )
+    if divergences:
+        problems.append(
+            f"{divergences} divergent transitions after tuning: the sampler could not follow "
+            "the posterior everywhere; raise target_accept (e.g. 0.95) and check for "
+            "outlying data (emission='student_t' is robust to fat tails)"
+        )
+    if min_ess_bulk < ESS_PER_CHAIN_MIN * n_chains:
+        problems.append(
+            f"min bulk ESS is {min_ess_bulk:.0f} (< {ESS_PER_CHAIN_MIN} per chain): "
+            "posterior summaries are noisy; increase draws"
+        )
+    low = [i for i, a in enumerate(agreement) if a < AGREEMENT_MIN]
+    if n_chains > 1 and low:
+        problems.append(
+            f"chains {low} disagree with the pooled stage assignment on more than "
+            f"{1 - AGREEMENT_MIN:.0%} of days (agreement {[round(agreement[i], 3) for i in low]}): "
+            "the chains gave the stages different meanings; do not average them: refit with "
+            "more tuning or another seed, and inspect each chain's posterior 'mu'"
+        )
+    diag = Diagnostics(
+        max_rhat=max_rhat,
+        min_ess_bulk=min_ess_bulk,
+        min_ess_tail=min_ess_tail,
+        divergences=divergences,
+        chain_agreement=agreement,
+        n_chains=n_chains,
+        n_draws=n_draws,
+        problems=problems,
+    )
+    if warn and problems:
+        from stressflow.inference.fit import FitWarning
+
+        for p in problems:
+            warnings.warn(p, FitWarning, stacklevel=3)
+    return diag

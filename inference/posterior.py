@@ -1,0 +1,143 @@
+"""Per-draw stage probabilities, integrated over the parameter posterior (plain-array layer).
+
+For every posterior draw theta^(s) the HMM kernels give
+
+- filtered  ``Pr(stage_t = k | y_1..y_t, theta^(s))``,
+- smoothed  ``Pr(stage_t = k | y_1..y_T, theta^(s))``,
+- one-step predictive log density ``log p(y_t | y_1..y_{t-1}, theta^(s))``.
+
+Averaging over draws gives the posterior probabilities ``Pr(stage_t = k | y_1..y_t)`` and
+``Pr(stage_t = k | y_1..y_T)`` with the parameter uncertainty integrated out; the spread of the
+per-draw values across draws (quantiles) shows how much of that probability is parameter
+uncertainty. Draws are processed in chunks, so memory grows with the number of draws kept for
+quantiles, not with all draws.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.special import gammaln
+
+from stressflow.models import kernels
+from stressflow.models.emissions import emission_loglik
+
+__all__ = ["StageDraws", "stage_probabilities", "quantile_draw_index"]
+
+
+@dataclass
+class StageDraws:
+    """Stage probabilities accumulated over posterior draws (S = number of draws).
+
+    Attributes
+    ----------
+    filtered_mean, smoothed_mean : ndarray (T, K)
+        Posterior means ``Pr(stage_t = k | y_1..y_t)`` and ``Pr(stage_t = k | y_1..y_T)``.
+    filtered_q, smoothed_q : ndarray (Q, T, K)
+        Quantiles across draws of the per-draw probabilities, from the draws in ``q_index``.
+    chain_smoothed_mean : ndarray (C, T, K)
+        Per-chain means of the smoothed probabilities (for the label-agreement check).
+    log_norm : ndarray (S, T) or None
+        ``log p(y_t | y_1..y_{t-1}, theta^(s))`` per draw (pointwise log-likelihood).
+    filtered_draws, smoothed_draws : ndarray (S, T, K) float32 or None
+        Per-draw probabilities, only when requested.
+    """
+
+    filtered_mean: np.ndarray
+    smoothed_mean: np.ndarray
+    filtered_q: np.ndarray
+    smoothed_q: np.ndarray
+    chain_smoothed_mean: np.ndarray
+    log_norm: np.ndarray | None
+    filtered_draws: np.ndarray | None
+    smoothed_draws: np.ndarray | None
+
+
+def quantile_draw_index(n_draws: int, max_draws: int) -> np.ndarray:
+    """Evenly thinned indices of at most ``max_draws`` of ``n_draws`` flattened draws."""
+    if n_draws <= max_draws:
+        return np.arange(n_draws)
+    return np.unique(np.linspace(0, n_draws - 1, max_draws).round().astype(np.int64))
+
+
+def stage_probabilities(
+    y0: np.ndarray,
+    mask: np.ndarray,
+    mu: np.ndarray,
+    sigma: np.ndarray,
+    log_trans: np.ndarray,
+    log_init: np.ndarray,
+    chain_of_draw: np.ndarray,
+    *,
+    nu: np.ndarray | None = None,
+    quantiles: tuple[float, ...] = (0.05, 0.5, 0.95),
+    max_quantile_draws: int = 1000,
+    keep_log_norm: bool = True,
+    keep_draws: bool = False,
+    chunk: int = 64,
+) -> StageDraws:
+    """Filtered and smoothed stage probabilities for every draw, and their summaries.
+
+    Parameters
+    ----------
+    y0, mask : ndarray (T, D)
+        Observations with missing values set to 0, and the 0/1 observation mask.
+    mu, sigma : ndarray (S, K, D)
+    log_trans : ndarray (S, K, K)
+        ``log Pr(stage_t = j | stage_{t-1} = i)`` per draw.
+    log_init : ndarray (K,)
+    chain_of_draw : ndarray (S,) int
+        Chain index of each flattened draw.
+    nu : ndarray (S, K), optional
+        Student-t degrees of freedom.
+    """
+    n_draws, n_stages, _ = mu.shape
+    n_t = y0.shape[0]
+    n_chains = int(chain_of_draw.max()) + 1
+    q_index = quantile_draw_index(n_draws, max_quantile_draws)
+    q_pos = np.full(n_draws, -1)
+    q_pos[q_index] = np.arange(len(q_index))
+    filt_keep = np.empty((len(q_index), n_t, n_stages), dtype=np.float32)
+    smooth_keep = np.empty((len(q_index), n_t, n_stages), dtype=np.float32)
+    filt_sum = np.zeros((n_t, n_stages))
+    smooth_sum = np.zeros((n_t, n_stages))
+    chain_sum = np.zeros((n_chains, n_t, n_stages))
+    chain_count = np.bincount(chain_of_draw, minlength=n_chains)
+    log_norm = np.empty((n_draws, n_t)) if keep_log_norm else None
+    filt_draws = np.empty((n_draws, n_t, n_stages), dtype=np.float32) if keep_draws else None
+    smooth_draws = np.empty((n_draws, n_t, n_stages), dtype=np.float32) if keep_draws else None
+    log_init = np.ascontiguousarray(log_init, dtype=np.float64)
+
+    for lo in range(0, n_draws, chunk):
+        hi = min(lo + chunk, n_draws)
+        ll = emission_loglik(
+            y0, mask, mu[lo:hi], sigma[lo:hi], None if nu is None else nu[lo:hi],
+            xp=np, gammaln=gammaln,
+        )
+        for s in range(lo, hi):
+            smoothed, _, filtered, ln = kernels.smooth(
+                log_init, np.ascontiguousarray(log_trans[s]), np.ascontiguousarray(ll[s - lo])
+            )
+            filt_sum += filtered
+            smooth_sum += smoothed
+            chain_sum[chain_of_draw[s]] += smoothed
+            if log_norm is not None:
+                log_norm[s] = ln
+            if q_pos[s] >= 0:
+                filt_keep[q_pos[s]] = filtered
+                smooth_keep[q_pos[s]] = smoothed
+            if keep_draws:
+                filt_draws[s] = filtered
+                smooth_draws[s] = smoothed
+    q = np.asarray(quantiles, dtype=np.float64)
+    return StageDraws(
+        filtered_mean=filt_sum / n_draws,
+        smoothed_mean=smooth_sum / n_draws,
+        filtered_q=np.quantile(filt_keep, q, axis=0).astype(np.float32),
+        smoothed_q=np.quantile(smooth_keep, q, axis=0).astype(np.float32),
+        chain_smoothed_mean=chain_sum / chain_count[:, None, None],
+        log_norm=log_norm,
+        filtered_draws=filt_draws,
+        smoothed_draws=smooth_draws,
+    )

@@ -1,0 +1,114 @@
+"""PyTensor Op for the HMM marginal log-likelihood with its exact forward-backward gradient.
+
+``hmm_logp(log_init, log_trans, log_lik)`` is ``log p(y_1..y_T)`` with the stages summed out.
+Its gradient is not obtained by differentiating through a ``scan``: one forward-backward pass
+(:func:`stressflow.models.kernels.logp_and_grad`) returns the log-likelihood together with
+its partial derivatives, which are posterior marginals (see that function). The Op therefore
+has four outputs, ``(logp, dlogp/dlog_init, dlogp/dlog_trans, dlogp/dlog_lik)``; its ``pullback``
+reuses the last three, so PyTensor merges the forward and gradient computations into a single
+call of the kernel per log-density-and-gradient evaluation.
+
+The Op runs in Python mode (``perform``) and is registered with PyTensor's numba backend, so
+nutpie's numba-compiled log-density inlines the same kernel without a Python callback.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytensor.tensor as pt
+from pytensor.graph.basic import Apply
+from pytensor.graph.op import Op
+from pytensor.link.numba.dispatch.basic import (
+    numba_njit,
+    register_funcify_default_op_cache_key,
+)
+
+from stressflow.models import kernels
+
+__all__ = ["HMMLogpOp", "hmm_logp"]
+
+
+class HMMLogpOp(Op):
+    """``(log_init[K], log_trans[K, K], log_lik[T, K]) -> (logp, g_init, g_trans, g_lik)``.
+
+    ``logp = log p(y_1..y_T)``; ``g_init[k] = Pr(stage_1 = k | y_1..y_T)``;
+    ``g_trans[i, j] = sum_t Pr(stage_{t-1} = i, stage_t = j | y_1..y_T)``;
+    ``g_lik[t, k] = Pr(stage_t = k | y_1..y_T)``. Use :func:`hmm_logp` rather than this class.
+    """
+
+    __props__ = ()
+
+    def make_node(self, log_init, log_trans, log_lik):
+        log_init = pt.as_tensor_variable(log_init).astype("float64")
+        log_trans = pt.as_tensor_variable(log_trans).astype("float64")
+        log_lik = pt.as_tensor_variable(log_lik).astype("float64")
+        if log_init.ndim != 1 or log_trans.ndim != 2 or log_lik.ndim != 2:
+            raise ValueError(
+                "hmm_logp expects log_init[K], log_trans[K, K], log_lik[T, K]; got ndims "
+                f"{log_init.ndim}, {log_trans.ndim}, {log_lik.ndim}"
+            )
+        outputs = [
+            pt.scalar(dtype="float64"),
+            log_init.type(),
+            log_trans.type(),
+            log_lik.type(),
+        ]
+        return Apply(self, [log_init, log_trans, log_lik], outputs)
+
+    def perform(self, node, inputs, output_storage):
+        logp, g_init, g_trans, g_lik = kernels.logp_and_grad(
+            *(np.ascontiguousarray(x, dtype=np.float64) for x in inputs)
+        )
+        output_storage[0][0] = np.asarray(logp, dtype=np.float64)
+        output_storage[1][0] = g_init
+        output_storage[2][0] = g_trans
+        output_storage[3][0] = g_lik
+
+    def infer_shape(self, fgraph, node, input_shapes):
+        return [(), input_shapes[0], input_shapes[1], input_shapes[2]]
+
+    def pullback(self, inputs, outputs, output_grads):
+        # Only the log-likelihood output is differentiable: the gradient outputs are used by
+        # hmm_logp's gradient alone, so second derivatives are not provided.
+        gz = output_grads[0]
+        _, g_init, g_trans, g_lik = outputs
+        return [gz * g_init, gz * g_trans, gz * g_lik]
+
+
+_hmm_logp_op = HMMLogpOp()
+
+
+def hmm_logp(log_init, log_trans, log_lik):
+    """Symbolic ``log p(y_1..y_T)`` of an HMM with the stages marginalised out.
+
+    Parameters
+    ----------
+    log_init : tensor, shape (K,)
+        ``log Pr(stage_1 = k)``.
+    log_trans : tensor, shape (K, K)
+        ``log P[i, j] = log Pr(stage_t = j | stage_{t-1} = i)``; ``-inf`` for forbidden moves.
+    log_lik : tensor, shape (T, K)
+        ``log p(y_t | stage_t = k)``; a zero row for a day with no observation.
+
+    Returns
+    -------
+    scalar tensor
+        The marginal log-likelihood, differentiable in all three inputs.
+    """
+    return _hmm_logp_op(log_init, log_trans, log_lik)[0]
+
+
+@register_funcify_default_op_cache_key(HMMLogpOp)
+def _numba_funcify_hmm_logp(op, node=None, **kwargs):
+    logp_and_grad = kernels.logp_and_grad
+
+    @numba_njit
+    def hmm_logp_numba(log_init, log_trans, log_lik):
+        logp, g_init, g_trans, g_lik = logp_and_grad(
+            np.ascontiguousarray(log_init),
+            np.ascontiguousarray(log_trans),
+            np.ascontiguousarray(log_lik),
+        )
+        return np.asarray(logp), g_init, g_trans, g_lik
+
+    return hmm_logp_numba
