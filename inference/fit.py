@@ -41,7 +41,6 @@ from importlib.metadata import PackageNotFoundError, version
 import numpy as np
 import pandas as pd
 import xarray as xr
-
 from stressflow.inference.posterior import stage_probabilities
 from stressflow.models import dims, kernels
 from stressflow.models.emissions import masked_observations
@@ -300,8 +299,8 @@ def _assemble(trace, prepared, spec, *, quantiles, max_quantile_draws, store_dra
     )
 
     # Viterbi path under the posterior-mean parameters
-    from stressflow.models.emissions import emission_loglik
     from scipy.special import gammaln
+    from stressflow.models.emissions import emission_loglik
 
     mean_ll = emission_loglik(
         y0, mask, mu.mean(0), sigma.mean(0), None if nu is None else nu.mean(0),

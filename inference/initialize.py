@@ -11,7 +11,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from sklearn.cluster import KMeans
-
 from stressflow.models import dims
 from stressflow.models.stress_hmm import ModelSpec, allowed_transitions
 

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.special import gammaln
-
 from stressflow.models import kernels
 from stressflow.models.emissions import emission_loglik
 

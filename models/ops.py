@@ -22,7 +22,6 @@ from pytensor.link.numba.dispatch.basic import (
     numba_njit,
     register_funcify_default_op_cache_key,
 )
-
 from stressflow.models import kernels
 
 __all__ = ["HMMLogpOp", "hmm_logp"]

@@ -39,7 +39,6 @@ import numpy as np
 import pandas as pd
 import pymc as pm
 import pytensor.tensor as pt
-
 from stressflow.models import dims
 from stressflow.models.emissions import EMISSIONS, emission_loglik, masked_observations
 from stressflow.models.ops import hmm_logp

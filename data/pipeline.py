@@ -1,0 +1,394 @@
+"""From raw prices to standardised observables: :func:`prepare`."""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from stressflow.models.dims import FEATURE, FEATURES, TIME
+
+from .errors import DataError, format_dates, warn_data
+from .observables import compute_observables
+from .prices import REQUIRED_COLUMNS, Source, first_date, read_prices, to_numeric_column
+from .report import DataReport
+from .transform import (
+    DEFAULT_IMPACT_WINDOW,
+    DEFAULT_SPREAD_WINDOW,
+    DEFAULT_VOLUME_WINDOW,
+    FeatureTransform,
+)
+
+__all__ = ["GAP_BUSINESS_DAYS", "PreparedData", "prepare"]
+
+#: Two consecutive rows form a gap when ``numpy.busday_count(before, after)`` is at least
+#: this (four or more weekdays without a row). Regular closures stay below it: long weekends
+#: (2), Hurricane Sandy 2012 and the 2007 Ford funeral + New Year (3), Xetra Christmas (4);
+#: the 9/11 closure (2001-09-10 -> 2001-09-17) is 5.
+GAP_BUSINESS_DAYS = 5
+
+DateLike = str | _dt.date | pd.Timestamp | np.datetime64
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    """Observables ready for a model, with everything needed to reproduce them.
+
+    Attributes
+    ----------
+    features : pandas.DataFrame
+        Standardised observables, index = all dates in ``start..end`` (named
+        :data:`~stressflow.models.dims.TIME`), columns = :data:`~stressflow.models.dims.FEATURES`
+        followed by any extra columns (named :data:`~stressflow.models.dims.FEATURE`); NaN
+        where an observation is missing.
+    raw : pandas.DataFrame
+        Same shape: the untransformed (log-scale) observables, ``features = (raw - center) /
+        scale``.
+    prices : pandas.DataFrame
+        The validated input rows in ``start..end`` (index named ``"date"``).
+    transform : FeatureTransform
+        The standardisation and observable options; pass it to :func:`prepare` to put new
+        data on the same scale.
+    report : DataReport
+        Counts of every treatment applied.
+    """
+
+    features: pd.DataFrame
+    raw: pd.DataFrame
+    prices: pd.DataFrame
+    transform: FeatureTransform
+    report: DataReport
+
+    def __repr__(self) -> str:
+        rows, cols = self.features.shape
+        return (
+            f"PreparedData({rows} rows x {cols} features {list(self.features.columns)}, "
+            f"{self.report.start:%Y-%m-%d}..{self.report.end:%Y-%m-%d})"
+        )
+
+
+def _resolve_option(name: str, given, transform: FeatureTransform | None, default):
+    if transform is None:
+        return default if given is None else given
+    fixed = getattr(transform, name)
+    if given is not None and given != fixed:
+        raise ValueError(
+            f"{name}={given!r} conflicts with the given transform ({name}={fixed!r}); new data "
+            "must be computed exactly like the fitting data, so leave it out"
+        )
+    return fixed
+
+
+def _check_window(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def _to_timestamp(value: DateLike | None, name: str) -> pd.Timestamp | None:
+    if value is None:
+        return None
+    try:
+        stamp = pd.Timestamp(value)
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"{name}={value!r} is not a date") from exc
+    if pd.isna(stamp):
+        raise DataError(f"{name}={value!r} is not a date")
+    return stamp.tz_localize(None) if stamp.tz is not None else stamp
+
+
+def _select_window(
+    index: pd.DatetimeIndex, start: pd.Timestamp | None, end: pd.Timestamp | None
+) -> np.ndarray:
+    span = f"the data cover {index[0]:%Y-%m-%d} .. {index[-1]:%Y-%m-%d}"
+    if start is not None and end is not None and start > end:
+        raise DataError(f"start {start:%Y-%m-%d} is after end {end:%Y-%m-%d}; {span}")
+    if start is not None and start > index[-1]:
+        raise DataError(f"start {start:%Y-%m-%d} is after the last date; {span}")
+    if end is not None and end < index[0]:
+        raise DataError(f"end {end:%Y-%m-%d} is before the first date; {span}")
+    mask = np.ones(len(index), dtype=bool)
+    if start is not None:
+        mask &= index >= start
+    if end is not None:
+        mask &= index <= end
+    return mask
+
+
+def _find_gaps(index: pd.DatetimeIndex) -> list[tuple[pd.Timestamp, pd.Timestamp]]:
+    if len(index) < 2:
+        return []
+    days = index.values.astype("datetime64[D]")
+    counts = np.busday_count(days[:-1], days[1:])
+    return [(index[i], index[i + 1]) for i in np.flatnonzero(counts >= GAP_BUSINESS_DAYS)]
+
+
+def _emit_warnings(report: DataReport) -> None:
+    """One DataWarning per treatment that affected the window (count and first dates)."""
+    if report.n_empty_cells:
+        cells = ", ".join(f"{k}: {v}" for k, v in report.n_empty_cells.items())
+        warn_data(
+            f"empty cells in the window ({cells}); the observables that need them are missing "
+            "on those dates"
+        )
+    if report.n_zero_volume:
+        warn_data(
+            f"{report.n_zero_volume} zero-volume row(s) (non-trading days, e.g. exchange "
+            "holidays): all observables are missing on those dates, which stay in the index "
+            f"and enter no trailing window; first: {format_dates(report.zero_volume_dates)}"
+        )
+    if report.n_flat_range:
+        warn_data(
+            f"{report.n_flat_range} row(s) with high == low (no range information): spread "
+            f"and volatility are missing; first: {format_dates(report.flat_range_dates)}"
+        )
+    if report.n_range_inconsistent:
+        warn_data(
+            f"{report.n_range_inconsistent} row(s) with close outside [low, high] "
+            "(inconsistent prices): spread and volatility are missing; first: "
+            f"{format_dates(report.range_inconsistent_dates)}"
+        )
+    if report.n_zero_spread:
+        warn_data(
+            f"{report.n_zero_spread} day(s) with a zero Abdi-Ranaldo spread estimate (log "
+            f"undefined): spread is missing; first: {format_dates(report.zero_spread_dates)}"
+        )
+    if report.n_warmup:
+        warn_data(
+            f"{report.n_warmup} row(s) at the start of the data have too little trailing "
+            "history for at least one observable, which is missing there (warm-up)"
+        )
+    if report.n_gaps:
+        listed = ", ".join(f"{a:%Y-%m-%d} -> {b:%Y-%m-%d}" for a, b in report.gaps[:5])
+        warn_data(
+            f"{report.n_gaps} gap(s) of {GAP_BUSINESS_DAYS} or more business days between "
+            f"consecutive rows: {listed}; each gap is treated as a single step"
+        )
+
+
+def _window_dates(mask: pd.Series, window: np.ndarray) -> tuple[pd.Timestamp, ...]:
+    selected = mask.to_numpy() & window
+    return tuple(mask.index[selected])
+
+
+def prepare(
+    source: Source,
+    *,
+    start: DateLike | None = None,
+    end: DateLike | None = None,
+    spread_column: str | None = None,
+    extra_columns: Iterable[str] = (),
+    columns: Mapping[str, str] | None = None,
+    date_column: str = "date",
+    volume_window: int | None = None,
+    impact_window: int | None = None,
+    spread_window: int | None = None,
+    min_rows: int = 60,
+    transform: FeatureTransform | None = None,
+) -> PreparedData:
+    """Validate daily prices and compute standardised stress observables.
+
+    The observables (``spread``, ``volatility``, ``volume``, ``impact``; formulas and
+    references in :mod:`stressflow.data.observables`) are computed on the full validated
+    series and then restricted to ``start..end``, so trailing windows use history before
+    ``start``. Nothing looks ahead: values at date ``t`` depend only on rows dated ``<= t``
+    (given a fixed ``transform``). No date is ever dropped: missing observations are NaN.
+
+    Parameters
+    ----------
+    source : str, path-like or pandas.DataFrame
+        See :func:`~stressflow.data.read_prices`: a ``.csv``/``.parquet`` path, a bundled
+        dataset name, or a DataFrame (never modified).
+    start, end : date-like, optional
+        Inclusive window; default: the whole data.
+    spread_column : str, optional
+        Column (after ``columns=`` renaming) holding a spread (> 0, e.g. a credit spread or
+        quoted bid-ask spread); its log is the spread observable. Default: the Abdi-Ranaldo
+        (2017) estimate from close, high and low.
+    extra_columns : iterable of str
+        Further numeric columns added as features after the four built-in ones, each
+        log-transformed if strictly positive over the window (reported in
+        ``report.log_transformed``), else used as-is.
+    columns : mapping, optional
+        Renames input columns, e.g. ``{"Close": "close", "Vol": "volume"}``.
+    date_column : str, default ``"date"``
+        The date column (after renaming); a DatetimeIndex is used if it is absent.
+    volume_window, impact_window, spread_window : int, optional
+        Trailing windows in trading rows; default 63, 252 and 21 (about a quarter, a year
+        and a month), or the given transform's values.
+    min_rows : int, default 60
+        Minimum number of rows in ``start..end``.
+    transform : FeatureTransform, optional
+        A transform fitted earlier (``PreparedData.transform``). If given, the new data are
+        computed with its options and standardised with its centre and scale instead of
+        fitting new ones. Options passed explicitly must agree with it.
+
+    Returns
+    -------
+    PreparedData
+
+    Raises
+    ------
+    DataError
+        For every unusable input (see :func:`~stressflow.data.read_prices`), plus: spread or
+        extra column absent, non-numeric or (spread) <= 0; an extra column clashing with a
+        feature name; start after end or a window outside the data (the message gives the
+        data's range); fewer than ``min_rows`` rows in the window; a constant observable
+        (zero standard deviation) over the window.
+
+    Warns
+    -----
+    DataWarning
+        Once per treatment that affected the window, with the count and first dates: empty
+        cells, zero-volume rows, flat (``high == low``) rows, close outside ``[low, high]``,
+        zero spread estimates, warm-up rows and gaps. The counts are in ``report``.
+    """
+    volume_window = _check_window(
+        "volume_window",
+        _resolve_option("volume_window", volume_window, transform, DEFAULT_VOLUME_WINDOW),
+    )
+    impact_window = _check_window(
+        "impact_window",
+        _resolve_option("impact_window", impact_window, transform, DEFAULT_IMPACT_WINDOW),
+    )
+    spread_window = _check_window(
+        "spread_window",
+        _resolve_option("spread_window", spread_window, transform, DEFAULT_SPREAD_WINDOW),
+    )
+    spread_column = _resolve_option("spread_column", spread_column, transform, None)
+    extra_columns = tuple(extra_columns) if not isinstance(extra_columns, str) else (extra_columns,)
+    if transform is not None:
+        fitted_extras = transform.features[len(FEATURES) :]
+        if extra_columns and extra_columns != fitted_extras:
+            raise ValueError(
+                f"extra_columns={list(extra_columns)} conflicts with the given transform "
+                f"(extra features {list(fitted_extras)}); leave it out"
+            )
+        extra_columns = fitted_extras
+    if isinstance(min_rows, bool) or not isinstance(min_rows, int | np.integer) or min_rows < 2:
+        raise ValueError(f"min_rows must be an integer >= 2, got {min_rows!r}")
+
+    prices = read_prices(source, columns=columns, date_column=date_column)
+
+    # Spread and extra columns: present, distinct, numeric.
+    wanted = ([spread_column] if spread_column is not None else []) + list(extra_columns)
+    absent = [c for c in wanted if c not in prices.columns]
+    if absent:
+        raise DataError(
+            f"column(s) {absent} requested as spread/extra column not found; available "
+            f"columns: {', '.join(repr(c) for c in prices.columns)}"
+        )
+    if len(set(wanted)) != len(wanted):
+        raise DataError(f"spread and extra columns must be distinct, got {wanted}")
+    clash = [c for c in extra_columns if c in FEATURES]
+    if clash:
+        raise DataError(
+            f"extra column(s) {clash} clash with built-in feature names {list(FEATURES)}; "
+            "rename them with columns="
+        )
+    for column in wanted:
+        prices[column] = to_numeric_column(prices, column)
+    if spread_column is not None:
+        bad = (prices[spread_column] <= 0).to_numpy()
+        if bad.any():
+            raise DataError(
+                f"spread column {spread_column!r} must be > 0 (its log is the observable) but "
+                f"is {prices[spread_column].to_numpy()[bad][0]!r} on "
+                f"{first_date(prices, bad)} ({int(bad.sum())} such row(s))"
+            )
+
+    window = _select_window(prices.index, _to_timestamp(start, "start"), _to_timestamp(end, "end"))
+    n_rows = int(window.sum())
+    if n_rows < min_rows:
+        raise DataError(
+            f"only {n_rows} row(s) in the window {start or 'first date'} .. "
+            f"{end or 'last date'} (min_rows={min_rows}); the data cover "
+            f"{prices.index[0]:%Y-%m-%d} .. {prices.index[-1]:%Y-%m-%d}"
+        )
+
+    obs = compute_observables(
+        prices,
+        spread_column=spread_column,
+        spread_window=spread_window,
+        volume_window=volume_window,
+        impact_window=impact_window,
+    )
+    in_window = prices.loc[window]
+    raw = obs.raw.loc[window].copy()
+
+    # Extra columns: log if strictly positive over the window (or as the transform says).
+    log_columns = []
+    for column in extra_columns:
+        values = in_window[column]
+        if transform is not None:
+            use_log = column in transform.log_columns
+        else:
+            present = values.dropna()
+            use_log = bool(len(present)) and bool((present > 0).all())
+        if use_log:
+            bad = (values <= 0).to_numpy()
+            if bad.any():
+                raise DataError(
+                    f"extra column {column!r} was log-transformed when the transform was "
+                    f"fitted but is {values.to_numpy()[bad][0]!r} (<= 0) on "
+                    f"{first_date(in_window, bad)}"
+                )
+            raw[column] = np.log(values)
+            log_columns.append(column)
+        else:
+            raw[column] = values
+    zero_volume = obs.zero_volume.to_numpy()[window]
+    raw.loc[zero_volume, :] = np.nan
+    raw.index = raw.index.rename(TIME)
+    raw.columns = pd.Index([str(c) for c in raw.columns], name=FEATURE)
+
+    if transform is None:
+        transform = FeatureTransform.fit(
+            raw,
+            volume_window=volume_window,
+            impact_window=impact_window,
+            spread_window=spread_window,
+            spread_column=spread_column,
+            log_columns=log_columns,
+        )
+        fitted = True
+    else:
+        if tuple(raw.columns) != transform.features:
+            raise DataError(
+                f"features {list(raw.columns)} do not match the transform's "
+                f"{list(transform.features)}"
+            )
+        fitted = False
+    features = transform.apply(raw)
+
+    used = [*REQUIRED_COLUMNS, *wanted]
+    empty = {c: int(in_window[c].isna().sum()) for c in used}
+    gaps = _find_gaps(in_window.index)
+    report = DataReport(
+        start=in_window.index[0],
+        end=in_window.index[-1],
+        n_rows=n_rows,
+        spread_source=spread_column if spread_column is not None else "abdi_ranaldo",
+        n_missing={c: int(features[c].isna().sum()) for c in features.columns},
+        n_empty_cells={c: n for c, n in empty.items() if n},
+        n_zero_volume=int(zero_volume.sum()),
+        zero_volume_dates=_window_dates(obs.zero_volume, window),
+        n_flat_range=int((obs.flat_range.to_numpy() & window).sum()),
+        flat_range_dates=_window_dates(obs.flat_range, window),
+        n_range_inconsistent=int((obs.range_inconsistent.to_numpy() & window).sum()),
+        range_inconsistent_dates=_window_dates(obs.range_inconsistent, window),
+        n_zero_spread=int((obs.zero_spread.to_numpy() & window).sum()),
+        zero_spread_dates=_window_dates(obs.zero_spread, window),
+        n_zero_return_floored=int((obs.return_floored.to_numpy() & window).sum()),
+        n_warmup=int((obs.warmup.to_numpy() & window).sum()),
+        n_gaps=len(gaps),
+        gaps=tuple(gaps),
+        log_transformed=tuple(log_columns),
+        transform_fitted=fitted,
+    )
+    _emit_warnings(report)
+    return PreparedData(
+        features=features, raw=raw, prices=in_window.copy(), transform=transform, report=report
+    )

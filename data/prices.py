@@ -1,0 +1,278 @@
+"""Reading and validating daily price/volume data.
+
+:func:`read_prices` turns a CSV or Parquet file, a bundled dataset name or a DataFrame into a
+new frame indexed by a sorted, unique :class:`~pandas.DatetimeIndex` named ``"date"``, with
+the standard columns (``open, high, low, close, adj_close, volume``) as ``float64``. Checks
+that make the data unusable raise :class:`~stressflow.data.DataError`; the message names the
+column and the first offending date. Problems that only make some observations unusable
+(empty cells, zero volume, close outside the day's range, ...) are left in place here and
+treated, counted and reported by :func:`~stressflow.data.prepare`.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .bundled import DATASETS, load_dataset
+from .errors import DataError
+
+__all__ = ["PRICE_COLUMNS", "REQUIRED_COLUMNS", "STANDARD_COLUMNS", "read_prices"]
+
+#: Columns that :func:`~stressflow.data.prepare` needs (``open`` is not used: the S&P 500
+#: open is unreliable, see ``SOURCES.md``).
+REQUIRED_COLUMNS: tuple[str, ...] = ("high", "low", "close", "volume")
+#: Price columns, which must be > 0 where present (only ``high, low, close`` are checked
+#: for positivity; ``open`` and ``adj_close`` are carried along unchecked).
+PRICE_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close", "adj_close")
+#: Columns converted to ``float64`` (a non-numeric entry is an error).
+STANDARD_COLUMNS: tuple[str, ...] = (*PRICE_COLUMNS, "volume")
+
+_WHY_REQUIRED = {
+    "high": "the spread and volatility observables use the daily high-low range",
+    "low": "the spread and volatility observables use the daily high-low range",
+    "close": "the spread and impact observables use closing prices",
+    "volume": "the volume and impact observables need traded volume",
+}
+
+Source = str | os.PathLike | pd.DataFrame
+
+
+def _available(frame: pd.DataFrame) -> str:
+    return ", ".join(repr(str(c)) for c in frame.columns)
+
+
+def _date_str(value: object) -> str:
+    return pd.Timestamp(value).strftime("%Y-%m-%d")
+
+
+def _load_source(source: Source) -> pd.DataFrame:
+    """Return a new, unvalidated frame from a path, dataset name or DataFrame."""
+    if isinstance(source, pd.DataFrame):
+        return source.copy(deep=True)
+    if isinstance(source, str) and source in DATASETS:
+        return load_dataset(source)
+    if not isinstance(source, str | os.PathLike):
+        raise TypeError(
+            "source must be a path to a .csv or .parquet file, a bundled dataset name "
+            f"({', '.join(DATASETS)}) or a pandas DataFrame, not {type(source).__name__}"
+        )
+    path = Path(source)
+    suffix = path.suffix.lower()
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{str(source)!r} is neither an existing file nor a bundled dataset "
+            f"(bundled: {', '.join(DATASETS)})"
+        )
+    if suffix == ".csv":
+        return pd.read_csv(path)
+    if suffix in (".parquet", ".pq"):
+        return pd.read_parquet(path)
+    raise DataError(f"unsupported file type {suffix!r} for {str(path)!r}; use .csv or .parquet")
+
+
+def _apply_mapping(frame: pd.DataFrame, columns: Mapping[str, str] | None) -> pd.DataFrame:
+    if not columns:
+        return frame
+    names = [str(c) for c in frame.columns]
+    absent = [k for k in columns if k not in names]
+    if absent:
+        raise DataError(
+            f"columns= maps {', '.join(repr(k) for k in absent)}, but the data has no such "
+            f"column; available columns: {_available(frame)}"
+        )
+    frame = frame.rename(columns=dict(columns))
+    duplicated = frame.columns[frame.columns.duplicated()].unique()
+    if len(duplicated):
+        raise DataError(
+            f"after applying columns=, the column name(s) {list(map(str, duplicated))} occur "
+            "more than once; drop or rename the original column first"
+        )
+    return frame
+
+
+def _parse_dates(values: pd.Series | pd.Index, label: str) -> pd.DatetimeIndex:
+    """Parse dates; raise DataError naming the first unparseable entry."""
+    if isinstance(values, pd.DatetimeIndex) or pd.api.types.is_datetime64_any_dtype(values):
+        parsed = pd.DatetimeIndex(values)
+        raw = pd.Series(np.asarray(values, dtype=object))
+    else:
+        raw = pd.Series(np.asarray(values, dtype=object))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            try:
+                parsed = pd.DatetimeIndex(pd.to_datetime(raw, errors="coerce"))
+            except (TypeError, ValueError, OverflowError):
+                parsed = pd.DatetimeIndex(
+                    [pd.to_datetime(v, errors="coerce") for v in raw.tolist()]
+                )
+    bad = np.flatnonzero(parsed.isna())
+    if bad.size:
+        i = int(bad[0])
+        value = raw.iloc[i]
+        what = "an empty date" if pd.isna(value) else f"an unparseable date {value!r}"
+        raise DataError(
+            f"{label} has {what} in row {i} ({bad.size} bad row(s)); dates must be "
+            "parseable, e.g. ISO 'YYYY-MM-DD'"
+        )
+    if parsed.tz is not None:
+        parsed = parsed.tz_localize(None)
+    return parsed
+
+
+def _set_date_index(frame: pd.DataFrame, date_column: str) -> pd.DataFrame:
+    if date_column in frame.columns:
+        index = _parse_dates(frame[date_column], f"date column {date_column!r}")
+        frame = frame.drop(columns=[date_column])
+    elif isinstance(frame.index, pd.DatetimeIndex):
+        index = _parse_dates(frame.index, "the DatetimeIndex")
+    else:
+        raise DataError(
+            f"no date column {date_column!r} and the index is not a DatetimeIndex; "
+            f"available columns: {_available(frame)} (pass date_column= or columns=)"
+        )
+    frame.index = index.rename("date")
+    frame.columns = [str(c) for c in frame.columns]
+    return frame
+
+
+def _check_dates(index: pd.DatetimeIndex) -> None:
+    duplicated = index.duplicated()
+    if duplicated.any():
+        first = index[np.flatnonzero(duplicated)[0]]
+        raise DataError(
+            f"duplicate date {_date_str(first)} ({int(duplicated.sum())} duplicated row(s)); "
+            "each date must occur once"
+        )
+    values = index.asi8
+    backwards = np.flatnonzero(values[1:] < values[:-1])
+    if backwards.size:
+        i = int(backwards[0]) + 1
+        raise DataError(
+            f"dates are not sorted: {_date_str(index[i])} (row {i}) comes after "
+            f"{_date_str(index[i - 1])}; sort the rows by date first (e.g. "
+            "frame.sort_values('date') or frame.sort_index())"
+        )
+
+
+def to_numeric_column(frame: pd.DataFrame, column: str) -> pd.Series:
+    """Return ``frame[column]`` as ``float64``; raise DataError on a non-numeric entry.
+
+    Empty cells (NaN, None or blank strings) become NaN and are treated as missing
+    observations later. ``inf`` is an error as well, since no price or volume is infinite.
+    """
+    series = frame[column]
+    if pd.api.types.is_bool_dtype(series):
+        raise DataError(f"column {column!r} is boolean; expected numbers")
+    if pd.api.types.is_numeric_dtype(series):
+        numeric = series.astype("float64")
+    else:
+        values = series.astype(object)
+        blank = values.map(lambda v: isinstance(v, str) and not v.strip())
+        values = values.mask(blank.astype(bool), np.nan)
+        numeric = pd.to_numeric(values, errors="coerce").astype("float64")
+        bad = numeric.isna() & values.notna()
+        if bad.any():
+            date = frame.index[np.flatnonzero(bad.to_numpy())[0]]
+            raise DataError(
+                f"column {column!r} has a non-numeric value "
+                f"{values[bad].iloc[0]!r} on {_date_str(date)} ({int(bad.sum())} such row(s))"
+            )
+    infinite = np.isinf(numeric.to_numpy())
+    if infinite.any():
+        date = frame.index[np.flatnonzero(infinite)[0]]
+        raise DataError(f"column {column!r} has an infinite value on {_date_str(date)}")
+    return numeric
+
+
+def first_date(frame: pd.DataFrame, mask: pd.Series | np.ndarray) -> str:
+    """ISO date of the first True entry of ``mask``."""
+    return _date_str(frame.index[np.flatnonzero(np.asarray(mask, dtype=bool))[0]])
+
+
+def _check_values(frame: pd.DataFrame) -> None:
+    for column in ("high", "low", "close"):
+        bad = (frame[column] <= 0).to_numpy()
+        if bad.any():
+            raise DataError(
+                f"column {column!r} has a non-positive price "
+                f"{frame[column].to_numpy()[bad][0]!r} on {first_date(frame, bad)} "
+                f"({int(bad.sum())} such row(s)); prices must be > 0"
+            )
+    inverted = (frame["high"] < frame["low"]).to_numpy()
+    if inverted.any():
+        raise DataError(
+            f"high < low on {first_date(frame, inverted)} ({int(inverted.sum())} such "
+            "row(s)); check the column mapping or the source data"
+        )
+    negative = (frame["volume"] < 0).to_numpy()
+    if negative.any():
+        raise DataError(
+            f"column 'volume' is negative on {first_date(frame, negative)} "
+            f"({int(negative.sum())} such row(s)); volume must be >= 0"
+        )
+
+
+def read_prices(
+    source: Source,
+    *,
+    columns: Mapping[str, str] | None = None,
+    date_column: str = "date",
+) -> pd.DataFrame:
+    """Read and validate daily price/volume data.
+
+    Parameters
+    ----------
+    source : str, path-like or pandas.DataFrame
+        A path to a ``.csv`` or ``.parquet`` file, a bundled dataset name (see
+        :func:`~stressflow.data.list_datasets`), or a DataFrame with a date column or a
+        :class:`~pandas.DatetimeIndex`. A DataFrame is never modified.
+    columns : mapping, optional
+        Renames the user's columns to stressflow's, e.g. ``{"Close": "close", "Vol":
+        "volume"}``; can also rename the date column (``{"Date": "date"}``).
+    date_column : str, default ``"date"``
+        Name (after renaming) of the date column. If absent, a DatetimeIndex is used.
+
+    Returns
+    -------
+    pandas.DataFrame
+        A new frame indexed by a sorted, unique DatetimeIndex named ``"date"``. The standard
+        columns present (``open, high, low, close, adj_close, volume``) are ``float64`` with
+        empty cells as NaN; other columns are kept unchanged (``prepare`` validates the
+        spread and extra columns it uses).
+
+    Raises
+    ------
+    DataError
+        If ``high``, ``low``, ``close`` or ``volume`` is missing (the message lists the
+        available columns); if ``columns=`` names an absent column; on an unparseable,
+        duplicate or out-of-order date; on a non-numeric or infinite entry; if ``high``,
+        ``low`` or ``close`` is <= 0, ``high < low``, or ``volume < 0``. Each message names
+        the column and the first offending date.
+    FileNotFoundError
+        If ``source`` is a string that is neither a file nor a bundled dataset name.
+    """
+    frame = _load_source(source)
+    frame = _apply_mapping(frame, columns)
+    frame = _set_date_index(frame, date_column)
+    missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
+    if missing:
+        reasons = "; ".join(f"{c} is required: {_WHY_REQUIRED[c]}" for c in missing)
+        lower = {str(c).lower(): str(c) for c in frame.columns}
+        hint = {lower[c]: c for c in missing if c in lower}
+        suggestion = f" (did you mean columns={hint}?)" if hint else ""
+        raise DataError(
+            f"missing required column(s) {missing} ({reasons}); available columns: "
+            f"{_available(frame)}{suggestion}"
+        )
+    _check_dates(frame.index)
+    for column in STANDARD_COLUMNS:
+        if column in frame.columns:
+            frame[column] = to_numeric_column(frame, column)
+    _check_values(frame)
+    return frame

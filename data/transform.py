@@ -1,0 +1,270 @@
+"""Standardisation of raw observables, fitted once and re-applied identically.
+
+A :class:`FeatureTransform` stores everything needed to turn new price data into observables
+on exactly the same scale as the data a model was fitted on: the trailing-window lengths, the
+spread source, which extra columns were log-transformed, and the centre (mean) and scale
+(standard deviation) of each raw observable over the fitting window.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from stressflow.models.dims import FEATURE
+
+from .errors import DataError
+
+__all__ = [
+    "DEFAULT_IMPACT_WINDOW",
+    "DEFAULT_SPREAD_WINDOW",
+    "DEFAULT_VOLUME_WINDOW",
+    "FeatureTransform",
+]
+
+DEFAULT_VOLUME_WINDOW = 63
+DEFAULT_IMPACT_WINDOW = 252
+DEFAULT_SPREAD_WINDOW = 21
+_FORMAT_VERSION = 1
+
+
+def _str_tuple(values: Any) -> tuple[str, ...]:
+    """Tuple of str from a list/tuple/array, or a single string (as netCDF attrs return)."""
+    if values is None:
+        return ()
+    if isinstance(values, str):
+        return (values,) if values else ()
+    return tuple(str(v) for v in np.atleast_1d(np.asarray(values, dtype=object)).tolist())
+
+
+def _float_tuple(values: Any) -> tuple[float, ...]:
+    return tuple(float(v) for v in np.atleast_1d(np.asarray(values, dtype="float64")).tolist())
+
+
+@dataclass(frozen=True)
+class FeatureTransform:
+    """Per-feature standardisation ``(raw - center) / scale`` plus the observable options.
+
+    Parameters
+    ----------
+    features : tuple of str
+        Feature names, in column order: :data:`~stressflow.models.dims.FEATURES` followed by
+        any extra columns.
+    center : tuple of float
+        Mean of each raw feature over the non-missing rows of the fitting window.
+    scale : tuple of float
+        Standard deviation (``ddof=0``) of each raw feature over the same rows; all > 0.
+    volume_window, impact_window, spread_window : int
+        Trailing windows (trading rows) used to compute the raw observables.
+    spread_column : str or None
+        Column whose log is the spread observable; ``None`` for the Abdi-Ranaldo estimate.
+    log_columns : tuple of str
+        Extra feature columns that were log-transformed (they were strictly positive over
+        the fitting window).
+
+    Notes
+    -----
+    Instances compare equal when all fields are equal; :meth:`to_dict` and
+    :meth:`from_dict` round-trip exactly (floats are stored at full precision). To keep a
+    transform with a netCDF/xarray result, store ``tr.to_json()`` as one string attribute and
+    read it back with :meth:`from_json`; :meth:`from_dict` also accepts the numpy arrays
+    that netCDF attributes come back as.
+    """
+
+    features: tuple[str, ...]
+    center: tuple[float, ...]
+    scale: tuple[float, ...]
+    volume_window: int = DEFAULT_VOLUME_WINDOW
+    impact_window: int = DEFAULT_IMPACT_WINDOW
+    spread_window: int = DEFAULT_SPREAD_WINDOW
+    spread_column: str | None = None
+    log_columns: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        set_(self, "features", _str_tuple(self.features))
+        set_(self, "center", _float_tuple(self.center))
+        set_(self, "scale", _float_tuple(self.scale))
+        set_(self, "log_columns", _str_tuple(self.log_columns))
+        if self.spread_column == "":
+            set_(self, "spread_column", None)
+        n = len(self.features)
+        if n == 0 or len(set(self.features)) != n:
+            raise ValueError(f"features must be non-empty and unique, got {self.features}")
+        if len(self.center) != n or len(self.scale) != n:
+            raise ValueError(
+                f"center and scale need one value per feature ({n}), got "
+                f"{len(self.center)} and {len(self.scale)}"
+            )
+        for name, c, s in zip(self.features, self.center, self.scale, strict=True):
+            if not math.isfinite(c) or not math.isfinite(s) or s <= 0:
+                raise ValueError(
+                    f"feature {name!r}: center must be finite and scale finite and > 0, "
+                    f"got center={c}, scale={s}"
+                )
+        for option in ("volume_window", "impact_window", "spread_window"):
+            value = getattr(self, option)
+            if isinstance(value, bool) or int(value) != value or int(value) < 1:
+                raise ValueError(f"{option} must be a positive integer, got {value!r}")
+            set_(self, option, int(value))
+        unknown = set(self.log_columns) - set(self.features)
+        if unknown:
+            raise ValueError(f"log_columns {sorted(unknown)} are not among the features")
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The options that define the raw observables (everything except center/scale)."""
+        return {
+            "volume_window": self.volume_window,
+            "impact_window": self.impact_window,
+            "spread_window": self.spread_window,
+            "spread_column": self.spread_column,
+            "log_columns": self.log_columns,
+        }
+
+    @classmethod
+    def fit(
+        cls,
+        raw: pd.DataFrame,
+        *,
+        volume_window: int = DEFAULT_VOLUME_WINDOW,
+        impact_window: int = DEFAULT_IMPACT_WINDOW,
+        spread_window: int = DEFAULT_SPREAD_WINDOW,
+        spread_column: str | None = None,
+        log_columns: Iterable[str] = (),
+    ) -> FeatureTransform:
+        """Fit centre and scale to raw observables.
+
+        Parameters
+        ----------
+        raw : pandas.DataFrame
+            Raw observables over the fitting window (columns are the features, NaN =
+            missing), e.g. :attr:`PreparedData.raw <stressflow.data.PreparedData.raw>`.
+        volume_window, impact_window, spread_window, spread_column, log_columns
+            The options the raw observables were computed with (recorded, not used here).
+
+        Returns
+        -------
+        FeatureTransform
+
+        Raises
+        ------
+        DataError
+            If a feature has fewer than two non-missing values or is constant (zero standard
+            deviation) over the window; the message names the feature.
+        """
+        centers, scales = [], []
+        for name in raw.columns:
+            values = raw[name].to_numpy(dtype="float64")
+            values = values[np.isfinite(values)]
+            if values.size < 2:
+                raise DataError(
+                    f"observable {name!r} has {values.size} non-missing value(s) in the "
+                    "window; cannot standardise it (widen the window or check the column)"
+                )
+            center = float(values.mean())
+            scale = float(values.std())
+            if not scale > 1e-12 * max(1.0, abs(center)):
+                raise DataError(
+                    f"observable {name!r} is constant over the window (value {center:.6g}, "
+                    "zero standard deviation); it carries no information and cannot be "
+                    "standardised"
+                )
+            centers.append(center)
+            scales.append(scale)
+        return cls(
+            features=tuple(str(c) for c in raw.columns),
+            center=tuple(centers),
+            scale=tuple(scales),
+            volume_window=volume_window,
+            impact_window=impact_window,
+            spread_window=spread_window,
+            spread_column=spread_column,
+            log_columns=tuple(log_columns),
+        )
+
+    def _check_columns(self, frame: pd.DataFrame) -> None:
+        if tuple(str(c) for c in frame.columns) != self.features:
+            raise DataError(
+                f"columns {list(map(str, frame.columns))} do not match the transform's "
+                f"features {list(self.features)}"
+            )
+
+    def apply(self, raw: pd.DataFrame) -> pd.DataFrame:
+        """Standardise raw observables: ``(raw - center) / scale`` per feature.
+
+        Parameters
+        ----------
+        raw : pandas.DataFrame
+            Columns must equal :attr:`features` (same order). NaN stays NaN.
+
+        Returns
+        -------
+        pandas.DataFrame
+            A new frame with the same index and columns (columns named
+            :data:`~stressflow.models.dims.FEATURE`).
+        """
+        self._check_columns(raw)
+        values = (raw.to_numpy(dtype="float64") - np.asarray(self.center)) / np.asarray(self.scale)
+        return pd.DataFrame(
+            values, index=raw.index.copy(), columns=pd.Index(self.features, name=FEATURE)
+        )
+
+    def inverse(self, features: pd.DataFrame) -> pd.DataFrame:
+        """Undo :meth:`apply`: ``features * scale + center`` (raw log-scale observables)."""
+        self._check_columns(features)
+        values = features.to_numpy(dtype="float64") * np.asarray(self.scale) + np.asarray(
+            self.center
+        )
+        return pd.DataFrame(
+            values, index=features.index.copy(), columns=pd.Index(self.features, name=FEATURE)
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable dict (lists, str, int, float, None) with a format version."""
+        out = asdict(self)
+        for key in ("features", "center", "scale", "log_columns"):
+            out[key] = list(out[key])
+        out["version"] = _FORMAT_VERSION
+        return out
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> FeatureTransform:
+        """Rebuild a transform from :meth:`to_dict` output (or netCDF attributes)."""
+        d = dict(d)
+        version = int(np.asarray(d.pop("version", _FORMAT_VERSION)).item())
+        if version != _FORMAT_VERSION:
+            raise ValueError(f"unsupported FeatureTransform format version {version}")
+        known = {
+            "features",
+            "center",
+            "scale",
+            "volume_window",
+            "impact_window",
+            "spread_window",
+            "spread_column",
+            "log_columns",
+        }
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown FeatureTransform field(s): {sorted(unknown)}")
+        for key in ("volume_window", "impact_window", "spread_window"):
+            if key in d:
+                d[key] = int(np.asarray(d[key]).item())
+        if "spread_column" in d and d["spread_column"] is not None:
+            d["spread_column"] = str(np.asarray(d["spread_column"]).item()) or None
+        return cls(**d)
+
+    def to_json(self) -> str:
+        """:meth:`to_dict` as a JSON string (e.g. for one netCDF attribute)."""
+        return json.dumps(self.to_dict())
+
+    @classmethod
+    def from_json(cls, text: str) -> FeatureTransform:
+        """Inverse of :meth:`to_json`."""
+        return cls.from_dict(json.loads(text))

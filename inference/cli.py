@@ -1,0 +1,111 @@
+"""Command line: ``stressflow fit``, ``stressflow summary``, ``stressflow datasets``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import warnings
+from pathlib import Path
+
+__all__ = ["main"]
+
+
+def _cmd_fit(args) -> int:
+    from stressflow.data import DataError, list_datasets
+    from stressflow.inference.fit import fit
+    from stressflow.inference.results import save_fit, summary
+    from stressflow.models.stress_hmm import ModelSpec
+
+    if (args.dataset is None) == (args.file is None):
+        print("stressflow fit: give exactly one of --dataset NAME or --file PATH", file=sys.stderr)
+        return 2
+    source = args.dataset if args.dataset is not None else args.file
+    if args.dataset is not None and args.dataset not in list_datasets().index:
+        names = ", ".join(list_datasets().index)
+        print(f"stressflow fit: unknown dataset {args.dataset!r}; bundled: {names}",
+              file=sys.stderr)
+        return 2
+    spec = ModelSpec(emission=args.emission, transitions=args.transitions)
+    t0 = time.perf_counter()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")
+            result = fit(
+                source, start=args.start, end=args.end, spec=spec, chains=args.chains,
+                draws=args.draws, tune=args.tune, seed=args.seed,
+                progress_bar=args.progress, spread_column=args.spread_column,
+                store_draws=args.store_draws,
+            )
+    except (DataError, ValueError, FileNotFoundError) as exc:
+        print(f"stressflow fit: {exc}", file=sys.stderr)
+        return 1
+    wall = time.perf_counter() - t0
+    result.attrs["source"] = str(source)
+    out = Path(args.out)
+    save_fit(result, out)
+    print(summary(result))
+    print(f"\nwrote {out} ({out.stat().st_size / 1e6:.1f} MB); wall time {wall:.1f} s")
+    return 0
+
+
+def _cmd_summary(args) -> int:
+    from stressflow.inference.results import load_fit, summary
+
+    try:
+        result = load_fit(args.file)
+    except (FileNotFoundError, ValueError, OSError) as exc:
+        print(f"stressflow summary: {exc}", file=sys.stderr)
+        return 1
+    print(summary(result, n_top=args.top))
+    return 0
+
+
+def _cmd_datasets(args) -> int:
+    from stressflow.data import list_datasets
+
+    print(list_datasets().to_string())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="stressflow", description="Bayesian HMM of market stress stages."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("fit", help="fit the stage model and write it to netCDF")
+    p.add_argument("--dataset", help="bundled dataset name (see `stressflow datasets`)")
+    p.add_argument("--file", help="CSV or Parquet file with date, high, low, close, volume")
+    p.add_argument("--start", help="first date of the fit window (YYYY-MM-DD)")
+    p.add_argument("--end", help="last date of the fit window (YYYY-MM-DD)")
+    p.add_argument("--spread-column", help="column to use as the spread observable")
+    p.add_argument("--chains", type=int, default=4)
+    p.add_argument("--draws", type=int, default=1000)
+    p.add_argument("--tune", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--emission", choices=("gaussian", "student_t"), default="gaussian")
+    p.add_argument("--transitions", choices=("full", "sequential"), default="full")
+    p.add_argument("--store-draws", action="store_true",
+                   help="also store per-draw stage probabilities (large)")
+    p.add_argument("--progress", action="store_true", help="show the sampler's progress bar")
+    p.add_argument("--out", default="stressflow_fit.nc", help="output netCDF file")
+    p.set_defaults(func=_cmd_fit)
+
+    p = sub.add_parser("summary", help="print the summary of a saved fit")
+    p.add_argument("file")
+    p.add_argument("--top", type=int, default=10, help="how many top forced-flow days to list")
+    p.set_defaults(func=_cmd_summary)
+
+    p = sub.add_parser("datasets", help="list the bundled datasets")
+    p.set_defaults(func=_cmd_datasets)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
