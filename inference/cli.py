@@ -11,6 +11,10 @@ from pathlib import Path
 __all__ = ["main"]
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    print(f"warning ({category.__name__}): {message}", file=sys.stderr)
+
+
 def _cmd_fit(args) -> int:
     from stressflow.data import DataError, list_datasets
     from stressflow.inference.fit import fit
@@ -31,11 +35,12 @@ def _cmd_fit(args) -> int:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("always")
+            warnings.showwarning = _show_warning
             result = fit(
                 source, start=args.start, end=args.end, spec=spec, chains=args.chains,
                 draws=args.draws, tune=args.tune, seed=args.seed,
                 progress_bar=args.progress, spread_column=args.spread_column,
-                store_draws=args.store_draws,
+                store_draws=args.store_draws, pointwise_loglik=args.pointwise_loglik,
             )
     except (DataError, ValueError, FileNotFoundError) as exc:
         print(f"stressflow fit: {exc}", file=sys.stderr)
@@ -88,6 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--transitions", choices=("full", "sequential"), default="full")
     p.add_argument("--store-draws", action="store_true",
                    help="also store per-draw stage probabilities (large)")
+    p.add_argument("--pointwise-loglik", action="store_true",
+                   help="store the log_likelihood group (chain x draw x day, for LOO; large)")
     p.add_argument("--progress", action="store_true", help="show the sampler's progress bar")
     p.add_argument("--out", default="stressflow_fit.nc", help="output netCDF file")
     p.set_defaults(func=_cmd_fit)
