@@ -172,9 +172,10 @@ def _backward_smooth(log_trans, log_lik, alpha, emis):
                 xi[i, j] = v
                 tot += v
         if tot > _TINY and wmax > _TINY:
+            inv_tot = 1.0 / tot
             for i in range(k):
                 for j in range(k):
-                    xi_sum[i, j] += xi[i, j] / tot
+                    xi_sum[i, j] += xi[i, j] * inv_tot
             bmax = 0.0
             for i in range(k):
                 b = 0.0
@@ -183,8 +184,9 @@ def _backward_smooth(log_trans, log_lik, alpha, emis):
                 beta[i] = b
                 if b > bmax:
                     bmax = b
+            inv_bmax = 1.0 / bmax
             for i in range(k):
-                beta[i] /= bmax
+                beta[i] *= inv_bmax
         else:
             # scaled step underflowed: exact log-space step
             lw = np.empty(k)
@@ -222,8 +224,9 @@ def _backward_smooth(log_trans, log_lik, alpha, emis):
             gamma[t, i] = g
             s += g
         if s > 0.0:
+            inv_s = 1.0 / s
             for i in range(k):
-                gamma[t, i] /= s
+                gamma[t, i] *= inv_s
         else:
             # alpha and beta supports disjoint at double precision: use the marginal of xi
             for i in range(k):
