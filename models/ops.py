@@ -63,7 +63,7 @@ class HMMLogpOp(Op):
         output_storage[2][0] = g_trans
         output_storage[3][0] = g_lik
 
-    def infer_shape(self, fgraph, node, input_shapes):
+    def infer_shape(self, node, input_shapes):
         return [(), input_shapes[0], input_shapes[1], input_shapes[2]]
 
     def pullback(self, inputs, outputs, output_grads):

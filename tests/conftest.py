@@ -49,3 +49,102 @@ def load_shared_series():
         return pd.read_csv(matches[0], index_col="date", parse_dates=["date"])
 
     return load
+
+
+# --------------------------------------------------------------------------------------------
+# Simulated stage data for the model / fit tests (appended; the fixtures above are unchanged)
+# --------------------------------------------------------------------------------------------
+
+#: True stage means of the simulated observables (rows: stages, columns: FEATURES); the
+#: ``volatility`` column increases across stages, as the model's identification requires.
+SIM_MU = (
+    (-1.0, -1.8, 0.8, -0.6),
+    (0.6, -0.6, -0.9, 0.4),
+    (-0.8, 0.6, -0.2, 1.4),
+    (1.6, 1.8, 1.2, -0.4),
+)
+#: True stage standard deviations (about 0.5).
+SIM_SIGMA = (
+    (0.50, 0.45, 0.55, 0.50),
+    (0.40, 0.50, 0.50, 0.60),
+    (0.55, 0.50, 0.45, 0.50),
+    (0.50, 0.60, 0.50, 0.45),
+)
+#: True sticky transition matrix, P[i, j] = Pr(stage_t = j | stage_{t-1} = i).
+SIM_P = (
+    (0.97, 0.01, 0.01, 0.01),
+    (0.01, 0.97, 0.01, 0.01),
+    (0.01, 0.01, 0.97, 0.01),
+    (0.01, 0.01, 0.01, 0.97),
+)
+
+
+def simulate_stage_hmm(n_days, seed, *, mu=SIM_MU, sigma=SIM_SIGMA, trans=SIM_P, n_missing=10,
+                       start="2001-01-01"):
+    """Simulate a Gaussian stage HMM on business days.
+
+    Returns ``(features, path)``: a DataFrame (index ``time`` of business days, columns
+    :data:`stressflow.models.dims.FEATURES`, ``n_missing`` randomly placed NaN cells) and the
+    true stage index of each day (int array, starting from a uniform initial stage).
+    """
+    import numpy as np
+    from stressflow.models import dims
+
+    rng = np.random.default_rng(seed)
+    mu, sigma, trans = np.asarray(mu), np.asarray(sigma), np.asarray(trans)
+    n_stages, n_feat = mu.shape
+    path = np.empty(n_days, dtype=np.int64)
+    path[0] = rng.integers(n_stages)
+    for t in range(1, n_days):
+        path[t] = rng.choice(n_stages, p=trans[path[t - 1]])
+    y = mu[path] + sigma[path] * rng.standard_normal((n_days, n_feat))
+    if n_missing:
+        cells = rng.choice(n_days * n_feat, size=n_missing, replace=False)
+        y.ravel()[cells] = np.nan
+    index = pd.bdate_range(start, periods=n_days, name=dims.TIME)
+    columns = pd.Index(list(dims.FEATURES[:n_feat]), name=dims.FEATURE)
+    return pd.DataFrame(y, index=index, columns=columns), path
+
+
+def make_prepared(features):
+    """Wrap already standardised observables as a :class:`stressflow.data.PreparedData`.
+
+    The transform is the identity (centre 0, scale 1), so ``raw == features`` and the model
+    sees exactly the given values; ``prices`` holds a synthetic positive ``close`` series.
+    """
+    import numpy as np
+    from stressflow.data import DataReport, FeatureTransform, PreparedData
+
+    names = tuple(str(c) for c in features.columns)
+    transform = FeatureTransform(
+        features=names, center=(0.0,) * len(names), scale=(1.0,) * len(names)
+    )
+    index = features.index
+    close = 100.0 * np.exp(np.cumsum(np.full(len(index), 1e-4)))
+    prices = pd.DataFrame({"close": close}, index=pd.DatetimeIndex(index, name="date"))
+    report = DataReport(
+        start=index[0],
+        end=index[-1],
+        n_rows=len(index),
+        spread_source="simulated",
+        n_missing={c: int(features[c].isna().sum()) for c in names},
+    )
+    return PreparedData(
+        features=features.copy(), raw=features.copy(), prices=prices, transform=transform,
+        report=report,
+    )
+
+
+@pytest.fixture(scope="session")
+def simulated_hmm():
+    """``(PreparedData, true_path)`` of a 1500-day, 4-stage, 4-feature sticky Gaussian HMM
+    with the true parameters :data:`SIM_MU`, :data:`SIM_SIGMA`, :data:`SIM_P`."""
+    features, path = simulate_stage_hmm(1500, seed=20240611, n_missing=12)
+    return make_prepared(features), path
+
+
+@pytest.fixture(scope="session")
+def small_simulated():
+    """A 300-day PreparedData from the same model (for quick fits)."""
+    features, _ = simulate_stage_hmm(300, seed=7, n_missing=4)
+    return make_prepared(features)
