@@ -141,6 +141,7 @@ def fit(
     seed: int = 0,
     sampler: str = "nutpie",
     target_accept: float = 0.8,
+    init: str = "em",
     progress_bar: bool = False,
     quantiles: tuple[float, ...] = dims.DEFAULT_QUANTILES,
     max_quantile_draws: int = 1000,
@@ -164,6 +165,10 @@ def fit(
     seed : int
         Seed of everything random (k-means start, jitter, sampler): the same seed gives the
         same numbers.
+    init : {"em", "kmeans"}
+        Starting point of every chain (before a small seeded jitter): ``"em"`` (default)
+        Baum-Welch EM from several k-means starts, keeping the highest log posterior;
+        ``"kmeans"`` the k-means solution alone (see :mod:`stressflow.inference.initialize`).
     sampler : {"nutpie", "pymc"}
         ``"nutpie"`` (default, the fastest measured here) compiles the log density with numba;
         ``"pymc"`` uses PyMC's own NUTS.
@@ -195,6 +200,8 @@ def fit(
     spec = spec or ModelSpec()
     if sampler not in SAMPLERS:
         raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
+    if init not in ("em", "kmeans"):
+        raise ValueError(f"init must be 'em' or 'kmeans', got {init!r}")
     for name, value, low in (("chains", chains, 1), ("draws", draws, 1), ("tune", tune, 0)):
         if not isinstance(value, int | np.integer) or value < low:
             raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
@@ -208,9 +215,9 @@ def fit(
 
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    from stressflow.inference.initialize import kmeans_start
+    from stressflow.inference.initialize import em_start, kmeans_start
 
-    init = kmeans_start(features, spec, seed)
+    start_point = (em_start if init == "em" else kmeans_start)(features, spec, seed)
     model = build_model(features, spec)
     timings["build"] = time.perf_counter() - t0
     sample = _sample_nutpie if sampler == "nutpie" else _sample_pymc
@@ -218,7 +225,7 @@ def fit(
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=FutureWarning, module="pytensor")
         trace, timings["sampling"] = sample(
-            model, init, chains=chains, draws=draws, tune=tune, seed=seed,
+            model, start_point, chains=chains, draws=draws, tune=tune, seed=seed,
             progress_bar=progress_bar, target_accept=target_accept,
         )
     timings["compile"] = time.perf_counter() - t0 - timings["sampling"]
@@ -244,7 +251,7 @@ def fit(
             "source": str(getattr(prepared, "source", "")),
             "fit_options": json.dumps(
                 {"chains": chains, "draws": draws, "tune": tune, "seed": seed,
-                 "sampler": sampler, "target_accept": target_accept,
+                 "sampler": sampler, "target_accept": target_accept, "init": init,
                  "quantiles": list(quantiles), "max_quantile_draws": max_quantile_draws}
             ),
             "timings": json.dumps(timings),
