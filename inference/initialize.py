@@ -33,6 +33,7 @@ __all__ = ["kmeans_start", "em_start", "INITS"]
 INITS = ("em", "kmeans")
 
 _MIN_SIGMA = 0.05
+_MIN_TRANS = 1e-4
 #: Trailing windows (days) of the observables that k-means clusters for the EM starts: 1 is the
 #: raw days, the longer ones give persistent stage sequences. Measured on the bundled S&P 500
 #: 1990-2018, EM from raw-day clusters ends in a flickering mode (P[fragile, fragile] 0.47,
@@ -115,6 +116,11 @@ def _as_start(mu, sigma, trans, features: pd.DataFrame, spec: ModelSpec) -> dict
     allowed = allowed_transitions(spec.transitions, n_stages)
     # strictly increasing means on the ordering feature (the ordered transform requires it)
     mu_order = np.sort(mu[:, order_idx]) + np.arange(n_stages) * 1e-3
+    # EM can drive allowed transitions to (numerically) zero, which the sampler's simplex
+    # transform maps to -inf: keep every allowed entry at least _MIN_TRANS.
+    trans = np.where(allowed, np.maximum(trans, _MIN_TRANS), 0.0)
+    trans = trans / trans.sum(axis=1, keepdims=True)
+    sigma = np.maximum(sigma, _MIN_SIGMA)
     start: dict[str, np.ndarray] = {
         "mu_order": mu_order,
         "sigma": sigma,
@@ -134,8 +140,8 @@ def _as_start(mu, sigma, trans, features: pd.DataFrame, spec: ModelSpec) -> dict
 
 
 def _log_prior_trans(trans: np.ndarray, conc: np.ndarray, allowed: np.ndarray) -> float:
-    with np.errstate(divide="ignore"):
-        return float(np.sum(np.where(allowed, (conc - 1.0) * np.log(trans), 0.0)))
+    use = allowed & (conc != 1.0)  # entries with concentration 1 contribute nothing
+    return float(np.sum((conc[use] - 1.0) * np.log(trans[use])))
 
 
 def _em(y0, mask, mu, sigma, trans, spec: ModelSpec, max_iter: int, tol: float):

@@ -1,0 +1,328 @@
+"""End-to-end fits: starting points, parameter recovery, real data, reproducibility, outputs.
+
+The MCMC fits here are small (2 chains, a few hundred draws) so the default run stays quick;
+the full-size checks are marked ``slow``.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+from conftest import SIM_MU, SIM_P, SIM_SIGMA, make_prepared, simulate_stage_hmm
+from numpy.testing import assert_allclose, assert_array_equal
+from stressflow.data import prepare
+from stressflow.inference import (
+    FitWarning,
+    check_fit,
+    expected_durations,
+    fit,
+    stage_probabilities,
+    summary,
+)
+from stressflow.inference import initialize as ini
+from stressflow.models import dims, kernels
+from stressflow.models.emissions import emission_loglik, masked_observations
+from stressflow.models.stress_hmm import ModelSpec
+
+pytestmark = pytest.mark.filterwarnings("ignore::stressflow.data.DataWarning")
+
+
+def _log_posterior(features, mu, sigma, trans, spec=ModelSpec()):
+    """``log p(y | theta) + log p(P)`` (Dirichlet part), the quantity EM maximises."""
+    y0, mask = masked_observations(features.to_numpy())
+    conc = np.where(np.eye(4, dtype=bool), 1.0 + spec.stickiness, 1.0)
+    with np.errstate(divide="ignore"):
+        log_trans = np.log(trans)
+    ll = kernels.log_marginal(np.full(4, -np.log(4)), log_trans, emission_loglik(y0, mask, mu, sigma))
+    return ll + float(np.sum((conc - 1) * np.where(trans > 0, log_trans, 0.0)))
+
+
+# --------------------------------------------------------------------------------------------
+# starting points
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def sp500_1990():
+    return prepare("sp500", start="1990-01-01", end="2018-12-31")
+
+
+def test_em_increases_the_log_posterior_monotonically(simulated_hmm):
+    features = simulated_hmm[0].features
+    spec = ModelSpec()
+    y0, mask = masked_observations(features.to_numpy())
+    mu, sigma, trans = ini._kmeans_params(features, spec, seed=0, n_init=1)
+    scores = [_log_posterior(features, mu, sigma, trans)]
+    for _ in range(15):
+        mu, sigma, trans, _ = ini._em(y0, mask, mu, sigma, trans, spec, max_iter=1, tol=0.0)
+        scores.append(_log_posterior(features, mu, sigma, trans))
+    assert np.all(np.diff(scores) >= -1e-6 * abs(scores[0]))
+    assert scores[-1] > scores[0]
+
+
+def test_em_start_recovers_simulated_parameters(simulated_hmm):
+    features = simulated_hmm[0].features
+    start = ini.em_start(features, ModelSpec(), seed=0)
+    assert_allclose(start["mu_order"], np.asarray(SIM_MU)[:, 1], atol=0.15)
+    assert_allclose(np.diag(start["P"]), np.diag(SIM_P), atol=0.03)
+    assert_allclose(start["sigma"], SIM_SIGMA, atol=0.12)
+
+
+def test_em_start_sequential_keeps_forbidden_moves_at_zero(simulated_hmm):
+    features = simulated_hmm[0].features
+    start = ini.em_start(features, ModelSpec(transitions="sequential"), seed=1)
+    # rows of the sequential structure: allowed entries only, each a probability vector
+    assert set(start) >= {f"P_row_{s}" for s in dims.STAGES}
+    for stage in dims.STAGES:
+        row = start[f"P_row_{stage}"]
+        assert np.all(row > 0) and abs(row.sum() - 1) < 1e-12
+
+
+def test_em_start_finds_the_persistent_mode_on_sp500(sp500_1990):
+    """Real data: raw-day k-means + EM ends in a flickering mode; the default start does not."""
+    features = sp500_1990.features
+    spec = ModelSpec()
+    y0, mask = masked_observations(features.to_numpy())
+    mu, sigma, trans = ini._kmeans_params(features, spec, seed=0, n_init=3, smooth_window=1)
+    mu, sigma, trans, flicker = ini._em(y0, mask, mu, sigma, trans, spec, 300, 1e-8)
+    start = ini.em_start(features, spec, seed=0)
+    names = list(features.columns)
+    mu_s = np.empty((4, len(names)))
+    mu_s[:, names.index("volatility")] = start["mu_order"]
+    mu_s[:, [i for i, n in enumerate(names) if n != "volatility"]] = start["mu_other"]
+    best = _log_posterior(features, mu_s, start["sigma"], start["P"])
+    assert best > flicker + 500  # measured: about -32,300 against -33,614
+    assert np.all(np.diag(start["P"]) > 0.9)
+    assert np.all(np.diff(start["mu_order"]) > 0)
+
+
+# --------------------------------------------------------------------------------------------
+# simulated data: parameter recovery
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def sim_fit(simulated_hmm):
+    prepared, _ = simulated_hmm
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FitWarning)  # judged by the tests below
+        return fit(prepared, chains=2, draws=400, tune=400, seed=11)
+
+
+def _interval(da, lo=0.005, hi=0.995):
+    q = da.quantile([lo, hi], dim=(dims.CHAIN, dims.DRAW))
+    return q.isel(quantile=0).values, q.isel(quantile=1).values
+
+
+def test_recovery_intervals_cover_truth(sim_fit):
+    post = sim_fit["posterior"]
+    for name, truth in (("mu", SIM_MU), ("sigma", SIM_SIGMA), ("P", SIM_P)):
+        lo, hi = _interval(post[name])
+        truth = np.asarray(truth)
+        covered = (lo <= truth) & (truth <= hi)
+        # 99% intervals: allow one miss among the 16 entries (sampling variation)
+        assert covered.sum() >= truth.size - 1, f"{name}: {lo.round(3)} {hi.round(3)}"
+
+
+def test_recovery_diagnostics_and_stage_accuracy(sim_fit, simulated_hmm):
+    _, path = simulated_hmm
+    diag = check_fit(sim_fit, warn=False)
+    # 2 chains x 400 draws: R-hat's own sampling noise is about 0.01 here
+    assert diag.max_rhat <= 1.02 and diag.divergences == 0, diag.to_dict()
+    assert diag.min_ess_bulk > 200
+    assert min(diag.chain_agreement) > 0.99
+    smoothed = sim_fit["stages"]["smoothed"].values
+    assert (smoothed.argmax(1) == path).mean() > 0.97
+    viterbi = sim_fit["stages"]["viterbi"].values
+    assert (viterbi == np.asarray(dims.STAGES)[path]).mean() > 0.97
+
+
+def test_result_layout(sim_fit, simulated_hmm):
+    prepared, _ = simulated_hmm
+    n_t = len(prepared.features)
+    assert set(sim_fit.children) >= {
+        "posterior", "stages", "log_likelihood", "sample_stats", "observed_data"
+    }
+    post = sim_fit["posterior"]
+    assert post["mu"].dims == (dims.CHAIN, dims.DRAW, dims.STAGE, dims.FEATURE)
+    assert post["P"].dims == (dims.CHAIN, dims.DRAW, dims.STAGE_FROM, dims.STAGE_TO)
+    assert list(post[dims.STAGE].values) == list(dims.STAGES)
+    assert_allclose(post["P"].sum(dims.STAGE_TO), 1.0, atol=1e-9)
+    st = sim_fit["stages"]
+    for kind in ("smoothed", "filtered"):
+        assert st[kind].dims == (dims.TIME, dims.STAGE)
+        assert_allclose(st[kind].sum(dims.STAGE), 1.0, atol=1e-9)
+        q = st[f"{kind}_quantile"]
+        assert q.dims == (dims.QUANTILE, dims.TIME, dims.STAGE)
+        assert np.all(q.isel(quantile=0) <= q.isel(quantile=-1) + 1e-7)
+    assert st.sizes[dims.TIME] == n_t
+    assert pd.DatetimeIndex(st[dims.TIME].values).equals(pd.DatetimeIndex(prepared.features.index))
+    ll = sim_fit["log_likelihood"]["y"]
+    assert ll.dims == (dims.CHAIN, dims.DRAW, dims.TIME)
+    assert np.isfinite(ll.values).all()
+    df = stage_probabilities(sim_fit, "filtered")
+    assert list(df.columns) == list(dims.STAGES) and len(df) == n_t
+    dur = expected_durations(sim_fit)
+    assert_allclose(dur["mean"], 1 / (1 - np.diag(SIM_P)), rtol=0.5)
+    json.loads(sim_fit.attrs["model_spec"])
+    json.loads(sim_fit.attrs["transform"])
+
+
+def test_filtered_matches_kernel_at_each_draw(sim_fit, simulated_hmm):
+    """The stored posterior-mean filtered probabilities are the kernel's, averaged over draws."""
+    prepared, _ = simulated_hmm
+    post = sim_fit["posterior"].to_dataset().stack(s=(dims.CHAIN, dims.DRAW))
+    y0, mask = masked_observations(prepared.features.to_numpy())
+    idx = np.linspace(0, post.sizes["s"] - 1, 40).astype(int)
+    acc = np.zeros((len(y0), 4))
+    for i in idx:
+        d = post.isel(s=i)
+        ll = emission_loglik(y0, mask, d["mu"].values, d["sigma"].values)
+        acc += kernels.filter_probs(np.full(4, -np.log(4)), np.log(d["P"].values), ll)[0]
+    # mean over 40 of 800 draws vs all draws: a Monte Carlo comparison
+    assert np.abs(acc / len(idx) - sim_fit["stages"]["filtered"].values).max() < 0.05
+
+
+# --------------------------------------------------------------------------------------------
+# real data
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def sp500_fit():
+    return fit("sp500", start="2005-01-01", end="2012-12-31", chains=2, draws=300, tune=300,
+               seed=3)
+
+
+@pytest.fixture(scope="module")
+def sp500_fit_t():
+    return fit("sp500", start="2005-01-01", end="2012-12-31", chains=2, draws=300, tune=300,
+               seed=3, spec=ModelSpec(emission="student_t"))
+
+
+def _crisis_and_calm(result):
+    sm = stage_probabilities(result, "smoothed")
+    return sm.loc["2008-10-01":"2008-11-30"].mean(), sm.loc["2005-01-01":"2006-12-31"].mean()
+
+
+def test_sp500_2005_2012_stages_student_t(sp500_fit_t):
+    """Sanity check on real data (not a target to tune to): forced flow in Oct-Nov 2008,
+    orderly in 2005-2006. Measured: forced_flow 0.9+, orderly 0.79."""
+    crisis, calm = _crisis_and_calm(sp500_fit_t)
+    assert crisis.idxmax() == "forced_flow" and crisis["forced_flow"] > 0.6, crisis
+    assert calm.idxmax() == "orderly" and calm["orderly"] > 0.5, calm
+    diag = check_fit(sp500_fit_t, warn=False)
+    assert diag.divergences == 0 and diag.max_rhat < 1.05, diag.to_dict()
+    assert min(diag.chain_agreement) > 0.95
+
+
+def test_sp500_2005_2012_stages_gaussian(sp500_fit):
+    """The Gaussian default on the same window: forced flow in Oct-Nov 2008 and the two calm
+    stages in 2005-2006, but split between them (measured: orderly 0.42, fragile 0.54): with
+    thin-tailed emissions the fat-tailed spread estimator splits calm days in two."""
+    crisis, calm = _crisis_and_calm(sp500_fit)
+    assert crisis.idxmax() == "forced_flow" and crisis["forced_flow"] > 0.6, crisis
+    assert calm["orderly"] + calm["fragile"] > 0.9, calm
+    assert calm["forced_flow"] < 0.01, calm
+    sm = stage_probabilities(sp500_fit, "smoothed")
+    assert calm["orderly"] > 5 * sm.loc["2008"].mean()["orderly"]
+    diag = check_fit(sp500_fit, warn=False)
+    assert diag.divergences == 0 and diag.max_rhat < 1.05, diag.to_dict()
+    assert min(diag.chain_agreement) > 0.95
+
+
+def test_sp500_summary_text(sp500_fit):
+    text = summary(sp500_fit)
+    for needle in ("Expected duration", "max R-hat", "forced_flow", "2008-"):
+        assert needle in text
+
+
+def test_sp500_stage_means_ordered_and_missing_days_kept(sp500_fit):
+    mu = sp500_fit["posterior"]["mu"].mean((dims.CHAIN, dims.DRAW))
+    assert np.all(np.diff(mu.sel(feature="volatility").values) > 0)
+    # the calendar is kept: the observed flag counts features; nothing dropped
+    prepared = prepare("sp500", start="2005-01-01", end="2012-12-31")
+    assert sp500_fit["stages"].sizes[dims.TIME] == len(prepared.features)
+
+
+# --------------------------------------------------------------------------------------------
+# reproducibility, options and errors
+# --------------------------------------------------------------------------------------------
+
+
+def test_same_seed_same_numbers(small_simulated):
+    a = fit(small_simulated, chains=2, draws=60, tune=60, seed=5)
+    b = fit(small_simulated, chains=2, draws=60, tune=60, seed=5)
+    c = fit(small_simulated, chains=2, draws=60, tune=60, seed=6)
+    assert_array_equal(a["posterior"]["mu"].values, b["posterior"]["mu"].values)
+    assert_array_equal(a["stages"]["smoothed"].values, b["stages"]["smoothed"].values)
+    assert not np.array_equal(a["posterior"]["mu"].values, c["posterior"]["mu"].values)
+
+
+def test_store_draws_and_sequential_student_t(small_simulated):
+    spec = ModelSpec(emission="student_t", transitions="sequential")
+    res = fit(small_simulated, spec=spec, chains=2, draws=40, tune=60, seed=2, store_draws=True,
+              pointwise_loglik=False)
+    post = res["posterior"]
+    assert post["filtered_prob"].dims == (dims.CHAIN, dims.DRAW, dims.TIME, dims.STAGE)
+    assert_allclose(post["smoothed_prob"].mean((dims.CHAIN, dims.DRAW)),
+                    res["stages"]["smoothed"], atol=1e-5)
+    assert "nu" in post and "log_likelihood" not in res.children
+    # sequential structure: forbidden transitions have exactly zero probability
+    P = post["P"].values
+    assert np.all(P[..., 0, 2] == 0) and np.all(P[..., 0, 3] == 0) and np.all(P[..., 1, 3] == 0)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"chains": 0}, "chains"),
+        ({"draws": 1.5}, "draws"),
+        ({"sampler": "gibbs"}, "sampler"),
+        ({"init": "random"}, "init"),
+    ],
+)
+def test_fit_rejects_bad_options(small_simulated, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        fit(small_simulated, **kwargs)
+
+
+def test_fit_caller_frame_not_mutated():
+    from stressflow.data import load_dataset
+
+    frame = load_dataset("sp500").loc["2006-01-01":"2007-12-31"]
+    before = frame.copy(deep=True)
+    fit(frame, chains=1, draws=20, tune=20, seed=0)
+    pd.testing.assert_frame_equal(frame, before)
+
+
+def test_chain_disagreement_is_warned(sim_fit):
+    """Relabel one chain's stages: check_fit must warn that chains disagree."""
+    bad = sim_fit.copy(deep=True)
+    agree = bad["stages"]["chain_agreement"].values.copy()
+    agree[1] = 0.4
+    bad["stages"]["chain_agreement"] = xr.DataArray(agree, dims=(dims.CHAIN,))
+    with pytest.warns(FitWarning, match="disagree"):
+        check_fit(bad, warn=True)
+
+
+@pytest.mark.slow
+def test_sp500_1990_2018_full_fit_converges():
+    """The closing-note run: 4 chains x 1000 draws on 1990-2018 (about 70 s here)."""
+    res = fit("sp500", start="1990-01-01", end="2018-12-31", chains=4, draws=1000, seed=0)
+    diag = check_fit(res, warn=False)
+    assert diag.ok and diag.max_rhat <= 1.01, diag.to_dict()
+
+
+@pytest.mark.slow
+def test_recovery_long_series():
+    features, _ = simulate_stage_hmm(5000, seed=99, n_missing=50)
+    res = fit(make_prepared(features), chains=4, draws=1000, seed=1)
+    for name, truth in (("mu", SIM_MU), ("sigma", SIM_SIGMA), ("P", SIM_P)):
+        lo, hi = _interval(res["posterior"][name])
+        assert ((lo <= np.asarray(truth)) & (np.asarray(truth) <= hi)).sum() >= 15
