@@ -198,8 +198,8 @@ def em_start(
     For each of ``n_starts`` seeds (``seed, seed + 1, ...``) and each window in
     ``_EM_SMOOTH_WINDOWS``, a k-means solution on the trailing means of the observables is
     refined by EM on the Gaussian stage HMM (missing values skipped exactly as in the model);
-    the refined solution with the highest ``log p(y_1..y_T | theta) + log p(P)`` is relabelled so that the
-    stage means of ``spec.order_feature`` increase, and returned. With
+    the refined solution with the highest ``log p(y_1..y_T | theta) + log p(P)`` is
+    relabelled so that the stage means of ``spec.order_feature`` increase, and returned. With
     ``transitions="sequential"`` the forbidden entries of P stay exactly zero through EM.
 
     Returns

@@ -32,13 +32,15 @@ from stressflow.models.stress_hmm import ModelSpec
 pytestmark = pytest.mark.filterwarnings("ignore::stressflow.data.DataWarning")
 
 
-def _log_posterior(features, mu, sigma, trans, spec=ModelSpec()):
+def _log_posterior(features, mu, sigma, trans, stickiness=ModelSpec.stickiness):
     """``log p(y | theta) + log p(P)`` (Dirichlet part), the quantity EM maximises."""
     y0, mask = masked_observations(features.to_numpy())
-    conc = np.where(np.eye(4, dtype=bool), 1.0 + spec.stickiness, 1.0)
+    conc = np.where(np.eye(4, dtype=bool), 1.0 + stickiness, 1.0)
     with np.errstate(divide="ignore"):
         log_trans = np.log(trans)
-    ll = kernels.log_marginal(np.full(4, -np.log(4)), log_trans, emission_loglik(y0, mask, mu, sigma))
+    ll = kernels.log_marginal(
+        np.full(4, -np.log(4)), log_trans, emission_loglik(y0, mask, mu, sigma)
+    )
     return ll + float(np.sum((conc - 1) * np.where(trans > 0, log_trans, 0.0)))
 
 
