@@ -29,55 +29,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pymc as pm
-import pytensor
-import pytensor.tensor as pt
-from stressflow.models import dims, kernels
-from stressflow.models.emissions import emission_loglik, masked_observations
+from common import D, K, scan_model, simulate
+from stressflow.models import kernels
 from stressflow.models.stress_hmm import build_model
-
-K, D = 4, 4
-
-
-def simulate(n_t: int, seed: int = 0) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    trans = np.full((K, K), 0.01) + np.eye(K) * 0.96
-    trans /= trans.sum(1, keepdims=True)
-    states = np.zeros(n_t, dtype=int)
-    for t in range(1, n_t):
-        states[t] = rng.choice(K, p=trans[states[t - 1]])
-    mu = np.linspace(-1.5, 1.5, K)[:, None] * np.ones(D)
-    y = mu[states] + rng.normal(scale=0.6, size=(n_t, D))
-    return pd.DataFrame(y, columns=list(dims.FEATURES),
-                        index=pd.bdate_range("1990-01-01", periods=n_t))
-
-
-def scan_model(features: pd.DataFrame) -> pm.Model:
-    """The same priors and emissions with the forward pass as a differentiated ``scan``."""
-    y0, mask = masked_observations(features.to_numpy())
-    with pm.Model() as model:
-        mu_order = pm.Normal("mu_order", 0, 2, shape=K,
-                             transform=pm.distributions.transforms.ordered,
-                             initval=np.linspace(-1.5, 1.5, K))
-        mu_other = pm.Normal("mu_other", 0, 2, shape=(K, D - 1))
-        mu = pt.concatenate([mu_other[:, :1], mu_order[:, None], mu_other[:, 1:]], axis=1)
-        sigma = pm.Gamma("sigma", 2, 2, shape=(K, D))
-        trans = pm.Dirichlet("P", a=np.ones((K, K)) + 20 * np.eye(K))
-        log_lik = emission_loglik(pt.constant(y0), pt.constant(mask), mu, sigma, xp=pt)
-        log_trans = pt.log(trans)
-
-        def step(ll_t, log_alpha, log_trans):
-            la = pt.logsumexp(log_alpha[:, None] + log_trans, axis=0) + ll_t
-            norm = pt.logsumexp(la)
-            return la - norm, norm
-
-        first = log_lik[0] - np.log(K)
-        first_norm = pt.logsumexp(first)
-        (_, norms), _ = pytensor.scan(step, sequences=[log_lik[1:]],
-                                      outputs_info=[first - first_norm, None],
-                                      non_sequences=[log_trans], return_updates=True)
-        pm.Potential("hmm", first_norm + norms.sum())
-    return model
 
 
 def time_call(fn, x, min_time: float = 1.0) -> float:
