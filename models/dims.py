@@ -20,6 +20,12 @@ STAGE_FROM = "stage_from"
 STAGE_TO = "stage_to"
 FEATURE = "feature"
 QUANTILE = "quantile"
+#: One sampled joint stage path (FFBS), pooled over posterior draws.
+SAMPLE = "sample"
+#: One selloff or rally episode in an episode table.
+EPISODE = "episode"
+#: Forecast horizon in trading days (h = 1..H).
+HORIZON = "horizon"
 
 #: The four stress stages, in their identified order (increasing mean volatility).
 STAGES: tuple[str, ...] = ("orderly", "fragile", "margin_pressure", "forced_flow")
