@@ -1,4 +1,5 @@
-"""Command line: ``stressflow fit``, ``stressflow summary``, ``stressflow datasets``."""
+"""Command line: ``stressflow fit``, ``summary``, ``datasets``, and the subcommands registered by
+the result modules (``episodes``, ``plot``, ``update``, ``export``)."""
 
 from __future__ import annotations
 
@@ -106,7 +107,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("datasets", help="list the bundled datasets")
     p.set_defaults(func=_cmd_datasets)
+
+    # Subcommands of the result modules (episodes, plots, the risk feed): each module exposes
+    # ``register_cli(subparsers)`` and keeps its own handlers next to the code they call.
+    import importlib
+
+    for module in _CLI_MODULES:
+        importlib.import_module(module).register_cli(sub)
     return parser
+
+
+#: Modules that add subcommands through ``register_cli(subparsers)``.
+_CLI_MODULES = (
+    "stressflow.inference.episodes",
+    "stressflow.inference.plots",
+    "stressflow.inference.feed",
+)
 
 
 def main(argv: list[str] | None = None) -> int:

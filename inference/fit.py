@@ -6,14 +6,19 @@ The returned ``xarray.DataTree`` (ArviZ 1.x's container) holds:
     ``mu`` (chain, draw, stage, feature), ``sigma`` (chain, draw, stage, feature),
     ``P`` (chain, draw, stage_from, stage_to) with ``P[i, j] = Pr(stage_t = j | stage_{t-1} = i)``,
     ``expected_duration`` (chain, draw, stage) ``= 1 / (1 - P[k, k])`` trading days, ``nu``
-    (Student-t only), and, with ``store_draws=True``, the per-draw probabilities
-    ``filtered_prob`` / ``smoothed_prob`` (chain, draw, time, stage).
+    (Student-t only), ``filtered_last`` (chain, draw, stage) ``= Pr(stage_T = k | y_1..y_T,
+    theta)`` per draw at the last day (the filter state that
+    :func:`stressflow.inference.feed.update` continues), and, with ``store_draws=True``, the
+    per-draw probabilities ``filtered_prob`` / ``smoothed_prob`` (chain, draw, time, stage).
 ``stages``
     ``smoothed`` (time, stage): ``Pr(stage_t = k | y_1..y_T)`` averaged over the posterior;
     ``filtered`` (time, stage): ``Pr(stage_t = k | y_1..y_t)`` averaged over the posterior;
     ``smoothed_quantile`` / ``filtered_quantile`` (quantile, time, stage): quantiles across
     draws of the per-draw probabilities; ``viterbi`` (time): the most probable stage path under
-    the posterior-mean parameters; ``observed`` (time): how many features were observed.
+    the posterior-mean parameters; ``observed`` (time): how many features were observed;
+    ``filtered_margin_or_worse_quantile`` (quantile, time): quantiles across draws of
+    ``Pr(stage_t in {margin_pressure, forced_flow} | y_1..y_t, theta)``; ``in_fit_window``
+    (time): True on the fitted days (False on days appended by ``feed.update``).
 ``log_likelihood``
     ``y`` (chain, draw, time): ``log p(y_t | y_1..y_{t-1}, theta)``, the one-step-ahead
     predictive decomposition of the marginal likelihood (its sum over time is
@@ -22,7 +27,9 @@ The returned ``xarray.DataTree`` (ArviZ 1.x's container) holds:
     nutpie's (or PyMC's) sampler statistics, including ``diverging``.
 ``observed_data``
     ``features`` (time, feature): the standardised observables the model saw (NaN = missing);
-    ``raw_features``: the same before standardising; ``close`` (time).
+    ``raw_features``: the same before standardising; ``close`` (time) and, where the input
+    has them, ``open``, ``high``, ``low``, ``volume`` and the spread / extra input columns
+    (``input_<name>``), the validated rows listed in the attribute ``price_columns``.
 
 Root attributes carry the package and schema versions, the model options, the feature
 transform, the data report, a hash of the data, the date range and the timings.
@@ -46,9 +53,30 @@ from stressflow.models import dims, kernels
 from stressflow.models.emissions import masked_observations
 from stressflow.models.stress_hmm import ModelSpec, build_model
 
-__all__ = ["fit", "FitWarning", "SCHEMA_VERSION", "SAMPLERS"]
+__all__ = [
+    "fit",
+    "FitWarning",
+    "SCHEMA_VERSION",
+    "READABLE_SCHEMA_VERSIONS",
+    "SAMPLERS",
+    "STAGE_GROUPS",
+]
 
-SCHEMA_VERSION = 1
+#: Layout version of the fit DataTree. 2 added the filter state ``posterior/filtered_last``,
+#: ``stages/in_fit_window``, ``stages/filtered_margin_or_worse_quantile`` and the price rows in
+#: ``observed_data`` (what :mod:`stressflow.inference.feed` needs to update without refitting).
+SCHEMA_VERSION = 2
+#: Schema versions :func:`stressflow.inference.load_fit` reads (version 1 files lack the
+#: feed's fields; the feed functions say so).
+READABLE_SCHEMA_VERSIONS: tuple[int, ...] = (1, 2)
+#: Groups of stages whose per-draw filtered probability ``Pr(stage_t in G | y_1..y_t, theta)``
+#: gets its own quantiles across draws (``stages/filtered_<name>_quantile``).
+STAGE_GROUPS: dict[str, tuple[str, ...]] = {
+    "margin_or_worse": ("margin_pressure", "forced_flow"),
+}
+#: Price columns kept in ``observed_data`` (when present) so that new rows can be turned into
+#: observables with the same trailing windows; the spread and extra columns are kept too.
+PRICE_COLUMNS_KEPT: tuple[str, ...] = ("open", "high", "low", "close", "volume")
 SAMPLERS = ("nutpie", "pymc")
 _JITTER_SD = 0.05
 _PARAMS = ("mu", "sigma", "P", "nu")
@@ -56,6 +84,15 @@ _PARAMS = ("mu", "sigma", "P", "nu")
 
 class FitWarning(UserWarning):
     """A fit finished but its diagnostics say the result should not be trusted as is."""
+
+
+def _source_name(data) -> str:
+    """What the fit was given: a bundled dataset name or a file path ("" for a DataFrame)."""
+    from pathlib import Path
+
+    if isinstance(data, str | Path):
+        return str(data)
+    return ""
 
 
 def _package_version() -> str:
@@ -248,7 +285,7 @@ def fit(
             "model_spec": json.dumps(spec.to_dict()),
             "transform": json.dumps(prepared.transform.to_dict()),
             "data_report": json.dumps(prepared.report.to_dict(), default=str),
-            "source": str(getattr(prepared, "source", "")),
+            "source": _source_name(data),
             "fit_options": json.dumps(
                 {"chains": chains, "draws": draws, "tune": tune, "seed": seed,
                  "sampler": sampler, "target_accept": target_accept, "init": init,
@@ -303,6 +340,8 @@ def _assemble(trace, prepared, spec, *, quantiles, max_quantile_draws, store_dra
         y0, mask, mu, sigma, _log_trans_draws(trans), log_init, chain_of_draw, nu=nu,
         quantiles=quantiles, max_quantile_draws=max_quantile_draws,
         keep_log_norm=pointwise_loglik, keep_draws=store_draws,
+        filtered_groups={name: [dims.STAGES.index(k) for k in members]
+                         for name, members in STAGE_GROUPS.items()},
     )
 
     # Viterbi path under the posterior-mean parameters
@@ -340,12 +379,33 @@ def _assemble(trace, prepared, spec, *, quantiles, max_quantile_draws, store_dra
         "argmax_path Pr(stage_1..T | y_1..y_T, posterior-mean theta)"
     )
     stages["observed"].attrs["long_name"] = "number of observables present on the day"
+    for name, members in STAGE_GROUPS.items():
+        var = f"filtered_{name}_quantile"
+        stages[var] = ((dims.QUANTILE, dims.TIME), probs.filtered_group_q[name])
+        stages[var].attrs["long_name"] = (
+            f"quantiles across posterior draws of Pr(stage_t in {{{', '.join(members)}}} | "
+            "y_1..y_t, theta)"
+        )
+    stages["in_fit_window"] = ((dims.TIME,), np.ones(len(time_index), dtype=bool))
+    stages["in_fit_window"].attrs["long_name"] = (
+        "day inside the data the parameters were fitted to (smoothed values exist); False for "
+        "days added later by stressflow.inference.feed.update (filtered only)"
+    )
     chain_agree = _chain_agreement(probs.chain_smoothed_mean)
     stages["chain_agreement"] = ((dims.CHAIN,), chain_agree)
     stages["chain_agreement"].attrs["long_name"] = (
         "share of days on which the chain's most probable smoothed stage equals the pooled one"
     )
     stages = stages.assign_coords({dims.CHAIN: posterior[dims.CHAIN].values})
+
+    posterior["filtered_last"] = (
+        (dims.CHAIN, dims.DRAW, dims.STAGE), probs.filtered_last.reshape(n_chains, n_draws, -1)
+    )
+    posterior["filtered_last"].attrs.update({
+        "long_name": "Pr(stage_T = k | y_1..y_T, theta) per draw at the last fitted day T "
+                     "(the filter state that stressflow.inference.feed.update continues)",
+        "date": str(time_index[-1].date()),
+    })
 
     if store_draws:
         shape = (n_chains, n_draws, len(time_index), n_stages)
@@ -376,8 +436,34 @@ def _assemble(trace, prepared, spec, *, quantiles, max_quantile_draws, store_dra
         },
         coords=feat_coords,
     )
+    kept = _kept_price_columns(prepared)
+    for column in kept:
+        observed[price_variable(column)] = (
+            (dims.TIME,), prepared.prices[column].to_numpy(dtype=np.float64)
+        )
+    observed.attrs["price_columns"] = json.dumps(kept)
     groups["observed_data"] = observed
     return xr.DataTree.from_dict({k: _portable(v) for k, v in groups.items()})
+
+
+def price_variable(column: str) -> str:
+    """Name of the ``observed_data`` variable holding input column ``column`` (time,)."""
+    return column if column in PRICE_COLUMNS_KEPT else f"input_{column}"
+
+
+def _kept_price_columns(prepared) -> list[str]:
+    """Input columns stored with the fit: OHLC/volume present, plus spread and extra columns."""
+    tr = prepared.transform
+    wanted = [*PRICE_COLUMNS_KEPT]
+    if tr.spread_column is not None:
+        wanted.append(tr.spread_column)
+    wanted += [f for f in tr.features if f not in dims.FEATURES]
+    present = [str(c) for c in prepared.prices.columns]
+    out: list[str] = []
+    for column in wanted:
+        if column in present and column not in out:
+            out.append(column)
+    return out
 
 
 def _chain_agreement(chain_smoothed: np.ndarray) -> np.ndarray:

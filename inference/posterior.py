@@ -15,14 +15,21 @@ quantiles, not with all draws.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.special import gammaln
 from stressflow.models import kernels
 from stressflow.models.emissions import emission_loglik
 
-__all__ = ["StageDraws", "stage_probabilities", "quantile_draw_index"]
+__all__ = [
+    "FilteredDraws",
+    "StageDraws",
+    "filter_forward",
+    "quantile_draw_index",
+    "stage_probabilities",
+]
 
 
 @dataclass
@@ -41,6 +48,13 @@ class StageDraws:
         ``log p(y_t | y_1..y_{t-1}, theta^(s))`` per draw (pointwise log-likelihood).
     filtered_draws, smoothed_draws : ndarray (S, T, K) float32 or None
         Per-draw probabilities, only when requested.
+    filtered_last : ndarray (S, K) or None
+        ``Pr(stage_T = k | y_1..y_T, theta^(s))`` per draw: the filter's state at the last day,
+        from which :func:`filter_forward` continues exactly.
+    filtered_group_q : dict of str to ndarray (Q, T) float32
+        For each requested group of stages G, quantiles across draws of the per-draw
+        ``Pr(stage_t in G | y_1..y_t, theta^(s))`` (a quantile of a sum is not the sum of the
+        per-stage quantiles, so it is computed from the per-draw sums).
     """
 
     filtered_mean: np.ndarray
@@ -51,6 +65,8 @@ class StageDraws:
     log_norm: np.ndarray | None
     filtered_draws: np.ndarray | None
     smoothed_draws: np.ndarray | None
+    filtered_last: np.ndarray | None = None
+    filtered_group_q: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def quantile_draw_index(n_draws: int, max_draws: int) -> np.ndarray:
@@ -75,6 +91,7 @@ def stage_probabilities(
     keep_log_norm: bool = True,
     keep_draws: bool = False,
     chunk: int = 64,
+    filtered_groups: Mapping[str, Sequence[int]] | None = None,
 ) -> StageDraws:
     """Filtered and smoothed stage probabilities for every draw, and their summaries.
 
@@ -90,6 +107,10 @@ def stage_probabilities(
         Chain index of each flattened draw.
     nu : ndarray (S, K), optional
         Student-t degrees of freedom.
+    filtered_groups : mapping of str to sequence of int, optional
+        Groups of stage indices G whose per-draw filtered probability
+        ``Pr(stage_t in G | y_1..y_t, theta^(s))`` gets its own quantiles
+        (``StageDraws.filtered_group_q``).
     """
     n_draws, n_stages, _ = mu.shape
     n_t = y0.shape[0]
@@ -107,6 +128,11 @@ def stage_probabilities(
     filt_draws = np.empty((n_draws, n_t, n_stages), dtype=np.float32) if keep_draws else None
     smooth_draws = np.empty((n_draws, n_t, n_stages), dtype=np.float32) if keep_draws else None
     log_init = np.ascontiguousarray(log_init, dtype=np.float64)
+    groups = {
+        name: np.asarray(idx, dtype=np.int64) for name, idx in (filtered_groups or {}).items()
+    }
+    group_keep = {name: np.empty((len(q_index), n_t), dtype=np.float32) for name in groups}
+    filtered_last = np.empty((n_draws, n_stages))
 
     for lo in range(0, n_draws, chunk):
         hi = min(lo + chunk, n_draws)
@@ -123,9 +149,12 @@ def stage_probabilities(
             chain_sum[chain_of_draw[s]] += smoothed
             if log_norm is not None:
                 log_norm[s] = ln
+            filtered_last[s] = filtered[-1]
             if q_pos[s] >= 0:
                 filt_keep[q_pos[s]] = filtered
                 smooth_keep[q_pos[s]] = smoothed
+                for name, idx in groups.items():
+                    group_keep[name][q_pos[s]] = filtered[:, idx].sum(axis=1)
             if keep_draws:
                 filt_draws[s] = filtered
                 smooth_draws[s] = smoothed
@@ -139,4 +168,128 @@ def stage_probabilities(
         log_norm=log_norm,
         filtered_draws=filt_draws,
         smoothed_draws=smooth_draws,
+        filtered_last=filtered_last,
+        filtered_group_q={
+            name: np.quantile(keep, q, axis=0).astype(np.float32)
+            for name, keep in group_keep.items()
+        },
+    )
+
+
+@dataclass
+class FilteredDraws:
+    """Filtered stage probabilities of new days, continued from a per-draw filter state.
+
+    S = number of draws, T = number of new days, K = number of stages, Q = number of
+    quantiles.
+
+    Attributes
+    ----------
+    filtered_mean : ndarray (T, K)
+        ``Pr(stage_t = k | y_1..y_t)``, the mean over draws of the per-draw probabilities.
+    filtered_q : ndarray (Q, T, K) float32
+        Quantiles across draws of ``Pr(stage_t = k | y_1..y_t, theta^(s))``.
+    filtered_group_q : dict of str to ndarray (Q, T) float32
+        Quantiles across draws of ``Pr(stage_t in G | y_1..y_t, theta^(s))`` per group G.
+    filtered_last : ndarray (S, K)
+        ``Pr(stage_T = k | y_1..y_T, theta^(s))`` at the last new day: the new filter state.
+    log_norm : ndarray (S, T)
+        ``log p(y_t | y_1..y_{t-1}, theta^(s))`` of each new day.
+    """
+
+    filtered_mean: np.ndarray
+    filtered_q: np.ndarray
+    filtered_group_q: dict[str, np.ndarray]
+    filtered_last: np.ndarray
+    log_norm: np.ndarray
+
+
+def filter_forward(
+    y0: np.ndarray,
+    mask: np.ndarray,
+    mu: np.ndarray,
+    sigma: np.ndarray,
+    log_trans: np.ndarray,
+    state: np.ndarray,
+    *,
+    nu: np.ndarray | None = None,
+    quantiles: tuple[float, ...] = (0.05, 0.5, 0.95),
+    max_quantile_draws: int = 1000,
+    filtered_groups: Mapping[str, Sequence[int]] | None = None,
+    chunk: int = 64,
+) -> FilteredDraws:
+    """Continue the forward filter over new days from each draw's last filtered state.
+
+    With ``state[s, i] = Pr(stage_T = i | y_1..y_T, theta^(s))`` (the filter at the last day
+    already processed), the first new day's predictive stage distribution is
+    ``Pr(stage_{T+1} = j | y_1..y_T, theta^(s)) = sum_i state[s, i] P_s[i, j]`` and the
+    recursion then runs exactly as over the whole series, so the result equals filtering
+    ``y_1..y_{T+n}`` from the start with the same draws (up to rounding, ~1e-15). Cost:
+    O(S n K^2) for n new days, independent of T.
+
+    Parameters
+    ----------
+    y0, mask : ndarray (n, D)
+        New observations with missing values set to 0, and the 0/1 observation mask.
+    mu, sigma : ndarray (S, K, D)
+    log_trans : ndarray (S, K, K)
+        ``log Pr(stage_t = j | stage_{t-1} = i)`` per draw.
+    state : ndarray (S, K)
+        ``Pr(stage_T = k | y_1..y_T, theta^(s))`` per draw.
+    nu : ndarray (S, K), optional
+        Student-t degrees of freedom.
+    quantiles, max_quantile_draws
+        As in :func:`stage_probabilities` (the same thinned draws enter the quantiles).
+    filtered_groups : mapping of str to sequence of int, optional
+        Groups of stage indices whose summed per-draw probability gets its own quantiles.
+
+    Returns
+    -------
+    FilteredDraws
+    """
+    n_draws, n_stages, _ = mu.shape
+    n_t = y0.shape[0]
+    q_index = quantile_draw_index(n_draws, max_quantile_draws)
+    q_pos = np.full(n_draws, -1)
+    q_pos[q_index] = np.arange(len(q_index))
+    groups = {
+        name: np.asarray(idx, dtype=np.int64) for name, idx in (filtered_groups or {}).items()
+    }
+    filt_keep = np.empty((len(q_index), n_t, n_stages), dtype=np.float32)
+    group_keep = {name: np.empty((len(q_index), n_t), dtype=np.float32) for name in groups}
+    filt_sum = np.zeros((n_t, n_stages))
+    last = np.empty((n_draws, n_stages))
+    log_norm = np.empty((n_draws, n_t))
+    for lo in range(0, n_draws, chunk):
+        hi = min(lo + chunk, n_draws)
+        ll = emission_loglik(
+            y0, mask, mu[lo:hi], sigma[lo:hi], None if nu is None else nu[lo:hi],
+            xp=np, gammaln=gammaln,
+        )
+        for s in range(lo, hi):
+            log_trans_s = np.ascontiguousarray(log_trans[s], dtype=np.float64)
+            # the same transition probabilities the kernels use: exp(log P)
+            pred = np.asarray(state[s], dtype=np.float64) @ np.exp(log_trans_s)
+            with np.errstate(divide="ignore"):
+                log_pred = np.log(pred)
+            filtered, ln = kernels.filter_probs(
+                log_pred, log_trans_s, np.ascontiguousarray(ll[s - lo])
+            )
+            filt_sum += filtered
+            last[s] = filtered[-1]
+            log_norm[s] = ln
+            if q_pos[s] >= 0:
+                filt_keep[q_pos[s]] = filtered
+                for name, idx in groups.items():
+                    group_keep[name][q_pos[s]] = filtered[:, idx].sum(axis=1)
+    q = np.asarray(quantiles, dtype=np.float64)
+    return FilteredDraws(
+        filtered_mean=filt_sum / n_draws,
+        filtered_q=np.quantile(filt_keep, q, axis=0).astype(np.float32),
+        filtered_group_q={
+            name: np.quantile(keep, q, axis=0).astype(np.float32)
+            for name, keep in group_keep.items()
+        },
+        filtered_last=last,
+        log_norm=log_norm,
     )

@@ -35,14 +35,42 @@ def save_fit(result: xr.DataTree, path: str | Path) -> Path:
 
 
 def load_fit(path: str | Path) -> xr.DataTree:
-    """Read a fit written by :func:`save_fit` (loaded into memory, file closed)."""
+    """Read a fit written by :func:`save_fit` (loaded into memory, file closed).
+
+    The stored arrays come back bit for bit. Raises ``ValueError`` with a message saying what
+    to do if the file is not a stressflow fit (not netCDF/HDF5, or no ``schema_version`` /
+    ``stages`` group) or was written with a schema version this stressflow cannot read
+    (:data:`stressflow.inference.fit.READABLE_SCHEMA_VERSIONS`).
+    """
+    from stressflow.inference.fit import READABLE_SCHEMA_VERSIONS, SCHEMA_VERSION
+
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no fit file at {path}")
-    with xr.open_datatree(path, engine="h5netcdf") as tree:
-        result = tree.load()
+    try:
+        with xr.open_datatree(path, engine="h5netcdf") as tree:
+            result = tree.load()
+    except (OSError, ValueError, TypeError) as exc:
+        raise ValueError(
+            f"{path} is not a stressflow fit: it cannot be read as netCDF/HDF5 ({exc})"
+        ) from exc
     if "schema_version" not in result.attrs or "stages" not in result.children:
         raise ValueError(f"{path} is not a stressflow fit (no schema_version / stages group)")
+    try:
+        schema = int(np.asarray(result.attrs["schema_version"]).item())
+    except (TypeError, ValueError) as exc:
+        raise ValueError(
+            f"{path}: schema_version {result.attrs['schema_version']!r} is not an integer; "
+            "not a stressflow fit"
+        ) from exc
+    if schema not in READABLE_SCHEMA_VERSIONS:
+        written = result.attrs.get("stressflow_version", "an unknown version")
+        raise ValueError(
+            f"{path} was written with fit schema version {schema} (stressflow {written}); this "
+            f"stressflow writes schema {SCHEMA_VERSION} and reads versions "
+            f"{list(READABLE_SCHEMA_VERSIONS)}: read it with the stressflow version that wrote "
+            "it, or refit"
+        )
     return result
 
 

@@ -1,0 +1,147 @@
+"""Rolling out-of-sample evaluation of the risk feed: refit every N days, filter forward.
+
+:func:`backtest` produces, for every date t of an evaluation period, the filtered stage
+probabilities ``Pr(stage_t = k | y_1..y_t)`` that a risk model running live would have seen:
+the parameters come from a fit to data dated strictly before the refit date at or before t,
+and the filter runs from that fit's last day through t with :func:`stressflow.inference.feed
+.update` (no refit in between). Each output row records ``fit_data_end``, the last date of the
+data its parameters were fitted to, so it can be checked that nothing dated after t was used.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+from stressflow.data import DataError, read_prices
+from stressflow.inference.diagnostics import check_fit
+from stressflow.inference.feed import FEED_SCHEMA, feed, update
+from stressflow.inference.fit import fit
+
+__all__ = ["WINDOWS", "backtest"]
+
+#: Training windows: ``"expanding"`` (from ``train_start`` or the first row to the day before
+#: the refit date) or ``"rolling"`` (the last ``window_days`` rows before the refit date).
+WINDOWS = ("expanding", "rolling")
+
+
+def backtest(
+    data,
+    *,
+    start,
+    end,
+    refit_every: int,
+    window: str = "expanding",
+    window_days: int | None = None,
+    train_start=None,
+    columns=None,
+    date_column: str = "date",
+    **fit_kwargs,
+) -> pd.DataFrame:
+    """Refit every ``refit_every`` trading days and record filtered probabilities out of sample.
+
+    The evaluation dates are the rows of ``data`` dated in ``start..end``. Refit i happens at
+    the evaluation date ``r_i`` (every ``refit_every``-th one, starting with the first); it
+    fits the model to rows dated strictly before ``r_i`` (the rows on and after ``r_i`` are not
+    even passed to :func:`~stressflow.inference.fit`), then :func:`~stressflow.inference.feed
+    .update` filters forward over ``r_i .. r_{i+1} - 1``. Updating the period in one batch
+    gives the same filtered values as updating day by day (the filter at t uses rows <= t
+    only), so the value at each date t uses parameters from data before ``r_i <= t`` and
+    observations up to t.
+
+    Parameters
+    ----------
+    data : str, path-like or pandas.DataFrame
+        Daily prices (see :func:`stressflow.data.read_prices`), covering the training history
+        and the evaluation period.
+    start, end : date-like
+        Evaluation period (inclusive).
+    refit_every : int
+        Trading days between refits (>= 1).
+    window : {"expanding", "rolling"}
+        Training window: from ``train_start`` (default: the first row) up to the day before
+        the refit date, or its last ``window_days`` rows.
+    window_days : int, optional
+        Rows in a rolling window (required for ``"rolling"``; at least 253 keeps the trailing
+        observable windows inside the stored rows).
+    train_start : date-like, optional
+        First date of an expanding window.
+    columns, date_column
+        As in :func:`stressflow.data.read_prices`.
+    **fit_kwargs
+        Passed to every :func:`~stressflow.inference.fit` call (e.g. ``chains``, ``draws``,
+        ``tune``, ``seed``, ``spec``, ``spread_column``); the same seed gives the same numbers.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per evaluation date with the columns of
+        :data:`stressflow.inference.feed.FEED_SCHEMA`: ``filtered_<k> = Pr(stage_t = k |
+        y_1..y_t)`` (posterior means and 5%/95% quantiles), ``p_compulsion``,
+        ``p_margin_or_worse``, ``smoothed_*`` all NaN (out of sample), ``in_fit_window``
+        False, and ``fit_data_end`` < ``date``. ``attrs["refits"]`` lists each refit: its date,
+        training window, number of days and convergence diagnostics.
+
+    Raises
+    ------
+    DataError
+        Invalid data (as for fitting), no rows in ``start..end``, or too little history before
+        the first refit.
+    ValueError
+        Invalid options.
+    """
+    if window not in WINDOWS:
+        raise ValueError(f"window must be one of {WINDOWS}, got {window!r}")
+    if isinstance(refit_every, bool) or not isinstance(refit_every, int) or refit_every < 1:
+        raise ValueError(f"refit_every must be an integer >= 1, got {refit_every!r}")
+    if window == "rolling":
+        if isinstance(window_days, bool) or not isinstance(window_days, int) or window_days < 2:
+            raise ValueError(f"window='rolling' needs window_days >= 2 rows, got {window_days!r}")
+    elif window_days is not None:
+        raise ValueError("window_days applies to window='rolling' only")
+
+    prices = read_prices(data, columns=columns, date_column=date_column)
+    first, last = pd.Timestamp(start), pd.Timestamp(end)
+    index = prices.index
+    dates = index[(index >= first) & (index <= last)]
+    if not len(dates):
+        raise DataError(
+            f"no rows in the evaluation period {first:%Y-%m-%d} .. {last:%Y-%m-%d}; the data "
+            f"cover {index[0]:%Y-%m-%d} .. {index[-1]:%Y-%m-%d}"
+        )
+    begin = pd.Timestamp(train_start) if train_start is not None else None
+
+    pieces: list[pd.DataFrame] = []
+    refits: list[dict] = []
+    for pos in range(0, len(dates), refit_every):
+        refit_date = dates[pos]
+        period_end = dates[min(pos + refit_every, len(dates)) - 1]
+        history = prices.loc[index < refit_date]
+        if window == "expanding":
+            window_start = begin if begin is not None else history.index[0]
+            n_train = int((history.index >= window_start).sum())
+        else:
+            n_train = min(window_days, len(history))
+            window_start = history.index[-n_train]
+        if n_train < 2:
+            raise DataError(
+                f"no training rows before the refit date {refit_date:%Y-%m-%d}; start the "
+                "evaluation later or give more history"
+            )
+        result = fit(history, start=window_start, end=history.index[-1], **fit_kwargs)
+        ahead = prices.loc[(index >= refit_date) & (index <= period_end)]
+        rows = feed(update(result, ahead))
+        rows = rows[rows["date"] >= refit_date]
+        pieces.append(rows)
+        diag = check_fit(result, warn=False)
+        refits.append({
+            "refit_date": str(refit_date.date()),
+            "train_start": str(result.attrs["start"]),
+            "train_end": str(result.attrs["end"]),
+            "n_train_days": int(result.attrs["n_days"]),
+            "period_end": str(period_end.date()),
+            "max_rhat": diag.max_rhat,
+            "divergences": diag.divergences,
+            "ok": diag.ok,
+        })
+    out = pd.concat(pieces, ignore_index=True)[[c.name for c in FEED_SCHEMA]]
+    out.attrs["refits"] = refits
+    return out

@@ -1,0 +1,554 @@
+"""The risk feed: filtered probabilities, update without refit, forecasts, save/load, export.
+
+One small real fit (S&P 500 2006-2008, 2 chains x 100 draws) is shared by the tests that need
+real data; the forecast tests use a fit-shaped tree built from known parameters (no MCMC).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+from numpy.testing import assert_allclose, assert_array_equal
+from stressflow.data import DataError, FeatureTransform, prepare, read_prices
+from stressflow.inference import cli, load_fit, save_fit
+from stressflow.inference.feed import (
+    FEED_SCHEMA,
+    FEED_SCHEMA_VERSION,
+    export,
+    feed,
+    forecast,
+    read_feed,
+    update,
+)
+from stressflow.inference.fit import SCHEMA_VERSION, _assemble, _data_hash
+from stressflow.inference.posterior import stage_probabilities
+from stressflow.models import dims
+from stressflow.models.emissions import masked_observations
+from stressflow.models.stress_hmm import ModelSpec
+
+try:  # rootdir on sys.path (python -m pytest, or tests/ as a package)
+    from tests.conftest import (
+        REPO_ROOT,
+        SIM_MU,
+        SIM_P,
+        SIM_SIGMA,
+        make_prepared,
+        simulate_stage_hmm,
+    )
+except ImportError:  # pytest's default rootdir-less "prepend" import of tests/test_*.py
+    from conftest import REPO_ROOT, SIM_MU, SIM_P, SIM_SIGMA, make_prepared, simulate_stage_hmm
+
+pytestmark = pytest.mark.filterwarnings(
+    "ignore::stressflow.data.DataWarning", "ignore::stressflow.inference.fit.FitWarning"
+)
+
+K = len(dims.STAGES)
+FIT_START, FIT_END = "2006-01-01", "2008-12-31"
+
+
+# --------------------------------------------------------------------------------------------
+# helpers and fixtures
+# --------------------------------------------------------------------------------------------
+
+
+def fake_fit(prepared, mu, sigma, trans, *, n_chains=2, n_draws=5, jitter=0.02, seed=0):
+    """A fit-shaped tree (assembled by the real ``_assemble``) whose posterior draws are the
+    given ``mu`` (K, D), ``sigma`` (K, D), ``trans`` (K, K) with a small seeded jitter."""
+    rng = np.random.default_rng(seed)
+    mu, sigma, trans = (np.asarray(a, dtype=np.float64) for a in (mu, sigma, trans))
+    shape = (n_chains, n_draws)
+    mu_d = mu + jitter * rng.standard_normal(shape + mu.shape)
+    sigma_d = sigma * np.exp(jitter * rng.standard_normal(shape + sigma.shape))
+    p_d = trans * np.exp(jitter * rng.standard_normal(shape + trans.shape))
+    p_d /= p_d.sum(axis=-1, keepdims=True)
+    coords = {dims.CHAIN: np.arange(n_chains), dims.DRAW: np.arange(n_draws),
+              dims.STAGE: list(dims.STAGES), dims.FEATURE: list(prepared.features.columns),
+              dims.STAGE_FROM: list(dims.STAGES), dims.STAGE_TO: list(dims.STAGES)}
+    cd = (dims.CHAIN, dims.DRAW)
+    posterior = xr.Dataset(
+        {"mu": ((*cd, dims.STAGE, dims.FEATURE), mu_d),
+         "sigma": ((*cd, dims.STAGE, dims.FEATURE), sigma_d),
+         "P": ((*cd, dims.STAGE_FROM, dims.STAGE_TO), p_d)},
+        coords=coords,
+    )
+    stats = xr.Dataset({"diverging": (cd, np.zeros(shape, dtype=bool))},
+                       coords={k: coords[k] for k in cd})
+    trace = xr.DataTree.from_dict({"posterior": posterior, "sample_stats": stats})
+    spec = ModelSpec()
+    tree = _assemble(trace, prepared, spec, quantiles=dims.DEFAULT_QUANTILES,
+                     max_quantile_draws=1000, store_draws=False, pointwise_loglik=False)
+    feats = prepared.features
+    tree.attrs.update({
+        "schema_version": SCHEMA_VERSION,
+        "data_hash": _data_hash(feats),
+        "start": str(feats.index[0].date()),
+        "end": str(feats.index[-1].date()),
+        "n_days": int(len(feats)),
+        "model_spec": json.dumps(spec.to_dict()),
+        "transform": json.dumps(prepared.transform.to_dict()),
+        "fit_options": json.dumps({"chains": n_chains, "draws": n_draws, "sampler": "fake"}),
+    })
+    return tree
+
+
+@pytest.fixture(scope="module")
+def prices():
+    return read_prices("sp500")
+
+
+@pytest.fixture(scope="module")
+def real_fit():
+    """S&P 500 2006-2008, 2 chains x 100 draws (about 10-15 s)."""
+    from stressflow.inference import fit
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return fit("sp500", start=FIT_START, end=FIT_END, chains=2, draws=100, tune=150, seed=1)
+
+
+@pytest.fixture(scope="module")
+def updated(real_fit, prices):
+    """The real fit updated with the first half of 2009."""
+    return update(real_fit, prices.loc["2009-01-01":"2009-06-30"])
+
+
+@pytest.fixture(scope="module")
+def sim_fit():
+    """Fit-shaped tree from known simulation parameters on 400 simulated days."""
+    features, _ = simulate_stage_hmm(400, seed=11, n_missing=6)
+    return fake_fit(make_prepared(features), SIM_MU, SIM_SIGMA, SIM_P, n_draws=6, seed=3)
+
+
+def _transform(fit):
+    return FeatureTransform.from_dict(json.loads(fit.attrs["transform"]))
+
+
+def _draws(fit):
+    post = fit["posterior"]
+
+    def flat(name, tail):
+        da = post[name].transpose(dims.CHAIN, dims.DRAW, *tail)
+        return da.values.reshape((-1, *da.shape[2:]))
+
+    mu = flat("mu", (dims.STAGE, dims.FEATURE))
+    sigma = flat("sigma", (dims.STAGE, dims.FEATURE))
+    with np.errstate(divide="ignore"):
+        log_trans = np.log(flat("P", (dims.STAGE_FROM, dims.STAGE_TO)))
+    chain_of_draw = np.repeat(np.arange(post.sizes[dims.CHAIN]), post.sizes[dims.DRAW])
+    return mu, sigma, log_trans, chain_of_draw
+
+
+# --------------------------------------------------------------------------------------------
+# update = filtering the whole series; observables = prepare on the whole series
+# --------------------------------------------------------------------------------------------
+
+
+def test_update_equals_filtering_the_whole_series(real_fit, updated):
+    full = prepare("sp500", start=FIT_START, end="2009-06-30", transform=_transform(real_fit))
+    stored = updated["observed_data"]["features"].transpose(dims.TIME, dims.FEATURE)
+    assert_array_equal(stored[dims.TIME].values, full.features.index.values)
+    assert_array_equal(np.isnan(stored.values), full.features.isna().to_numpy())
+    assert_allclose(stored.values, full.features.to_numpy(), rtol=0, atol=1e-12)
+    assert_allclose(updated["observed_data"]["raw_features"].values, full.raw.to_numpy(),
+                    rtol=0, atol=1e-12)
+    assert_array_equal(updated["observed_data"]["volume"].values, full.prices["volume"])
+
+    mu, sigma, log_trans, chain_of_draw = _draws(real_fit)
+    y0, mask = masked_observations(full.features.to_numpy())
+    whole = stage_probabilities(
+        y0, mask, mu, sigma, log_trans, np.full(K, -np.log(K)), chain_of_draw,
+        quantiles=dims.DEFAULT_QUANTILES, filtered_groups={"g": [2, 3]},
+    )
+    st = updated["stages"]
+    n_fit = real_fit["stages"].sizes[dims.TIME]
+    assert st.sizes[dims.TIME] > n_fit + 100
+    assert_allclose(st["filtered"].values, whole.filtered_mean, rtol=0, atol=1e-12)
+    assert_allclose(st["filtered_quantile"].values, whole.filtered_q, rtol=0, atol=1e-6)
+    assert_allclose(st["filtered_margin_or_worse_quantile"].values, whole.filtered_group_q["g"],
+                    rtol=0, atol=1e-6)
+    state = updated["feed_state"]["filtered_last"].values.reshape(-1, K)
+    assert_allclose(state, whole.filtered_last, rtol=0, atol=1e-12)
+    assert updated["feed_state"]["filtered_last"].attrs["date"] == "2009-06-30"
+
+
+def test_update_keeps_everything_stored_and_labels_new_days(real_fit, updated, prices):
+    before = real_fit.copy(deep=True)
+    again = update(real_fit, prices.loc["2009-01-01":"2009-01-30"])
+    xr.testing.assert_identical(real_fit.to_dataset(), before.to_dataset())  # input untouched
+    for name in real_fit.children:
+        xr.testing.assert_identical(real_fit[name].to_dataset(), before[name].to_dataset())
+    n_fit = real_fit["stages"].sizes[dims.TIME]
+    for tree in (updated, again):
+        for group in ("stages", "observed_data"):
+            old = real_fit[group].to_dataset()
+            new = tree[group].to_dataset().isel({dims.TIME: slice(0, n_fit)})
+            for name, da in old.data_vars.items():
+                assert_array_equal(new[name].values, da.values, err_msg=f"{group}/{name}")
+        for group in ("posterior", "sample_stats", "log_likelihood"):
+            if group in real_fit.children:
+                xr.testing.assert_identical(tree[group].to_dataset(),
+                                            real_fit[group].to_dataset())
+        for key, value in real_fit.attrs.items():
+            assert tree.attrs[key] == value, key
+        st = tree["stages"].isel({dims.TIME: slice(n_fit, None)})
+        assert np.isnan(st["smoothed"].values).all()
+        assert np.isnan(st["smoothed_quantile"].values).all()
+        assert (st["viterbi"].values == "").all()
+        assert not st["in_fit_window"].values.any()
+        assert real_fit["stages"]["in_fit_window"].values.all()
+        assert_allclose(st["filtered"].sum(dims.STAGE).values, 1.0, atol=1e-12)
+    assert again.attrs["feed_end"] == "2009-01-30" and again.attrs["feed_updates"] == 1
+    twice = update(again, prices.loc["2009-02-01":"2009-06-30"])
+    assert twice.attrs["feed_updates"] == 2
+    assert_allclose(twice["stages"]["filtered"].values, updated["stages"]["filtered"].values,
+                    rtol=0, atol=1e-12)
+
+
+def test_daily_updates_equal_one_batch(real_fit, prices):
+    rows = prices.loc["2009-01-01":"2009-01-31"]
+    tree = real_fit
+    t0 = time.perf_counter()
+    for i in range(len(rows)):
+        tree = update(tree, rows.iloc[i:i + 1])
+    per_day = (time.perf_counter() - t0) / len(rows)
+    batch = update(real_fit, rows)
+    assert_allclose(tree["stages"]["filtered"].values, batch["stages"]["filtered"].values,
+                    rtol=0, atol=1e-12)
+    assert_array_equal(tree["observed_data"]["features"].values,
+                       batch["observed_data"]["features"].values)
+    assert tree.attrs["feed_updates"] == len(rows)
+    assert per_day < 2.0, f"{per_day:.3f} s per daily update"
+
+
+# --------------------------------------------------------------------------------------------
+# no look-ahead
+# --------------------------------------------------------------------------------------------
+
+
+def test_no_look_ahead(real_fit, prices):
+    cut = pd.Timestamp("2009-03-16")
+    rows = prices.loc["2009-01-01":"2009-04-30"]
+    changed = rows.copy()
+    after = changed.index > cut
+    rng = np.random.default_rng(0)
+    factor = np.exp(rng.normal(0.0, 0.05, after.sum()))
+    for column in ("open", "high", "low", "close"):
+        changed.loc[after, column] = changed.loc[after, column] * factor
+    changed.loc[after, "high"] *= 1.03
+    changed.loc[after, "volume"] *= 4.0
+    a = feed(update(real_fit, rows))
+    b = feed(update(real_fit, changed))
+    upto = (a["date"] <= cut).to_numpy()
+    # every filtered quantity at or before the cut is unchanged ...
+    pd.testing.assert_frame_equal(a[upto], b[upto], check_exact=False, rtol=0, atol=1e-12)
+    # ... while later days did change (the test can fail)
+    assert np.abs(a.loc[~upto, "filtered_margin_pressure"].to_numpy()
+                  - b.loc[~upto, "filtered_margin_pressure"].to_numpy()).max() > 1e-3
+    # the observables at or before the cut do not depend on later rows
+    fa = update(real_fit, rows)["observed_data"]["features"].sel({dims.TIME: slice(None, cut)})
+    fb = update(real_fit, changed)["observed_data"]["features"].sel({dims.TIME: slice(None, cut)})
+    assert_array_equal(fa.values, fb.values)
+
+
+def test_no_look_ahead_inside_the_fit_window_with_fixed_draws(real_fit):
+    """With the posterior draws held fixed, changing observables after t leaves the filtered
+    probabilities up to t unchanged (parameter estimation is the only look-ahead inside a fit
+    window; the backtest removes it)."""
+    features = real_fit["observed_data"]["features"].transpose(dims.TIME, dims.FEATURE)
+    values = features.values.copy()
+    cut = 400
+    changed = values.copy()
+    changed[cut + 1:] = np.random.default_rng(1).normal(0, 2, changed[cut + 1:].shape)
+    mu, sigma, log_trans, chain_of_draw = _draws(real_fit)
+    out = []
+    for v in (values, changed):
+        y0, mask = masked_observations(v)
+        out.append(stage_probabilities(y0, mask, mu, sigma, log_trans, np.full(K, -np.log(K)),
+                                       chain_of_draw))
+    assert_allclose(out[0].filtered_mean[:cut + 1], out[1].filtered_mean[:cut + 1],
+                    rtol=0, atol=1e-12)
+    assert_allclose(out[0].filtered_mean, real_fit["stages"]["filtered"].values,
+                    rtol=0, atol=1e-12)
+    assert np.abs(out[0].filtered_mean[cut + 1:] - out[1].filtered_mean[cut + 1:]).max() > 0.1
+
+
+# --------------------------------------------------------------------------------------------
+# bad new rows
+# --------------------------------------------------------------------------------------------
+
+
+def test_bad_new_rows_are_refused_with_clear_errors(real_fit, prices):
+    rows = prices.loc["2009-01-01":"2009-01-31"]
+    overlap = prices.loc["2008-12-29":"2009-01-09"]
+    with pytest.raises(DataError, match=r"on or before the last stored date 2008-12-31: "
+                                        r"2008-12-29, 2008-12-30, 2008-12-31"):
+        update(real_fit, overlap)
+    with pytest.raises(DataError, match="dates are not sorted: 2009-01-05"):
+        update(real_fit, rows.iloc[[0, 2, 1, 3]])
+    with pytest.raises(DataError, match="duplicate date 2009-01-05"):
+        update(real_fit, rows.iloc[[0, 1, 1, 2]])
+    bad = rows.copy()
+    bad.loc["2009-01-14", "low"] = -5.0
+    with pytest.raises(DataError, match=r"column 'low' has a non-positive price .* 2009-01-14"):
+        update(real_fit, bad)
+    bad = rows.copy()
+    bad.loc["2009-01-15", "high"] = bad.loc["2009-01-15", "low"] / 2
+    with pytest.raises(DataError, match="high < low on 2009-01-15"):
+        update(real_fit, bad)
+    bad = rows.copy().astype({"close": object})
+    bad.loc["2009-01-16", "close"] = "n/a"
+    with pytest.raises(DataError, match=r"column 'close' has a non-numeric value 'n/a' on "
+                                        r"2009-01-16"):
+        update(real_fit, bad)
+    with pytest.raises(DataError, match=r"missing required column\(s\) \['volume'\]"):
+        update(real_fit, rows.drop(columns="volume"))
+    with pytest.raises(DataError):
+        update(real_fit, rows.iloc[:0])
+
+
+def test_update_refuses_fits_without_state_or_prices(sim_fit, real_fit, prices):
+    rows = prices.loc["2009-01-01":"2009-01-31"]
+    with pytest.raises(ValueError, match="stores no"):  # fake fit: no high/low/volume rows
+        update(sim_fit, rows)
+    old = real_fit.copy()
+    old["posterior"] = old["posterior"].to_dataset().drop_vars("filtered_last")
+    old.attrs["schema_version"] = 1
+    with pytest.raises(ValueError, match="schema 2"):
+        update(old, rows)
+    with pytest.raises(ValueError, match="schema 2"):
+        feed(old)
+
+
+# --------------------------------------------------------------------------------------------
+# the feed and its export
+# --------------------------------------------------------------------------------------------
+
+
+def test_feed_columns_are_the_stored_probabilities(updated):
+    f = feed(updated)
+    st = updated["stages"]
+    assert list(f.columns) == [c.name for c in FEED_SCHEMA]
+    assert_array_equal(f["date"].to_numpy(), st[dims.TIME].values.astype("datetime64[ns]"))
+    for j, k in enumerate(dims.STAGES):
+        assert_array_equal(f[f"filtered_{k}"], st["filtered"].values[:, j])
+        assert_array_equal(f[f"filtered_{k}_q05"], st["filtered_quantile"].values[0, :, j])
+        assert_array_equal(f[f"filtered_{k}_q95"], st["filtered_quantile"].values[2, :, j])
+    assert_array_equal(f["p_compulsion"], f["filtered_forced_flow"])
+    assert_array_equal(f["p_compulsion_q95"], f["filtered_forced_flow_q95"])
+    assert_allclose(f["p_margin_or_worse"],
+                    f["filtered_margin_pressure"] + f["filtered_forced_flow"], atol=1e-15)
+    assert (f["p_margin_or_worse_q05"] <= f["p_margin_or_worse_q95"]).all()
+    # a quantile of a sum is not the sum of quantiles: at least somewhere they differ
+    summed = f["filtered_margin_pressure_q95"] + f["filtered_forced_flow_q95"]
+    assert (np.abs(summed - f["p_margin_or_worse_q95"]) > 1e-4).any()
+    in_fit = f["in_fit_window"].to_numpy()
+    assert in_fit[:10].all() and not in_fit[-10:].any()
+    assert f.loc[in_fit, "smoothed_orderly"].notna().all()
+    assert f.loc[~in_fit, [f"smoothed_{k}" for k in dims.STAGES]].isna().all().all()
+    assert (f["fit_data_end"] == pd.Timestamp(FIT_END)).all()
+    assert (f["observed"] == (f["n_observed"] > 0)).all()
+    probs = f[[f"filtered_{k}" for k in dims.STAGES]].sum(axis=1)
+    assert_allclose(probs, 1.0, atol=1e-12)
+
+
+def test_feed_schema_is_documented():
+    names = [c.name for c in FEED_SCHEMA]
+    assert len(set(names)) == len(names) and names[0] == "date"
+    assert isinstance(FEED_SCHEMA_VERSION, int)
+    for col in FEED_SCHEMA:
+        np.dtype(col.dtype)  # a valid dtype
+        assert len(col.meaning) > 15
+    assert "y_1..y_t" in dict((c.name, c.meaning) for c in FEED_SCHEMA)["p_compulsion"]
+    assert "y_1..y_T" in dict((c.name, c.meaning) for c in FEED_SCHEMA)["smoothed_orderly"]
+
+
+_ARROW_TYPES = {"datetime64[ns]": "timestamp[ns]", "float64": "double", "bool": "bool",
+                "int64": "int64"}
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_export_schema_column_by_column(updated, tmp_path, fmt):
+    path = export(updated, tmp_path / f"feed.{fmt}", format=fmt)
+    expected = feed(updated)
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        schema = pq.read_schema(path)
+        assert schema.names == [c.name for c in FEED_SCHEMA]
+        for col in FEED_SCHEMA:
+            assert str(schema.field(col.name).type) == _ARROW_TYPES[col.dtype], col.name
+        meta = json.loads(schema.metadata[b"stressflow"])
+        raw = pd.read_parquet(path)
+    else:
+        header = path.read_text().splitlines()[0].split(",")
+        assert header == [c.name for c in FEED_SCHEMA]
+        meta = json.loads((tmp_path / "feed.csv.meta.json").read_text())
+        raw = pd.read_csv(path)
+        assert raw["date"].iloc[0] == "2006-01-03" and raw["fit_data_end"].iloc[-1] == FIT_END
+    assert meta["feed_schema_version"] == FEED_SCHEMA_VERSION
+    assert [c["name"] for c in meta["columns"]] == [c.name for c in FEED_SCHEMA]
+    assert meta["fit_end"] == FIT_END and meta["feed_end"] == "2009-06-30"
+    assert meta["fit_data_hash"] == updated.attrs["data_hash"]
+    for col in FEED_SCHEMA:
+        if col.dtype == "datetime64[ns]":
+            values = pd.to_datetime(raw[col.name]).to_numpy("datetime64[ns]")
+            assert_array_equal(values, expected[col.name].to_numpy())
+        else:
+            assert raw[col.name].dtype == np.dtype(col.dtype), col.name
+            assert_array_equal(raw[col.name].to_numpy(), expected[col.name].to_numpy(),
+                               err_msg=col.name)
+    pd.testing.assert_frame_equal(read_feed(path), expected, check_exact=True)
+
+
+# --------------------------------------------------------------------------------------------
+# save / load
+# --------------------------------------------------------------------------------------------
+
+_CHILD = """
+import sys, warnings
+import numpy as np
+warnings.simplefilter("ignore")
+from stressflow.data import read_prices
+from stressflow.inference import load_fit
+from stressflow.inference.feed import feed, forecast, update
+fit = load_fit(sys.argv[1])
+f = feed(fit)
+more = update(fit, read_prices("sp500").loc["2009-07-01":"2009-07-31"])
+g = feed(more)
+h = forecast(more, 30)
+np.savez(sys.argv[2], **{k: f[k].to_numpy() for k in f.columns if k != "date"},
+         **{"more_" + k: g[k].to_numpy() for k in g.columns if k != "date"},
+         **{"fc_" + k: h[k].to_numpy() for k in h.columns})
+"""
+
+
+def test_save_load_round_trip_in_a_new_process(updated, prices, tmp_path):
+    path = save_fit(updated, tmp_path / "fit.nc")
+    loaded = load_fit(path)
+    for name in updated.children:
+        xr.testing.assert_identical(loaded[name].to_dataset(), updated[name].to_dataset())
+    assert dict(loaded.attrs) == dict(updated.attrs)
+    out = tmp_path / "child.npz"
+    subprocess.run([sys.executable, "-c", _CHILD, str(path), str(out)], check=True,
+                   cwd=REPO_ROOT, timeout=300)
+    child = np.load(out, allow_pickle=False)
+    f = feed(updated)
+    more = update(updated, prices.loc["2009-07-01":"2009-07-31"])
+    g = feed(more)
+    h = forecast(more, 30)
+    for k in f.columns.drop("date"):
+        assert_array_equal(child[k], f[k].to_numpy(), err_msg=k)
+    for k in g.columns.drop("date"):
+        assert_array_equal(child["more_" + k], g[k].to_numpy(), err_msg=k)
+    for k in h.columns:
+        assert_array_equal(child["fc_" + k], h[k].to_numpy(), err_msg=k)
+
+
+def test_load_fit_refuses_other_files(updated, tmp_path):
+    future = updated.copy()
+    future.attrs["schema_version"] = 99
+    save_fit(future, tmp_path / "future.nc")
+    with pytest.raises(ValueError, match=r"schema version 99 .* reads versions \[1, 2\]"):
+        load_fit(tmp_path / "future.nc")
+    xr.Dataset({"x": ("t", np.arange(3.0))}).to_netcdf(tmp_path / "other.nc", engine="h5netcdf")
+    with pytest.raises(ValueError, match="not a stressflow fit"):
+        load_fit(tmp_path / "other.nc")
+    (tmp_path / "text.nc").write_text("date,close\n2020-01-01,1\n")
+    with pytest.raises(ValueError, match="not a stressflow fit"):
+        load_fit(tmp_path / "text.nc")
+
+
+# --------------------------------------------------------------------------------------------
+# forecasts
+# --------------------------------------------------------------------------------------------
+
+
+def _stationary(trans):
+    vals, vecs = np.linalg.eig(trans.T)
+    v = np.real(vecs[:, np.argmin(np.abs(vals - 1.0))])
+    return v / v.sum()
+
+
+def test_forecast_sums_to_one_and_converges_to_stationary(sim_fit):
+    fc = forecast(sim_fit, 3000)
+    stages = list(dims.STAGES)
+    assert_allclose(fc[stages].sum(axis=1), 1.0, atol=1e-12)
+    assert fc.attrs["origin"] == sim_fit.attrs["end"]
+    trans = sim_fit["posterior"]["P"].transpose(dims.CHAIN, dims.DRAW, ...).values.reshape(-1, K, K)
+    pi = np.mean([_stationary(p) for p in trans], axis=0)
+    assert_allclose(fc[stages].iloc[-1], pi, atol=1e-8)
+    assert np.abs(fc[stages].iloc[0].to_numpy() - pi).max() > 0.05  # it does move
+    state = sim_fit["posterior"]["filtered_last"].values.reshape(-1, K)
+    one_step = np.einsum("si,sij->sj", state, trans).mean(axis=0)
+    assert_allclose(fc[stages].iloc[0], one_step, atol=1e-14)
+    for k in stages:
+        assert (fc[f"{k}_q05"] <= fc[f"{k}_q95"] + 1e-15).all()
+
+
+def test_first_passage_is_monotone_and_matches_monte_carlo(sim_fit):
+    horizon = 40
+    fc = forecast(sim_fit, horizon)
+    hit = fc["p_enter_forced_flow"].to_numpy()
+    assert (np.diff(hit) >= -1e-15).all() and hit[-1] > hit[0]
+    assert_allclose(hit[0], fc["forced_flow"].iloc[0], atol=1e-15)
+    assert (hit >= fc["forced_flow"].to_numpy() - 1e-15).all()
+    # Monte Carlo: per draw, stage_T ~ state, then the chain with P
+    trans = sim_fit["posterior"]["P"].transpose(dims.CHAIN, dims.DRAW, ...).values.reshape(-1, K, K)
+    state = sim_fit["posterior"]["filtered_last"].values.reshape(-1, K)
+    rng = np.random.default_rng(2024)
+    n_paths = 4000
+    f_idx = dims.STAGES.index("forced_flow")
+    frac = np.zeros(horizon)
+    for p, a in zip(trans, state, strict=True):
+        s = rng.choice(K, size=n_paths, p=a / a.sum())
+        ever = np.zeros(n_paths, dtype=bool)
+        cum = np.cumsum(p, axis=1)
+        for h in range(horizon):
+            u = rng.random(n_paths)
+            s = np.minimum((u[:, None] > cum[s]).sum(axis=1), K - 1)
+            ever |= s == f_idx
+            frac[h] += ever.mean()
+    frac /= len(trans)
+    se = np.sqrt(np.maximum(hit * (1 - hit), 1e-4) / (n_paths * len(trans)))
+    assert (np.abs(frac - hit) < 5 * se).all(), np.abs(frac - hit) / se
+
+
+def test_forecast_rejects_bad_arguments(sim_fit):
+    with pytest.raises(ValueError, match="horizon"):
+        forecast(sim_fit, 0)
+    with pytest.raises(ValueError, match="target"):
+        forecast(sim_fit, 5, target="panic")
+
+
+# --------------------------------------------------------------------------------------------
+# command line
+# --------------------------------------------------------------------------------------------
+
+
+def test_cli_update_and_export(real_fit, prices, tmp_path, capsys):
+    fit_path = save_fit(real_fit, tmp_path / "fit.nc")
+    new = prices.loc["2009-01-01":"2009-02-27"].reset_index()
+    new.to_csv(tmp_path / "new.csv", index=False)
+    out = tmp_path / "new_fit.nc"
+    assert cli.main(["update", str(fit_path), str(tmp_path / "new.csv"), "--out", str(out)]) == 0
+    assert "added 39 day(s) 2009-01-02 .. 2009-02-27" in capsys.readouterr().out
+    expected = update(real_fit, prices.loc["2009-01-01":"2009-02-27"])
+    assert_array_equal(load_fit(out)["stages"]["filtered"].values,
+                       expected["stages"]["filtered"].values)
+    pq_path = tmp_path / "feed.parquet"
+    assert cli.main(["export", str(out), "--format", "parquet", "--out", str(pq_path)]) == 0
+    assert "feed schema version" in capsys.readouterr().out
+    pd.testing.assert_frame_equal(read_feed(pq_path), feed(expected), check_exact=True)
+    # overlapping rows: refused, nothing written
+    again = tmp_path / "again.nc"
+    assert cli.main(["update", str(out), str(tmp_path / "new.csv"), "--out", str(again)]) == 1
+    assert "on or before the last stored date 2009-02-27" in capsys.readouterr().err
+    assert not again.exists()
