@@ -4,11 +4,23 @@
   probabilities per day;
 - :func:`check_fit`: R-hat, ESS, divergences and chain agreement on the stage meanings;
 - :mod:`stressflow.inference.results`: pandas views (probabilities, durations, summary) and
-  netCDF save/load.
+  netCDF save/load;
+- :mod:`stressflow.inference.paths` / :mod:`~stressflow.inference.episodes` /
+  :mod:`~stressflow.inference.catalogue`: joint stage paths (FFBS), episode scores
+  ``p_compulsion`` and the crisis catalogue;
+- :mod:`stressflow.inference.feed` / :mod:`~stressflow.inference.backtest`: the causal
+  (filtered) feed for risk models, updates without refitting, forecasts, exports and rolling
+  out-of-sample evaluation;
+- :mod:`stressflow.inference.plots`: matplotlib figures.
 """
 
+from stressflow.inference.backtest import backtest
+from stressflow.inference.catalogue import load_catalogue, score_catalogue
 from stressflow.inference.diagnostics import Diagnostics, check_fit
+from stressflow.inference.episodes import detect_episodes, episodes
+from stressflow.inference.feed import FEED_SCHEMA, export, feed, forecast, read_feed, update
 from stressflow.inference.fit import SAMPLERS, FitWarning, fit
+from stressflow.inference.paths import sample_stage_paths
 from stressflow.inference.results import (
     expected_durations,
     load_fit,
@@ -22,18 +34,30 @@ from stressflow.inference.results import (
 )
 
 __all__ = [
+    "FEED_SCHEMA",
     "SAMPLERS",
     "Diagnostics",
     "FitWarning",
+    "backtest",
     "check_fit",
+    "detect_episodes",
+    "episodes",
     "expected_durations",
+    "export",
+    "feed",
     "fit",
+    "forecast",
+    "load_catalogue",
     "load_fit",
+    "read_feed",
+    "sample_stage_paths",
     "save_fit",
+    "score_catalogue",
     "stage_means",
     "stage_probabilities",
     "stage_shares",
     "summary",
     "top_days",
     "transition_matrix",
+    "update",
 ]
