@@ -110,11 +110,48 @@ def _data_hash(features: pd.DataFrame) -> str:
     return h.hexdigest()
 
 
-def _sample_nutpie(model, start, *, chains, draws, tune, seed, progress_bar, target_accept):
-    import nutpie
+#: Compiled nutpie log densities of this process, keyed by what changes the graph (the model
+#: options and the feature names); a later fit with the same key swaps in its data with
+#: ``with_data`` instead of compiling again (the data are shared variables of any length).
+_NUTPIE_CACHE: dict[str, tuple] = {}
 
-    compiled = nutpie.compile_pymc_model(model, initial_points=start, jitter_rvs=set())
-    base_point = compiled.initial_point_func
+
+def clear_compile_cache() -> None:
+    """Forget the compiled log densities kept for reuse (see ``fit``'s ``timings``)."""
+    _NUTPIE_CACHE.clear()
+
+
+def _nutpie_compiled(model, start, cache_key):
+    """``(compiled, model_it_was_built_from, cached)`` for ``model``'s data."""
+    import nutpie
+    from stressflow.models.stress_hmm import MASK_DATA, OBS_DATA
+
+    hit = _NUTPIE_CACHE.get(cache_key) if cache_key is not None else None
+    if hit is None:
+        compiled = nutpie.compile_pymc_model(model, initial_points=start, jitter_rvs=set())
+        if cache_key is not None:
+            _NUTPIE_CACHE[cache_key] = (model, compiled)
+        return compiled, model, False
+    base_model, compiled = hit
+    data = {name: model[name].get_value() for name in (OBS_DATA, MASK_DATA)}
+    return compiled.with_data(**data), base_model, True
+
+
+def _sample_nutpie(model, start, *, chains, draws, tune, seed, progress_bar, target_accept,
+                   cache_key=None):
+    import nutpie
+    from pymc.initial_point import make_initial_point_fn
+
+    compiled, base_model, cached = _nutpie_compiled(model, start, cache_key)
+    # the start in nutpie's flat unconstrained order, from this fit's start values
+    point_fn = make_initial_point_fn(model=base_model, overrides=start, jitter_rvs=set(),
+                                     return_transformed=True)
+    # nutpie's flat vector: the free variables' unconstrained values in model.free_RVs order
+    names = [base_model.rvs_to_values[rv].name for rv in base_model.free_RVs]
+
+    def base_point(chain_seed):
+        point = point_fn(chain_seed)
+        return np.concatenate([np.ravel(point[name]) for name in names])
 
     def jittered_point(chain_seed):
         x = np.asarray(base_point(chain_seed), dtype=np.float64)
@@ -134,10 +171,11 @@ def _sample_nutpie(model, start, *, chains, draws, tune, seed, progress_bar, tar
         save_warmup=False,
         target_accept=target_accept,
     )
-    return trace, time.perf_counter() - t0
+    return trace, time.perf_counter() - t0, cached
 
 
-def _sample_pymc(model, start, *, chains, draws, tune, seed, progress_bar, target_accept):
+def _sample_pymc(model, start, *, chains, draws, tune, seed, progress_bar, target_accept,
+                 cache_key=None):
     import pymc as pm
 
     rng = np.random.default_rng(seed)
@@ -158,7 +196,7 @@ def _sample_pymc(model, start, *, chains, draws, tune, seed, progress_bar, targe
             target_accept=target_accept,
             compute_convergence_checks=False,
         )
-    return trace, time.perf_counter() - t0
+    return trace, time.perf_counter() - t0, False
 
 
 def _log_trans_draws(trans: np.ndarray) -> np.ndarray:
@@ -261,11 +299,13 @@ def fit(
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=FutureWarning, module="pytensor")
-        trace, timings["sampling"] = sample(
+        trace, timings["sampling"], cached = sample(
             model, start_point, chains=chains, draws=draws, tune=tune, seed=seed,
             progress_bar=progress_bar, target_accept=target_accept,
+            cache_key=json.dumps([spec.to_dict(), [str(c) for c in features.columns]]),
         )
     timings["compile"] = time.perf_counter() - t0 - timings["sampling"]
+    timings["compile_cached"] = float(cached)
 
     t0 = time.perf_counter()
     result = _assemble(

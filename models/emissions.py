@@ -49,8 +49,8 @@ def emission_loglik(y0, mask, mu, sigma, nu=None, *, xp: ModuleType = np, gammal
     Parameters
     ----------
     y0, mask : arrays, shape (T, D)
-        Observations with missing entries set to 0, and the 0/1 observation mask
-        (see :func:`masked_observations`).
+        Observations with missing entries set to 0 (required: the Gaussian branch relies on
+        it), and the 0/1 observation mask (see :func:`masked_observations`).
     mu, sigma : arrays, shape (..., K, D)
         Per-stage location and scale; leading dims (e.g. posterior draws) broadcast.
     nu : array, shape (..., K), optional
@@ -69,10 +69,12 @@ def emission_loglik(y0, mask, mu, sigma, nu=None, *, xp: ModuleType = np, gammal
     n_obs = mask.sum(axis=-1)[:, None]
     if nu is None:
         # Quadratic expansion: three (T, D) x (D, K) products instead of a (T, K, D) tensor.
+        # y0 is 0 wherever mask is 0 (the contract of masked_observations), so the masked
+        # sums need no multiplication by the mask.
         prec = 1.0 / sigma**2
         quad = (
-            (mask * y0**2) @ _mT(prec, xp)
-            - 2.0 * ((mask * y0) @ _mT(mu * prec, xp))
+            y0**2 @ _mT(prec, xp)
+            - 2.0 * (y0 @ _mT(mu * prec, xp))
             + mask @ _mT(mu**2 * prec, xp)
         )
         return -0.5 * quad - mask @ _mT(log_sigma, xp) - 0.5 * _LOG_2PI * n_obs

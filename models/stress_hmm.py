@@ -43,9 +43,14 @@ from stressflow.models import dims
 from stressflow.models.emissions import EMISSIONS, emission_loglik, masked_observations
 from stressflow.models.ops import hmm_logp
 
-__all__ = ["ModelSpec", "build_model", "allowed_transitions", "TRANSITIONS"]
+__all__ = ["ModelSpec", "build_model", "allowed_transitions", "TRANSITIONS", "OBS_DATA",
+           "MASK_DATA"]
 
 TRANSITIONS = ("full", "sequential")
+#: Names of the model's data containers: the observations with missing values set to 0, and
+#: the 0/1 observation mask (see :func:`stressflow.models.emissions.masked_observations`).
+OBS_DATA = "y0"
+MASK_DATA = "mask"
 
 
 @dataclass(frozen=True)
@@ -179,8 +184,12 @@ def build_model(features: pd.DataFrame, spec: ModelSpec | None = None) -> pm.Mod
             nu = pm.Gamma("nu", alpha=2.0, beta=0.1, dims=dims.STAGE)
         _, log_trans = _transition_matrix(spec, n_stages)
         log_init = pt.constant(np.full(n_stages, -np.log(n_stages)))
+        # The observations are data containers (shared variables), not constants, so a compiled
+        # log density can be reused for another series of any length (nutpie's ``with_data``).
+        y0_data = pm.Data(OBS_DATA, y0)
+        mask_data = pm.Data(MASK_DATA, mask)
         log_lik = emission_loglik(
-            pt.constant(y0), pt.constant(mask), mu, sigma, nu, xp=pt, gammaln=pt.gammaln
+            y0_data, mask_data, mu, sigma, nu, xp=pt, gammaln=pt.gammaln
         )
         pm.Potential("hmm_loglik", hmm_logp(log_init, log_trans, log_lik))
     return model

@@ -21,7 +21,7 @@ def fake_fit(prepared, mu, sigma, trans, *, n_chains=2, n_draws=10, jitter=0.02,
     """Fit-shaped DataTree whose posterior draws are ``mu``/``sigma``/``trans`` (K x D, K x D,
     K x K) plus independent N(0, jitter) noise on mu and log sigma, and P rows renormalised
     after a multiplicative jitter; ``n_chains x n_draws`` draws."""
-    from stressflow.inference.fit import SCHEMA_VERSION, _assemble
+    from stressflow.inference.fit import SCHEMA_VERSION, _assemble, _data_hash
     from stressflow.models.stress_hmm import ModelSpec
 
     rng = np.random.default_rng(seed)
@@ -49,6 +49,7 @@ def fake_fit(prepared, mu, sigma, trans, *, n_chains=2, n_draws=10, jitter=0.02,
     feats = prepared.features
     tree.attrs.update({
         "schema_version": SCHEMA_VERSION,
+        "data_hash": _data_hash(feats),
         "start": str(feats.index[0].date()),
         "end": str(feats.index[-1].date()),
         "n_days": int(len(feats)),

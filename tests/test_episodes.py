@@ -9,6 +9,8 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import make_prepared
+from fake_fit import fake_fit, with_close
 from stressflow.inference import catalogue as cat_mod
 from stressflow.inference import episodes as ep_mod
 from stressflow.inference.catalogue import agreement, load_catalogue, score_catalogue
@@ -21,13 +23,6 @@ from stressflow.inference.episodes import (
     window_episodes,
 )
 from stressflow.models import dims
-
-try:
-    from tests.conftest import make_prepared
-    from tests.fake_fit import fake_fit, with_close
-except ImportError:  # pytest's rootdir-less "prepend" import of tests/test_*.py
-    from conftest import make_prepared
-    from fake_fit import fake_fit, with_close
 
 K = len(dims.STAGES)
 FF, MP = K - 1, K - 2

@@ -16,6 +16,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
+from conftest import REPO_ROOT, SIM_MU, SIM_P, SIM_SIGMA, make_prepared, simulate_stage_hmm
+from fake_fit import fake_fit
 from numpy.testing import assert_allclose, assert_array_equal
 from stressflow.data import DataError, FeatureTransform, prepare, read_prices
 from stressflow.inference import cli, load_fit, save_fit
@@ -28,23 +30,9 @@ from stressflow.inference.feed import (
     read_feed,
     update,
 )
-from stressflow.inference.fit import SCHEMA_VERSION, _assemble, _data_hash
 from stressflow.inference.posterior import stage_probabilities
 from stressflow.models import dims
 from stressflow.models.emissions import masked_observations
-from stressflow.models.stress_hmm import ModelSpec
-
-try:  # rootdir on sys.path (python -m pytest, or tests/ as a package)
-    from tests.conftest import (
-        REPO_ROOT,
-        SIM_MU,
-        SIM_P,
-        SIM_SIGMA,
-        make_prepared,
-        simulate_stage_hmm,
-    )
-except ImportError:  # pytest's default rootdir-less "prepend" import of tests/test_*.py
-    from conftest import REPO_ROOT, SIM_MU, SIM_P, SIM_SIGMA, make_prepared, simulate_stage_hmm
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore::stressflow.data.DataWarning", "ignore::stressflow.inference.fit.FitWarning"
@@ -59,44 +47,6 @@ FIT_START, FIT_END = "2006-01-01", "2008-12-31"
 # --------------------------------------------------------------------------------------------
 
 
-def fake_fit(prepared, mu, sigma, trans, *, n_chains=2, n_draws=5, jitter=0.02, seed=0):
-    """A fit-shaped tree (assembled by the real ``_assemble``) whose posterior draws are the
-    given ``mu`` (K, D), ``sigma`` (K, D), ``trans`` (K, K) with a small seeded jitter."""
-    rng = np.random.default_rng(seed)
-    mu, sigma, trans = (np.asarray(a, dtype=np.float64) for a in (mu, sigma, trans))
-    shape = (n_chains, n_draws)
-    mu_d = mu + jitter * rng.standard_normal(shape + mu.shape)
-    sigma_d = sigma * np.exp(jitter * rng.standard_normal(shape + sigma.shape))
-    p_d = trans * np.exp(jitter * rng.standard_normal(shape + trans.shape))
-    p_d /= p_d.sum(axis=-1, keepdims=True)
-    coords = {dims.CHAIN: np.arange(n_chains), dims.DRAW: np.arange(n_draws),
-              dims.STAGE: list(dims.STAGES), dims.FEATURE: list(prepared.features.columns),
-              dims.STAGE_FROM: list(dims.STAGES), dims.STAGE_TO: list(dims.STAGES)}
-    cd = (dims.CHAIN, dims.DRAW)
-    posterior = xr.Dataset(
-        {"mu": ((*cd, dims.STAGE, dims.FEATURE), mu_d),
-         "sigma": ((*cd, dims.STAGE, dims.FEATURE), sigma_d),
-         "P": ((*cd, dims.STAGE_FROM, dims.STAGE_TO), p_d)},
-        coords=coords,
-    )
-    stats = xr.Dataset({"diverging": (cd, np.zeros(shape, dtype=bool))},
-                       coords={k: coords[k] for k in cd})
-    trace = xr.DataTree.from_dict({"posterior": posterior, "sample_stats": stats})
-    spec = ModelSpec()
-    tree = _assemble(trace, prepared, spec, quantiles=dims.DEFAULT_QUANTILES,
-                     max_quantile_draws=1000, store_draws=False, pointwise_loglik=False)
-    feats = prepared.features
-    tree.attrs.update({
-        "schema_version": SCHEMA_VERSION,
-        "data_hash": _data_hash(feats),
-        "start": str(feats.index[0].date()),
-        "end": str(feats.index[-1].date()),
-        "n_days": int(len(feats)),
-        "model_spec": json.dumps(spec.to_dict()),
-        "transform": json.dumps(prepared.transform.to_dict()),
-        "fit_options": json.dumps({"chains": n_chains, "draws": n_draws, "sampler": "fake"}),
-    })
-    return tree
 
 
 @pytest.fixture(scope="module")

@@ -328,3 +328,23 @@ def test_recovery_long_series():
     for name, truth in (("mu", SIM_MU), ("sigma", SIM_SIGMA), ("P", SIM_P)):
         lo, hi = _interval(res["posterior"][name])
         assert ((lo <= np.asarray(truth)) & (np.asarray(truth) <= hi)).sum() >= 15
+
+
+def test_compiled_density_is_reused_with_new_data(simulated_hmm):
+    """A second fit with the same options reuses the compiled log density with its own data
+    (any length) and gives the same numbers as a fresh compile."""
+    from stressflow.inference.fit import clear_compile_cache
+
+    prepared, _ = simulated_hmm
+    short = make_prepared(prepared.features.iloc[:400])
+    clear_compile_cache()
+    first = fit(short, chains=2, draws=50, tune=50, seed=8)
+    other = make_prepared(prepared.features.iloc[400:1000])
+    reused = fit(other, chains=2, draws=50, tune=50, seed=8)
+    assert json.loads(first.attrs["timings"])["compile_cached"] == 0.0
+    assert json.loads(reused.attrs["timings"])["compile_cached"] == 1.0
+    clear_compile_cache()
+    fresh = fit(other, chains=2, draws=50, tune=50, seed=8)
+    assert json.loads(fresh.attrs["timings"])["compile_cached"] == 0.0
+    assert_array_equal(reused["posterior"]["mu"].values, fresh["posterior"]["mu"].values)
+    assert reused["stages"].sizes[dims.TIME] == 600
