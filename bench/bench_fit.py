@@ -310,7 +310,8 @@ def main() -> None:
         return
     table = bench(args)
     cols = ["T", "approach", "status", "compile_s", "sampling_s", "wall_s", "min_ess_bulk",
-            "ess_per_s", "stressflow_ess_per_s_ratio", "warm_ess_per_s_ratio", "max_rhat", "divergences", "peak_rss_gb"]
+            "ess_per_s", "stressflow_ess_per_s_ratio", "warm_ess_per_s_ratio", "max_rhat",
+            "divergences", "peak_rss_gb"]
     cols = [c for c in cols if c in table]
     text = (
         f"Whole fits, {args.chains} chains x {args.tune} tune x {args.draws} draws, "
