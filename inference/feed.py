@@ -596,7 +596,7 @@ def forecast(
     Returns
     -------
     pandas.DataFrame, shape (H, 4 (1 + Q) + 1 + Q)
-        Index ``h`` = 1..H. Columns: for each stage k, ``k`` (the posterior mean of
+        Index ``horizon`` (h = 1..H). Columns: for each stage k, ``k`` (the posterior mean of
         ``Pr(stage_{T+h} = k | y_1..y_T)``; the four sum to 1) and ``k_qNN`` (quantiles);
         ``p_enter_<target>`` and its ``_qNN`` quantiles. ``attrs["origin"]`` is the date T.
     """
@@ -634,7 +634,7 @@ def forecast(
     cols[f"p_enter_{target}"] = hit.mean(axis=0)
     for i, n in enumerate(names):
         cols[f"p_enter_{target}_{n}"] = hq[i]
-    out = pd.DataFrame(cols, index=pd.RangeIndex(1, horizon + 1, name="h"))
+    out = pd.DataFrame(cols, index=pd.RangeIndex(1, horizon + 1, name=dims.HORIZON))
     out.attrs["origin"] = str(origin.date())
     return out
 

@@ -432,6 +432,7 @@ def test_forecast_sums_to_one_and_converges_to_stationary(sim_fit):
     stages = list(dims.STAGES)
     assert_allclose(fc[stages].sum(axis=1), 1.0, atol=1e-12)
     assert fc.attrs["origin"] == sim_fit.attrs["end"]
+    assert fc.index.name == dims.HORIZON and fc.index[0] == 1 and len(fc) == 3000
     trans = sim_fit["posterior"]["P"].transpose(dims.CHAIN, dims.DRAW, ...).values.reshape(-1, K, K)
     pi = np.mean([_stationary(p) for p in trans], axis=0)
     assert_allclose(fc[stages].iloc[-1], pi, atol=1e-8)
