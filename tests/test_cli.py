@@ -1,0 +1,73 @@
+"""The command line: ``stressflow fit`` / ``summary`` / ``datasets`` on bundled real data, and
+its error paths (a message and an exit status, never a traceback)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from stressflow.inference import load_fit
+from stressflow.inference.cli import main
+from stressflow.models import dims
+
+pytestmark = pytest.mark.filterwarnings(
+    "ignore::stressflow.data.DataWarning", "ignore::stressflow.inference.fit.FitWarning"
+)
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "sp.nc"
+    code = main(["fit", "--dataset", "sp500", "--start", "2007-01-01", "--end", "2009-12-31",
+                 "--chains", "2", "--draws", "60", "--tune", "60", "--seed", "3",
+                 "--out", str(out)])
+    assert code == 0
+    return out
+
+
+def test_fit_writes_a_loadable_fit(fitted):
+    res = load_fit(fitted)
+    assert res.attrs["source"] == "sp500"
+    assert res.attrs["start"] == "2007-01-03" and res.attrs["end"] == "2009-12-31"
+    opts = json.loads(res.attrs["fit_options"])
+    assert (opts["chains"], opts["draws"], opts["tune"], opts["seed"]) == (2, 60, 60, 3)
+    assert res["posterior"].sizes[dims.CHAIN] == 2 and res["posterior"].sizes[dims.DRAW] == 60
+
+
+def test_summary_prints_the_report(fitted, capsys):
+    assert main(["summary", str(fitted), "--top", "3"]) == 0
+    text = capsys.readouterr().out
+    for needle in ("Stage means", "Expected duration", "share", "max R-hat",
+                   "Pr(stage_t = forced_flow | y_1..y_T) (top 3)", "2008-"):
+        assert needle in text, needle
+
+
+def test_datasets_lists_the_bundled_series(capsys):
+    assert main(["datasets"]) == 0
+    out = capsys.readouterr().out
+    for name in ("sp500", "spy", "vix", "vw", "gme"):
+        assert name in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "code", "message"),
+    [
+        (["fit", "--dataset", "nope"], 2, "unknown dataset 'nope'"),
+        (["fit"], 2, "exactly one of --dataset NAME or --file PATH"),
+        (["fit", "--dataset", "sp500", "--file", "x.csv"], 2, "exactly one of"),
+        (["fit", "--file", "/no/such/file.csv"], 1, "/no/such/file.csv"),
+        (["fit", "--dataset", "sp500", "--start", "2030-01-01"], 1, "2030"),
+        (["summary", "/no/such/fit.nc"], 1, "no fit file"),
+    ],
+)
+def test_errors_are_messages(argv, code, message, capsys, tmp_path):
+    assert main([*argv, *(["--out", str(tmp_path / "x.nc")] if argv[0] == "fit" else [])]) == code
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_summary_refuses_a_file_that_is_not_a_fit(tmp_path, capsys):
+    bad = tmp_path / "bad.nc"
+    bad.write_text("not a netcdf file")
+    assert main(["summary", str(bad)]) == 1
+    assert "summary" in capsys.readouterr().err
