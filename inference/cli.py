@@ -88,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--spread-column", help="column to use as the spread observable")
     p.add_argument("--chains", type=int, default=4)
     p.add_argument("--draws", type=int, default=1000)
-    p.add_argument("--tune", type=int, default=1000)
+    p.add_argument("--tune", type=int, default=2000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--emission", choices=("gaussian", "student_t"), default="gaussian")
     p.add_argument("--transitions", choices=("full", "sequential"), default="full")

@@ -212,7 +212,7 @@ def fit(
     spec: ModelSpec | None = None,
     chains: int = 4,
     draws: int = 1000,
-    tune: int = 1000,
+    tune: int = 2000,
     seed: int = 0,
     sampler: str = "nutpie",
     target_accept: float = 0.8,
@@ -236,7 +236,10 @@ def fit(
     spec : ModelSpec, optional
         Emission family, transition structure and priors.
     chains, draws, tune : int
-        NUTS chains, kept draws and tuning iterations per chain.
+        NUTS chains, kept draws and tuning iterations per chain. The default tuning is long
+        (2000): on the S&P 500 1990-2018 (7,307 days, 4 x 1000 draws) the slowest direction
+        (the volume scale of the calm stages) reached bulk ESS 376-700 and R-hat 1.006-1.012
+        after 1000 tuning steps, 929 and 1.004 after 2000.
     seed : int
         Seed of everything random (k-means start, jitter, sampler): the same seed gives the
         same numbers.
