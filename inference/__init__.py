@@ -12,13 +12,15 @@
   (filtered) feed for risk models, updates without refitting, forecasts, exports and rolling
   out-of-sample evaluation;
 - :mod:`stressflow.inference.plots`: matplotlib figures.
+
+The functions ``episodes``, ``feed`` and ``backtest`` share their module's name, so they are
+not re-exported here (that would hide the module): import them from their modules.
 """
 
-from stressflow.inference.backtest import backtest
 from stressflow.inference.catalogue import load_catalogue, score_catalogue
 from stressflow.inference.diagnostics import Diagnostics, check_fit
-from stressflow.inference.episodes import detect_episodes, episodes
-from stressflow.inference.feed import FEED_SCHEMA, export, feed, forecast, read_feed, update
+from stressflow.inference.episodes import detect_episodes
+from stressflow.inference.feed import FEED_SCHEMA, export, forecast, read_feed, update
 from stressflow.inference.fit import SAMPLERS, FitWarning, fit
 from stressflow.inference.paths import sample_stage_paths
 from stressflow.inference.results import (
@@ -38,13 +40,10 @@ __all__ = [
     "SAMPLERS",
     "Diagnostics",
     "FitWarning",
-    "backtest",
     "check_fit",
     "detect_episodes",
-    "episodes",
     "expected_durations",
     "export",
-    "feed",
     "fit",
     "forecast",
     "load_catalogue",
