@@ -287,6 +287,7 @@ def test_store_draws_and_sequential_student_t(small_simulated):
         ({"draws": 1.5}, "draws"),
         ({"sampler": "gibbs"}, "sampler"),
         ({"init": "random"}, "init"),
+        ({"adaptation": "dense"}, "adaptation"),
     ],
 )
 def test_fit_rejects_bad_options(small_simulated, kwargs, match):
