@@ -241,9 +241,10 @@ def fit(
         Emission family, transition structure and priors.
     chains, draws, tune : int
         NUTS chains, kept draws and tuning iterations per chain. The default tuning is long
-        (2000): on the S&P 500 1990-2018 (7,307 days, 4 x 1000 draws) the slowest direction
-        (the volume scale of the calm stages) reached bulk ESS 376-700 and R-hat 1.006-1.012
-        after 1000 tuning steps, 929 and 1.004 after 2000.
+        (2000): on the S&P 500 1990-2018 (7,307 days, 4 x 1000 draws, ``diag`` adaptation)
+        the slowest direction (the volume scale of the calm stages) reached bulk ESS 376-700
+        and R-hat 1.006-1.012 after 1000 tuning steps, 929 and 1.004 after 2000 (3,409 and
+        1.005 with the default ``low_rank`` adaptation).
     seed : int
         Seed of everything random (k-means start, jitter, sampler): the same seed gives the
         same numbers.
