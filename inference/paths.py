@@ -27,10 +27,9 @@ import json
 
 import numpy as np
 import xarray as xr
-from scipy.special import gammaln
-from stressflow.inference.posterior import quantile_draw_index
+from stressflow.inference.posterior import draw_logliks, quantile_draw_index
 from stressflow.models import dims, kernels
-from stressflow.models.emissions import emission_loglik, masked_observations
+from stressflow.models.emissions import masked_observations
 
 __all__ = ["SAMPLE", "stage_paths", "sample_stage_paths", "fit_parameter_draws"]
 
@@ -139,20 +138,12 @@ def stage_paths(
     with np.errstate(divide="ignore"):
         log_trans = np.log(trans)
     out = np.empty((n_draws * paths_per_draw, n_t), dtype=np.int8)
-    for lo in range(0, n_draws, chunk):
-        hi = min(lo + chunk, n_draws)
-        ll = emission_loglik(
-            y0, mask, mu[lo:hi], sigma[lo:hi], None if nu is None else nu[lo:hi],
-            xp=np, gammaln=gammaln,
-        )
-        for s in range(lo, hi):
-            try:
-                paths = kernels.sample_paths(
-                    log_init, log_trans[s], ll[s - lo], paths_per_draw, rng
-                )
-            except ValueError as exc:
-                raise ValueError(f"parameter draw {s}: {exc}") from None
-            out[s * paths_per_draw:(s + 1) * paths_per_draw] = paths
+    for s, ll in draw_logliks(y0, mask, mu, sigma, nu, chunk=chunk):
+        try:
+            paths = kernels.sample_paths(log_init, log_trans[s], ll, paths_per_draw, rng)
+        except ValueError as exc:
+            raise ValueError(f"parameter draw {s}: {exc}") from None
+        out[s * paths_per_draw:(s + 1) * paths_per_draw] = paths
     return out
 
 

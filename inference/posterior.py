@@ -26,6 +26,7 @@ from stressflow.models.emissions import emission_loglik
 __all__ = [
     "FilteredDraws",
     "StageDraws",
+    "draw_logliks",
     "filter_forward",
     "quantile_draw_index",
     "stage_probabilities",
@@ -74,6 +75,25 @@ def quantile_draw_index(n_draws: int, max_draws: int) -> np.ndarray:
     if n_draws <= max_draws:
         return np.arange(n_draws)
     return np.unique(np.linspace(0, n_draws - 1, max_draws).round().astype(np.int64))
+
+
+def draw_logliks(y0, mask, mu, sigma, nu=None, *, chunk: int = 64):
+    """Yield ``(s, log_lik_s)`` for every posterior draw s, ``log_lik_s[t, k] =
+    log p(y_t | stage_t = k, theta^(s))`` as a C-contiguous (T, K) array.
+
+    The emission log-likelihoods are computed ``chunk`` draws at a time (one batched
+    :func:`~stressflow.models.emissions.emission_loglik` call), so memory stays at
+    ``chunk x T x K`` whatever the number of draws.
+    """
+    n_draws = mu.shape[0]
+    for lo in range(0, n_draws, chunk):
+        hi = min(lo + chunk, n_draws)
+        ll = emission_loglik(
+            y0, mask, mu[lo:hi], sigma[lo:hi], None if nu is None else nu[lo:hi],
+            xp=np, gammaln=gammaln,
+        )
+        for s in range(lo, hi):
+            yield s, np.ascontiguousarray(ll[s - lo])
 
 
 def stage_probabilities(
@@ -134,30 +154,24 @@ def stage_probabilities(
     group_keep = {name: np.empty((len(q_index), n_t), dtype=np.float32) for name in groups}
     filtered_last = np.empty((n_draws, n_stages))
 
-    for lo in range(0, n_draws, chunk):
-        hi = min(lo + chunk, n_draws)
-        ll = emission_loglik(
-            y0, mask, mu[lo:hi], sigma[lo:hi], None if nu is None else nu[lo:hi],
-            xp=np, gammaln=gammaln,
+    for s, ll in draw_logliks(y0, mask, mu, sigma, nu, chunk=chunk):
+        smoothed, _, filtered, ln = kernels.smooth(
+            log_init, np.ascontiguousarray(log_trans[s]), ll
         )
-        for s in range(lo, hi):
-            smoothed, _, filtered, ln = kernels.smooth(
-                log_init, np.ascontiguousarray(log_trans[s]), np.ascontiguousarray(ll[s - lo])
-            )
-            filt_sum += filtered
-            smooth_sum += smoothed
-            chain_sum[chain_of_draw[s]] += smoothed
-            if log_norm is not None:
-                log_norm[s] = ln
-            filtered_last[s] = filtered[-1]
-            if q_pos[s] >= 0:
-                filt_keep[q_pos[s]] = filtered
-                smooth_keep[q_pos[s]] = smoothed
-                for name, idx in groups.items():
-                    group_keep[name][q_pos[s]] = filtered[:, idx].sum(axis=1)
-            if keep_draws:
-                filt_draws[s] = filtered
-                smooth_draws[s] = smoothed
+        filt_sum += filtered
+        smooth_sum += smoothed
+        chain_sum[chain_of_draw[s]] += smoothed
+        if log_norm is not None:
+            log_norm[s] = ln
+        filtered_last[s] = filtered[-1]
+        if q_pos[s] >= 0:
+            filt_keep[q_pos[s]] = filtered
+            smooth_keep[q_pos[s]] = smoothed
+            for name, idx in groups.items():
+                group_keep[name][q_pos[s]] = filtered[:, idx].sum(axis=1)
+        if keep_draws:
+            filt_draws[s] = filtered
+            smooth_draws[s] = smoothed
     q = np.asarray(quantiles, dtype=np.float64)
     return StageDraws(
         filtered_mean=filt_sum / n_draws,
@@ -260,28 +274,20 @@ def filter_forward(
     filt_sum = np.zeros((n_t, n_stages))
     last = np.empty((n_draws, n_stages))
     log_norm = np.empty((n_draws, n_t))
-    for lo in range(0, n_draws, chunk):
-        hi = min(lo + chunk, n_draws)
-        ll = emission_loglik(
-            y0, mask, mu[lo:hi], sigma[lo:hi], None if nu is None else nu[lo:hi],
-            xp=np, gammaln=gammaln,
-        )
-        for s in range(lo, hi):
-            log_trans_s = np.ascontiguousarray(log_trans[s], dtype=np.float64)
-            # the same transition probabilities the kernels use: exp(log P)
-            pred = np.asarray(state[s], dtype=np.float64) @ np.exp(log_trans_s)
-            with np.errstate(divide="ignore"):
-                log_pred = np.log(pred)
-            filtered, ln = kernels.filter_probs(
-                log_pred, log_trans_s, np.ascontiguousarray(ll[s - lo])
-            )
-            filt_sum += filtered
-            last[s] = filtered[-1]
-            log_norm[s] = ln
-            if q_pos[s] >= 0:
-                filt_keep[q_pos[s]] = filtered
-                for name, idx in groups.items():
-                    group_keep[name][q_pos[s]] = filtered[:, idx].sum(axis=1)
+    for s, ll in draw_logliks(y0, mask, mu, sigma, nu, chunk=chunk):
+        log_trans_s = np.ascontiguousarray(log_trans[s], dtype=np.float64)
+        # the same transition probabilities the kernels use: exp(log P)
+        pred = np.asarray(state[s], dtype=np.float64) @ np.exp(log_trans_s)
+        with np.errstate(divide="ignore"):
+            log_pred = np.log(pred)
+        filtered, ln = kernels.filter_probs(log_pred, log_trans_s, ll)
+        filt_sum += filtered
+        last[s] = filtered[-1]
+        log_norm[s] = ln
+        if q_pos[s] >= 0:
+            filt_keep[q_pos[s]] = filtered
+            for name, idx in groups.items():
+                group_keep[name][q_pos[s]] = filtered[:, idx].sum(axis=1)
     q = np.asarray(quantiles, dtype=np.float64)
     return FilteredDraws(
         filtered_mean=filt_sum / n_draws,
