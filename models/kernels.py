@@ -10,22 +10,29 @@ This is the plain-array layer of stressflow. Every function here takes
 
 and knows nothing about the emission model that produced ``log_lik``. All arrays are float64.
 
-Numerics. The forward pass carries normalised filtered probabilities and accumulates the log
-normalisers ``log p(y_t | y_1..y_{t-1})``; the emission factor of each step is formed in log
-space and shifted by its maximum before exponentiation, so the recursion neither underflows
-nor overflows for any finite input (tested at T = 10,000 with log-likelihoods of 1e5 in
-magnitude). The backward pass carries a max-normalised beta with the same guarantees, falling
-back to an exact log-space step if a scaled step underflows. The cost is O(T K^2) with 2K
-transcendental evaluations per step.
+Numerics. Two paths give the same numbers. The fast path works in linear space: the
+emission factor of each day is formed in log space and shifted by its maximum before
+exponentiation, the forward and backward messages are rescaled whenever their sums leave
+``[1e-20, 1e20]``, and the log normalisers are accumulated from the rescaling factors. If any
+filtered probability falls below 1e-280, a one-step normaliser below 1e-300, or an input is not
+finite, the whole call falls back to the exact log-space path, which carries
+``log Pr(stage_t | y_1..y_t)`` with log-sum-exp. Neither underflows nor overflows for any finite
+input (tested at T = 10,000 with log-likelihoods of 1e5 in magnitude). The cost is O(T K^2)
+with K exponentials per day (fast path).
 
-All kernels are compiled with numba (``cache=True``) so that a PyTensor Op built on them can be
-inlined into the numba graph that nutpie samples.
+The fast path is compiled once per number of stages K, with its messages in K-tuples so that
+the loops over stages unroll (see :func:`_forward_fast`). Public functions take arrays; the
+compiled internals (``_logp_and_grad`` and friends) can be called from other numba code,
+which is how the PyTensor Op in :mod:`stressflow.models.ops` inlines them into the log density
+that nutpie samples.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, types
+from numba.cpython.unsafe.tuple import tuple_setitem
+from numba.extending import overload
 
 __all__ = [
     "filter_probs",
@@ -44,6 +51,8 @@ _TINY = 1e-300
 _LOSSY = 1e-280
 # log_trans entries below this (but finite) would underflow in exp(): use the log-space path.
 _LOG_TRANS_MIN = -600.0
+# The fast path rescales its unnormalised messages when their sum leaves [_RESCALE, 1/_RESCALE].
+_RESCALE = 1e-20
 
 
 @njit(cache=True)
@@ -60,119 +69,188 @@ def _logsumexp(v):
     return m + np.log(s)
 
 
-@njit(cache=True)
-def _forward_fast(log_init, log_trans, log_lik):
-    """Normalised forward pass in linear space (the fast path).
+def _zeros(k):
+    """``((0.0,) * k, (0.0,) * (k * k))``: the tuples that select the fast path's compiled
+    specialisation for K stages (see :func:`_forward_fast`)."""
+    return (0.0,) * k, (0.0,) * (k * k)
 
-    Returns ``(alpha, log_norm, emis, ok)`` with ``alpha[T, K] = Pr(stage_t = k | y_1..y_t)``,
-    ``log_norm[T] = log p(y_t | y_1..y_{t-1})``, the shifted emission factors
-    ``emis[T, K] = exp(log_lik[t, k] - max_k log_lik[t, k])`` reused by the backward pass, and
-    ``ok = False`` as soon as any probability falls below ``_LOSSY`` or the input is not
-    finite, in which case the caller must use the exact log-space path instead.
+
+def _blank(zero):
+    """A fresh K-vector: ``zero`` itself for a tuple, a new array for an array (numba only)."""
+    raise NotImplementedError
+
+
+def _setitem(vec, i, value):
+    """``vec`` with item ``i`` set: a new tuple, or the array written in place (numba only)."""
+    raise NotImplementedError
+
+
+@overload(_blank, inline="always")
+def _blank_impl(zero):
+    if isinstance(zero, types.BaseTuple):
+        return lambda zero: zero
+    return lambda zero: np.empty(zero.shape[0])
+
+
+@overload(_setitem, inline="always")
+def _setitem_impl(vec, i, value):
+    if isinstance(vec, types.BaseTuple):
+        return lambda vec, i, value: tuple_setitem(vec, i, value)
+
+    def impl(vec, i, value):
+        vec[i] = value
+        return vec
+
+    return impl
+
+
+@njit(cache=True)
+def _flat(m, zero2):
+    """The ``(K, K)`` array ``m`` flattened row-major into a vector like ``zero2``."""
+    out = _blank(zero2)
+    flat = m.ravel()
+    for i in range(len(zero2)):
+        out = _setitem(out, i, flat[i])
+    return out
+
+
+@njit(cache=True)
+def _forward_fast(log_init, log_trans, log_lik, zero, zero2):
+    """Scaled forward pass in linear space (the fast path).
+
+    ``zero`` and ``zero2`` are tuples of K and K * K zeros (see :func:`_zeros`): the messages
+    and the transition matrix live in tuples, so each number of stages gets its own compiled
+    specialisation whose loops over stages are unrolled and whose messages stay in registers
+    (about 2x faster than arrays at K = 4). Arrays of lengths K and K * K select the generic
+    specialisation instead, for compiled callers that know K only at run time.
+
+    Returns ``(alpha, emis, shift, ratio, logp, ok)``:
+
+    - ``alpha[T, K] = Pr(stage_t = k | y_1..y_t)``;
+    - ``emis[T, K] = exp(log_lik[t, k] - shift[t])`` with ``shift[t] = max_k log_lik[t, k]``,
+      the shifted emission factors reused by the backward pass;
+    - ``ratio[T]``: ``log p(y_t | y_1..y_{t-1}) = shift[t] + log(ratio[t])``;
+    - ``logp = log p(y_1..y_T)``, accumulated without a logarithm per day;
+    - ``ok = False`` if any filtered probability fell below ``_LOSSY``, a one-step predictive
+      factor below ``_TINY``, or the input is not finite: the caller must then use the exact
+      log-space path.
+
+    The recursion carries the unnormalised message ``a_t = (a_{t-1} P) * emis_t`` and rescales
+    it only when its sum drops below ``_RESCALE``, so the division that normalises ``alpha`` is
+    off the loop-carried dependency chain.
     """
-    n_t, k = log_lik.shape
+    n_t = log_lik.shape[0]
+    k = len(zero)  # a compile-time constant: the loops over stages unroll
     alpha = np.empty((n_t, k))
     emis = np.empty((n_t, k))
-    log_norm = np.empty(n_t)
     shift = np.empty(n_t)
-    a = np.empty(k)
+    ratio = np.empty(n_t)
     for i in range(k):
         for j in range(k):
             if log_trans[i, j] < _LOG_TRANS_MIN and log_trans[i, j] > -np.inf:
-                return alpha, log_norm, emis, False
-    trans = np.exp(log_trans)
+                return alpha, emis, shift, ratio, np.nan, False
+    trans = _flat(np.exp(log_trans), zero2)
+    finite = True
     for t in range(n_t):
-        m = -np.inf
-        for j in range(k):
-            if log_lik[t, j] > m:
-                m = log_lik[t, j]
-        if not np.isfinite(m):
-            return alpha, log_norm, emis, False
+        m = log_lik[t, 0]
+        for j in range(1, k):
+            m = max(m, log_lik[t, j])
+        finite &= np.isfinite(m)
         shift[t] = m
-    # shifted emission factors, computed outside the recursion so the loop vectorises
+    if not finite:
+        return alpha, emis, shift, ratio, np.nan, False
     for t in range(n_t):
         for j in range(k):
             emis[t, j] = np.exp(log_lik[t, j] - shift[t])
+    a = _blank(zero)
+    for j in range(k):
+        a = _setitem(a, j, np.exp(log_init[j]) * emis[0, j])
+    amin = np.inf
+    log_scale = 0.0
+    inv_prev = 1.0
     for t in range(n_t):
-        s = 0.0
-        for j in range(k):
-            if t == 0:
-                pred = np.exp(log_init[j])
-            else:
+        if t > 0:
+            new = _blank(zero)
+            for j in range(k):
                 pred = 0.0
                 for i in range(k):
-                    pred += alpha[t - 1, i] * trans[i, j]
-            a[j] = pred * emis[t, j]
-            s += a[j]
-        if not (s > _TINY and s < np.inf):
-            return alpha, log_norm, emis, False
-        inv = 1.0 / s
+                    pred += a[i] * trans[i * k + j]
+                new = _setitem(new, j, pred * emis[t, j])
+            a = new
+        c = 0.0
+        for j in range(k):
+            c += a[j]
+        if not (c > _TINY and c < np.inf):
+            return alpha, emis, shift, ratio, np.nan, False
+        inv = 1.0 / c
         for j in range(k):
             v = a[j] * inv
-            if v < _LOSSY:
-                return alpha, log_norm, emis, False
             alpha[t, j] = v
-        log_norm[t] = s
-    for t in range(n_t):
-        log_norm[t] = shift[t] + np.log(log_norm[t])
-    return alpha, log_norm, emis, True
+            amin = min(amin, v)
+        ratio[t] = c * inv_prev
+        if c < _RESCALE:
+            log_scale += np.log(c)
+            for j in range(k):
+                a = _setitem(a, j, a[j] * inv)
+            inv_prev = 1.0
+        else:
+            inv_prev = inv
+    if not amin >= _LOSSY:
+        return alpha, emis, shift, ratio, np.nan, False
+    logp = shift.sum() + log_scale - np.log(inv_prev)
+    return alpha, emis, shift, ratio, logp, True
 
 
 @njit(cache=True)
-def _backward_fast(log_trans, alpha, emis):
-    """Backward pass in linear space given the fast forward pass.
+def _backward_fast(log_trans, alpha, emis, zero, zero2):
+    """Scaled backward pass in linear space given the fast forward pass.
 
     Returns ``(gamma, xi_sum, ok)`` with ``gamma[T, K] = Pr(stage_t = k | y_1..y_T)``,
     ``xi_sum[K, K] = sum_{t=2..T} Pr(stage_{t-1} = i, stage_t = j | y_1..y_T)`` and
-    ``ok = False`` if a max-normalised backward message fell below ``_LOSSY``.
+    ``ok = False`` if a normaliser left the range where the linear path is exact.
+
+    The unnormalised message ``b_t = P (emis_{t+1} * b_{t+1})`` is rescaled only when
+    ``alpha_t . b_t`` (the normaliser of ``gamma_t``) leaves ``[_RESCALE, 1 / _RESCALE]``; the
+    transition matrix factors out of the pairwise sums, ``xi_sum[i, j] = P[i, j] *
+    sum_t alpha_t[i] w_{t+1}[j] / (alpha_t . b_t)`` with ``w_{t+1} = emis_{t+1} * b_{t+1}``.
     """
-    n_t, k = alpha.shape
-    trans = np.exp(log_trans)
+    n_t = alpha.shape[0]
+    k = len(zero)
+    trans = _flat(np.exp(log_trans), zero2)
     gamma = np.empty((n_t, k))
-    xi_sum = np.zeros((k, k))
-    beta = np.ones(k)  # max-normalised beta_t
-    w = np.empty(k)
-    xi = np.empty((k, k))
+    acc = np.zeros((k, k))
+    beta = _blank(zero)
     for j in range(k):
+        beta = _setitem(beta, j, 1.0)
         gamma[n_t - 1, j] = alpha[n_t - 1, j]
     for t in range(n_t - 2, -1, -1):
-        # w[j] proportional to p(y_{t+1} | j) * beta_{t+1}[j]
+        w = _blank(zero)
         for j in range(k):
-            w[j] = emis[t + 1, j] * beta[j]
-        # Pr(stage_t = i, stage_{t+1} = j | y) proportional to alpha_t[i] P[i, j] w[j]
+            w = _setitem(w, j, emis[t + 1, j] * beta[j])
+        b = _blank(zero)
         tot = 0.0
         for i in range(k):
+            s = 0.0
             for j in range(k):
-                v = alpha[t, i] * trans[i, j] * w[j]
-                xi[i, j] = v
-                tot += v
-        if not tot > _TINY:
-            return gamma, xi_sum, False
-        inv_tot = 1.0 / tot
+                s += trans[i * k + j] * w[j]
+            b = _setitem(b, i, s)
+            tot += alpha[t, i] * s
+        if not (tot > _TINY and tot < np.inf):
+            return gamma, acc, False
+        inv = 1.0 / tot
         for i in range(k):
+            ai = alpha[t, i] * inv
+            gamma[t, i] = ai * b[i]
             for j in range(k):
-                xi_sum[i, j] += xi[i, j] * inv_tot
-        bmax = 0.0
-        for i in range(k):
-            b = 0.0
-            for j in range(k):
-                b += trans[i, j] * w[j]
-            beta[i] = b
-            if b > bmax:
-                bmax = b
-        inv_bmax = 1.0 / bmax
-        s = 0.0
-        for i in range(k):
-            beta[i] *= inv_bmax
-            if beta[i] < _LOSSY:
-                return gamma, xi_sum, False
-            g = alpha[t, i] * beta[i]
-            gamma[t, i] = g
-            s += g
-        inv_s = 1.0 / s
-        for i in range(k):
-            gamma[t, i] *= inv_s
-    return gamma, xi_sum, True
+                acc[i, j] += ai * w[j]
+        if tot < _RESCALE or tot > 1.0 / _RESCALE:
+            for i in range(k):
+                b = _setitem(b, i, b[i] * inv)
+        beta = b
+    for i in range(k):
+        for j in range(k):
+            acc[i, j] *= trans[i * k + j]
+    return gamma, acc, True
 
 
 @njit(cache=True)
@@ -275,33 +353,80 @@ def _log_rows(p):
 
 
 @njit(cache=True)
-def _filter(log_init, log_trans, log_lik):
-    """``(alpha, log_norm, log_alpha_or_empty, emis, fast)`` choosing the path."""
-    alpha, log_norm, emis, ok = _forward_fast(log_init, log_trans, log_lik)
-    if ok:
-        return alpha, log_norm, np.empty((0, 0)), emis, True
-    log_alpha, log_norm = _forward_log(log_init, log_trans, log_lik)
-    return _exp_rows(log_alpha), log_norm, log_alpha, emis, False
+def _log_norm(shift, ratio):
+    out = np.empty_like(shift)
+    for t in range(shift.shape[0]):
+        out[t] = shift[t] + np.log(ratio[t])
+    return out
 
 
 @njit(cache=True)
-def _smooth(log_init, log_trans, log_lik):
-    """``(gamma, xi_sum, alpha, log_norm)``: fast path, or the exact log-space path."""
-    alpha, log_norm, emis, ok = _forward_fast(log_init, log_trans, log_lik)
+def _filter(log_init, log_trans, log_lik, zero, zero2):
+    """``(alpha, log_norm, log_alpha_or_empty, fast)`` choosing the path."""
+    alpha, _, shift, ratio, _, ok = _forward_fast(log_init, log_trans, log_lik, zero, zero2)
     if ok:
-        gamma, xi_sum, ok = _backward_fast(log_trans, alpha, emis)
+        return alpha, _log_norm(shift, ratio), np.empty((0, 0)), True
+    log_alpha, log_norm = _forward_log(log_init, log_trans, log_lik)
+    return _exp_rows(log_alpha), log_norm, log_alpha, False
+
+
+@njit(cache=True)
+def _log_marginal(log_init, log_trans, log_lik, zero, zero2):
+    _, _, _, _, logp, ok = _forward_fast(log_init, log_trans, log_lik, zero, zero2)
+    if ok:
+        return logp
+    return _forward_log(log_init, log_trans, log_lik)[1].sum()
+
+
+@njit(cache=True)
+def _smooth(log_init, log_trans, log_lik, zero, zero2, want_log_norm):
+    """``(gamma, xi_sum, alpha, log_norm, logp)``: fast path, or the exact log-space path.
+
+    ``log_norm`` is computed only if ``want_log_norm`` (an empty array otherwise).
+    """
+    alpha, emis, shift, ratio, logp, ok = _forward_fast(log_init, log_trans, log_lik, zero,
+                                                        zero2)
+    if ok:
+        gamma, xi_sum, ok = _backward_fast(log_trans, alpha, emis, zero, zero2)
         if ok:
-            return gamma, xi_sum, alpha, log_norm
+            log_norm = _log_norm(shift, ratio) if want_log_norm else np.empty(0)
+            return gamma, xi_sum, alpha, log_norm, logp
     log_alpha, log_norm = _forward_log(log_init, log_trans, log_lik)
     alpha = _exp_rows(log_alpha)
+    logp = log_norm.sum()
     if not np.isfinite(log_norm[-1]):
         k = log_init.shape[0]
-        return np.full(log_lik.shape, np.nan), np.full((k, k), np.nan), alpha, log_norm
+        return np.full(log_lik.shape, np.nan), np.full((k, k), np.nan), alpha, log_norm, logp
     gamma, xi_sum = _backward_log(log_trans, log_lik, log_alpha)
-    return gamma, xi_sum, alpha, log_norm
+    return gamma, xi_sum, alpha, log_norm, logp
 
 
 @njit(cache=True)
+def _logp_and_grad(log_init, log_trans, log_lik, zero, zero2):
+    gamma, xi_sum, _, _, logp = _smooth(log_init, log_trans, log_lik, zero, zero2, False)
+    if not np.isfinite(logp):
+        k = log_init.shape[0]
+        return (logp, np.full(k, np.nan), np.full((k, k), np.nan),
+                np.full(log_lik.shape, np.nan))
+    return logp, gamma[0].copy(), xi_sum, gamma
+
+
+def _as_arrays(log_init, log_trans, log_lik):
+    """C-contiguous float64 copies (or views) of the three inputs, shapes checked."""
+    log_init = np.ascontiguousarray(log_init, dtype=np.float64)
+    log_trans = np.ascontiguousarray(log_trans, dtype=np.float64)
+    log_lik = np.ascontiguousarray(log_lik, dtype=np.float64)
+    k = log_init.shape[0] if log_init.ndim == 1 else -1
+    if log_trans.shape != (k, k) or log_lik.ndim != 2 or log_lik.shape[1] != k or k < 1:
+        raise ValueError(
+            "expected log_init[K], log_trans[K, K], log_lik[T, K]; got shapes "
+            f"{log_init.shape}, {log_trans.shape}, {log_lik.shape}"
+        )
+    if log_lik.shape[0] < 1:
+        raise ValueError("log_lik has no time steps (T = 0)")
+    return log_init, log_trans, log_lik
+
+
 def filter_probs(log_init, log_trans, log_lik):
     """Filtered stage probabilities and one-step log predictive densities.
 
@@ -313,18 +438,17 @@ def filter_probs(log_init, log_trans, log_lik):
         ``log p(y_t | y_1..y_{t-1})`` (``log p(y_1)`` for t = 1). Their sum is the marginal
         log-likelihood ``log p(y_1..y_T)``.
     """
-    alpha, log_norm, _, _, _ = _filter(log_init, log_trans, log_lik)
+    args = _as_arrays(log_init, log_trans, log_lik)
+    alpha, log_norm, _, _ = _filter(*args, *_zeros(args[0].shape[0]))
     return alpha, log_norm
 
 
-@njit(cache=True)
 def log_marginal(log_init, log_trans, log_lik):
     """Marginal log-likelihood ``log p(y_1..y_T)`` with the stages summed out (a float)."""
-    _, log_norm, _, _, _ = _filter(log_init, log_trans, log_lik)
-    return log_norm.sum()
+    args = _as_arrays(log_init, log_trans, log_lik)
+    return float(_log_marginal(*args, *_zeros(args[0].shape[0])))
 
 
-@njit(cache=True)
 def smooth(log_init, log_trans, log_lik):
     """Forward-backward smoother.
 
@@ -340,10 +464,11 @@ def smooth(log_init, log_trans, log_lik):
     log_norm : ndarray, shape (T,)
         ``log p(y_t | y_1..y_{t-1})``.
     """
-    return _smooth(log_init, log_trans, log_lik)
+    args = _as_arrays(log_init, log_trans, log_lik)
+    gamma, xi_sum, alpha, log_norm, _ = _smooth(*args, *_zeros(args[0].shape[0]), True)
+    return gamma, xi_sum, alpha, log_norm
 
 
-@njit(cache=True)
 def logp_and_grad(log_init, log_trans, log_lik):
     """Marginal log-likelihood and its exact gradient from one forward-backward pass.
 
@@ -355,15 +480,12 @@ def logp_and_grad(log_init, log_trans, log_lik):
     - ``dL/dlog_lik[t, k] = Pr(stage_t = k | y_1..y_T)``.
 
     Returns ``(L, grad_log_init[K], grad_log_trans[K, K], grad_log_lik[T, K])``. The cost is
-    O(T K^2), the same order as the forward pass alone.
+    O(T K^2), the same order as the forward pass alone. If ``L`` is ``-inf`` or NaN the
+    gradients are NaN.
     """
-    gamma, xi_sum, _, log_norm = _smooth(log_init, log_trans, log_lik)
-    logp = log_norm.sum()
-    if not np.isfinite(logp):
-        k = log_init.shape[0]
-        return (logp, np.full(k, np.nan), np.full((k, k), np.nan),
-                np.full(log_lik.shape, np.nan))
-    return logp, gamma[0].copy(), xi_sum, gamma
+    args = _as_arrays(log_init, log_trans, log_lik)
+    logp, g_init, g_trans, g_lik = _logp_and_grad(*args, *_zeros(args[0].shape[0]))
+    return float(logp), g_init, g_trans, g_lik
 
 
 @njit(cache=True)
@@ -461,10 +583,9 @@ def sample_paths(log_init, log_trans, log_lik, n_paths, rng):
         If the observations are impossible under the parameters (``log p(y) = -inf``) or not
         finite.
     """
-    log_init = np.ascontiguousarray(log_init, dtype=np.float64)
-    log_trans = np.ascontiguousarray(log_trans, dtype=np.float64)
-    log_lik = np.ascontiguousarray(log_lik, dtype=np.float64)
-    alpha, log_norm, log_alpha, _, fast = _filter(log_init, log_trans, log_lik)
+    log_init, log_trans, log_lik = _as_arrays(log_init, log_trans, log_lik)
+    alpha, log_norm, log_alpha, fast = _filter(log_init, log_trans, log_lik,
+                                               *_zeros(log_init.shape[0]))
     if not np.isfinite(log_norm).all():
         raise ValueError("cannot sample stage paths: log p(y) is not finite at these parameters")
     if fast:

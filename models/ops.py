@@ -14,6 +14,10 @@ nutpie's numba-compiled log-density inlines the same kernel without a Python cal
 
 from __future__ import annotations
 
+import sys
+import zlib
+from pathlib import Path
+
 import numpy as np
 import pytensor.tensor as pt
 from pytensor.graph.basic import Apply
@@ -97,17 +101,49 @@ def hmm_logp(log_init, log_trans, log_lik):
     return _hmm_logp_op(log_init, log_trans, log_lik)[0]
 
 
+def _cache_key(n_stages: int) -> int:
+    """CRC32 of the kernel and Op sources and the number of stages: part of PyTensor's numba
+    cache key, so a compiled log density cached by an earlier version of these kernels, or
+    specialised on another number of stages, is never reused."""
+    crc = zlib.crc32(str(n_stages).encode())
+    for module in (kernels, sys.modules[__name__]):
+        crc = zlib.crc32(Path(module.__file__).read_bytes(), crc)
+    return crc
+
+
 @register_funcify_default_op_cache_key(HMMLogpOp)
 def _numba_funcify_hmm_logp(op, node=None, **kwargs):
-    logp_and_grad = kernels.logp_and_grad
+    # The fast kernel is specialised on the number of stages (see kernels._zeros) when the
+    # static input shapes give it; otherwise the generic specialisation sizes its work vectors
+    # at run time.
+    static = [node.inputs[0].type.shape[0], *node.inputs[1].type.shape,
+              node.inputs[2].type.shape[1]] if node is not None else [None]
+    known = {s for s in static if s is not None}
+    logp_and_grad = kernels._logp_and_grad
+    if len(known) == 1:
+        n_stages = known.pop()
+        zero, zero2 = kernels._zeros(n_stages)
+
+        @numba_njit
+        def work_vectors(k):
+            return zero, zero2
+    else:
+        n_stages = -1
+
+        @numba_njit
+        def work_vectors(k):
+            return np.zeros(k), np.zeros(k * k)
 
     @numba_njit
     def hmm_logp_numba(log_init, log_trans, log_lik):
+        zero, zero2 = work_vectors(log_init.shape[0])
         logp, g_init, g_trans, g_lik = logp_and_grad(
             np.ascontiguousarray(log_init),
             np.ascontiguousarray(log_trans),
             np.ascontiguousarray(log_lik),
+            zero,
+            zero2,
         )
         return np.asarray(logp), g_init, g_trans, g_lik
 
-    return hmm_logp_numba
+    return hmm_logp_numba, _cache_key(n_stages)
