@@ -126,7 +126,6 @@ def clear_compile_cache() -> None:
 def _nutpie_compiled(model, start, cache_key):
     """``(compiled, model_it_was_built_from, cached)`` for ``model``'s data."""
     import nutpie
-    from stressflow.models.stress_hmm import MASK_DATA, OBS_DATA
 
     hit = _NUTPIE_CACHE.get(cache_key) if cache_key is not None else None
     if hit is None:
@@ -135,7 +134,7 @@ def _nutpie_compiled(model, start, cache_key):
             _NUTPIE_CACHE[cache_key] = (model, compiled)
         return compiled, model, False
     base_model, compiled = hit
-    data = {name: model[name].get_value() for name in (OBS_DATA, MASK_DATA)}
+    data = {var.name: var.get_value() for var in model.data_vars}
     return compiled.with_data(**data), base_model, True
 
 

@@ -21,7 +21,8 @@ from types import ModuleType
 
 import numpy as np
 
-__all__ = ["EMISSIONS", "emission_loglik", "masked_observations"]
+__all__ = ["EMISSIONS", "emission_loglik", "masked_observations", "gaussian_design",
+           "gaussian_loglik"]
 
 EMISSIONS = ("gaussian", "student_t")
 
@@ -41,6 +42,34 @@ def masked_observations(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _mT(x, xp):
     return xp.swapaxes(x, -1, -2)
+
+
+def gaussian_design(y0, mask, *, xp: ModuleType = np):
+    """Data part of the Gaussian log-density: ``(design[T, 3D], offset[T])``.
+
+    Expanding the square, ``sum_d m_td log N(y_td | mu_kd, sigma_kd) = design_t . w_k +
+    offset_t`` with ``design_t = (y_t**2, y_t, m_t)`` (y0 is 0 wherever the mask is 0, the
+    contract of :func:`masked_observations`), ``offset_t = -0.5 log(2 pi) sum_d m_td`` and the
+    parameter weights ``w_k`` of :func:`gaussian_loglik`. The design does not depend on the
+    parameters, so a model stores it once as data and each log-density evaluation is a single
+    ``(T, 3D) x (3D, K)`` product (and its gradient a single transposed product).
+    """
+    design = xp.concatenate([y0**2, y0, mask], axis=-1)
+    offset = -0.5 * _LOG_2PI * mask.sum(axis=-1)
+    return design, offset
+
+
+def gaussian_loglik(design, offset, mu, sigma, *, xp: ModuleType = np):
+    """``log p(y_t | stage_t = k)`` for Gaussian emissions, from :func:`gaussian_design`.
+
+    ``mu, sigma`` have shape (..., K, D); returns shape (..., T, K). The weights of stage k are
+    ``(-1 / (2 sigma_k**2), mu_k / sigma_k**2, -mu_k**2 / (2 sigma_k**2) - log sigma_k)``.
+    """
+    prec = 1.0 / sigma**2
+    weights = xp.concatenate(
+        [-0.5 * prec, mu * prec, -0.5 * mu**2 * prec - xp.log(sigma)], axis=-1
+    )  # (..., K, 3D)
+    return design @ _mT(weights, xp) + offset[:, None]
 
 
 def emission_loglik(y0, mask, mu, sigma, nu=None, *, xp: ModuleType = np, gammaln=None):
@@ -65,19 +94,10 @@ def emission_loglik(y0, mask, mu, sigma, nu=None, *, xp: ModuleType = np, gammal
     array, shape (..., T, K)
         ``log p(y_t | stage_t = k)``, with missing features skipped.
     """
-    log_sigma = xp.log(sigma)
-    n_obs = mask.sum(axis=-1)[:, None]
     if nu is None:
-        # Quadratic expansion: three (T, D) x (D, K) products instead of a (T, K, D) tensor.
-        # y0 is 0 wherever mask is 0 (the contract of masked_observations), so the masked
-        # sums need no multiplication by the mask.
-        prec = 1.0 / sigma**2
-        quad = (
-            y0**2 @ _mT(prec, xp)
-            - 2.0 * (y0 @ _mT(mu * prec, xp))
-            + mask @ _mT(mu**2 * prec, xp)
-        )
-        return -0.5 * quad - mask @ _mT(log_sigma, xp) - 0.5 * _LOG_2PI * n_obs
+        design, offset = gaussian_design(y0, mask, xp=xp)
+        return gaussian_loglik(design, offset, mu, sigma, xp=xp)
+    log_sigma = xp.log(sigma)
     if gammaln is None:
         raise ValueError("Student-t emissions need the backend's gammaln")
     # (..., T, K, D) elementwise Student-t log density

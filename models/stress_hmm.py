@@ -40,17 +40,18 @@ import pandas as pd
 import pymc as pm
 import pytensor.tensor as pt
 from stressflow.models import dims
-from stressflow.models.emissions import EMISSIONS, emission_loglik, masked_observations
+from stressflow.models.emissions import (
+    EMISSIONS,
+    emission_loglik,
+    gaussian_design,
+    gaussian_loglik,
+    masked_observations,
+)
 from stressflow.models.ops import hmm_logp
 
-__all__ = ["ModelSpec", "build_model", "allowed_transitions", "TRANSITIONS", "OBS_DATA",
-           "MASK_DATA"]
+__all__ = ["ModelSpec", "build_model", "allowed_transitions", "model_data", "TRANSITIONS"]
 
 TRANSITIONS = ("full", "sequential")
-#: Names of the model's data containers: the observations with missing values set to 0, and
-#: the 0/1 observation mask (see :func:`stressflow.models.emissions.masked_observations`).
-OBS_DATA = "y0"
-MASK_DATA = "mask"
 
 
 @dataclass(frozen=True)
@@ -124,6 +125,21 @@ def _transition_matrix(spec: ModelSpec, n_stages: int):
     return trans, log_trans
 
 
+def model_data(features: pd.DataFrame, spec: ModelSpec) -> dict[str, np.ndarray]:
+    """The arrays that :func:`build_model` stores as data containers, by container name.
+
+    Gaussian emissions: ``"design"`` (T, 3D) and ``"offset"`` (T,) from
+    :func:`stressflow.models.emissions.gaussian_design`; Student-t: ``"y0"`` and ``"mask"``
+    (T, D) from :func:`stressflow.models.emissions.masked_observations`. Replacing these
+    values (same names, any T) refits the same compiled model to another series.
+    """
+    y0, mask = masked_observations(features.to_numpy(dtype=np.float64))
+    if spec.emission == "gaussian":
+        design, offset = gaussian_design(y0, mask)
+        return {"design": design, "offset": offset}
+    return {"y0": y0, "mask": mask}
+
+
 def build_model(features: pd.DataFrame, spec: ModelSpec | None = None) -> pm.Model:
     """PyMC model of the standardised observables with the stages marginalised out.
 
@@ -149,7 +165,6 @@ def build_model(features: pd.DataFrame, spec: ModelSpec | None = None) -> pm.Mod
             f"order_feature {spec.order_feature!r} is not among the features {names}"
         )
     n_stages = len(dims.STAGES)
-    y0, mask = masked_observations(features.to_numpy(dtype=np.float64))
     order_idx = names.index(spec.order_feature)
     other_idx = [d for d in range(len(names)) if d != order_idx]
 
@@ -186,10 +201,12 @@ def build_model(features: pd.DataFrame, spec: ModelSpec | None = None) -> pm.Mod
         log_init = pt.constant(np.full(n_stages, -np.log(n_stages)))
         # The observations are data containers (shared variables), not constants, so a compiled
         # log density can be reused for another series of any length (nutpie's ``with_data``).
-        y0_data = pm.Data(OBS_DATA, y0)
-        mask_data = pm.Data(MASK_DATA, mask)
-        log_lik = emission_loglik(
-            y0_data, mask_data, mu, sigma, nu, xp=pt, gammaln=pt.gammaln
-        )
+        data = {name: pm.Data(name, value) for name, value in model_data(features, spec).items()}
+        if nu is None:
+            log_lik = gaussian_loglik(data["design"], data["offset"], mu, sigma, xp=pt)
+        else:
+            log_lik = emission_loglik(
+                data["y0"], data["mask"], mu, sigma, nu, xp=pt, gammaln=pt.gammaln
+            )
         pm.Potential("hmm_loglik", hmm_logp(log_init, log_trans, log_lik))
     return model
