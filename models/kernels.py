@@ -33,10 +33,12 @@ import numpy as np
 from numba import njit, types
 from numba.cpython.unsafe.tuple import tuple_setitem
 from numba.extending import overload
+from stressflow.models.vecmath import exp_inplace, load_vector_math
 
 __all__ = [
     "filter_probs",
     "smooth",
+    "smooth_many",
     "logp_and_grad",
     "viterbi",
     "sample_paths",
@@ -55,7 +57,7 @@ _LOG_TRANS_MIN = -600.0
 _RESCALE = 1e-20
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _logsumexp(v):
     m = -np.inf
     for x in v:
@@ -69,9 +71,14 @@ def _logsumexp(v):
     return m + np.log(s)
 
 
-def _zeros(k):
+def _specialise(k):
     """``((0.0,) * k, (0.0,) * (k * k))``: the tuples that select the fast path's compiled
-    specialisation for K stages (see :func:`_forward_fast`)."""
+    specialisation for K stages (see :func:`_forward_fast`).
+
+    Call it before running (or compiling) the compiled internals: it also loads the vector
+    maths library that they link against (:func:`stressflow.models.vecmath.load_vector_math`).
+    """
+    load_vector_math()
     return (0.0,) * k, (0.0,) * (k * k)
 
 
@@ -104,7 +111,7 @@ def _setitem_impl(vec, i, value):
     return impl
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _flat(m, zero2):
     """The ``(K, K)`` array ``m`` flattened row-major into a vector like ``zero2``."""
     out = _blank(zero2)
@@ -114,11 +121,11 @@ def _flat(m, zero2):
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _forward_fast(log_init, log_trans, log_lik, zero, zero2):
     """Scaled forward pass in linear space (the fast path).
 
-    ``zero`` and ``zero2`` are tuples of K and K * K zeros (see :func:`_zeros`): the messages
+    ``zero`` and ``zero2`` are tuples of K and K * K zeros (see :func:`_specialise`): the messages
     and the transition matrix live in tuples, so each number of stages gets its own compiled
     specialisation whose loops over stages are unrolled and whose messages stay in registers
     (about 2x faster than arrays at K = 4). Arrays of lengths K and K * K select the generic
@@ -161,7 +168,8 @@ def _forward_fast(log_init, log_trans, log_lik, zero, zero2):
         return alpha, emis, shift, ratio, np.nan, False
     for t in range(n_t):
         for j in range(k):
-            emis[t, j] = np.exp(log_lik[t, j] - shift[t])
+            emis[t, j] = log_lik[t, j] - shift[t]
+    exp_inplace(emis)  # vectorised (libmvec) where available
     a = _blank(zero)
     for j in range(k):
         a = _setitem(a, j, np.exp(log_init[j]) * emis[0, j])
@@ -201,7 +209,7 @@ def _forward_fast(log_init, log_trans, log_lik, zero, zero2):
     return alpha, emis, shift, ratio, logp, True
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _backward_fast(log_trans, alpha, emis, zero, zero2):
     """Scaled backward pass in linear space given the fast forward pass.
 
@@ -253,7 +261,7 @@ def _backward_fast(log_trans, alpha, emis, zero, zero2):
     return gamma, acc, True
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _forward_log(log_init, log_trans, log_lik):
     """Exact forward pass in log space.
 
@@ -287,7 +295,7 @@ def _forward_log(log_init, log_trans, log_lik):
     return log_alpha, log_norm
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _backward_log(log_trans, log_lik, log_alpha):
     """Exact backward pass in log space; returns ``(gamma, xi_sum)`` as in _backward_fast."""
     n_t, k = log_lik.shape
@@ -324,7 +332,7 @@ def _backward_log(log_trans, log_lik, log_alpha):
     return _exp_rows(_log_rows(gamma)), xi_sum
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _exp_rows(log_p):
     """Rows of normalised log-probabilities back to probabilities that sum to 1 exactly.
 
@@ -343,7 +351,7 @@ def _exp_rows(log_p):
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _log_rows(p):
     out = np.empty_like(p)
     for t in range(p.shape[0]):
@@ -352,7 +360,7 @@ def _log_rows(p):
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _log_norm(shift, ratio):
     out = np.empty_like(shift)
     for t in range(shift.shape[0]):
@@ -360,7 +368,7 @@ def _log_norm(shift, ratio):
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _filter(log_init, log_trans, log_lik, zero, zero2):
     """``(alpha, log_norm, log_alpha_or_empty, fast)`` choosing the path."""
     alpha, _, shift, ratio, _, ok = _forward_fast(log_init, log_trans, log_lik, zero, zero2)
@@ -370,7 +378,7 @@ def _filter(log_init, log_trans, log_lik, zero, zero2):
     return _exp_rows(log_alpha), log_norm, log_alpha, False
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _log_marginal(log_init, log_trans, log_lik, zero, zero2):
     _, _, _, _, logp, ok = _forward_fast(log_init, log_trans, log_lik, zero, zero2)
     if ok:
@@ -378,7 +386,7 @@ def _log_marginal(log_init, log_trans, log_lik, zero, zero2):
     return _forward_log(log_init, log_trans, log_lik)[1].sum()
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _smooth(log_init, log_trans, log_lik, zero, zero2, want_log_norm):
     """``(gamma, xi_sum, alpha, log_norm, logp)``: fast path, or the exact log-space path.
 
@@ -401,7 +409,7 @@ def _smooth(log_init, log_trans, log_lik, zero, zero2, want_log_norm):
     return gamma, xi_sum, alpha, log_norm, logp
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _logp_and_grad(log_init, log_trans, log_lik, zero, zero2):
     gamma, xi_sum, _, _, logp = _smooth(log_init, log_trans, log_lik, zero, zero2, False)
     if not np.isfinite(logp):
@@ -409,6 +417,22 @@ def _logp_and_grad(log_init, log_trans, log_lik, zero, zero2):
         return (logp, np.full(k, np.nan), np.full((k, k), np.nan),
                 np.full(log_lik.shape, np.nan))
     return logp, gamma[0].copy(), xi_sum, gamma
+
+
+@njit(cache=True, nogil=True)
+def _smooth_many(log_init, log_trans, log_lik, zero, zero2, want_log_norm):
+    n_draws, n_t, k = log_lik.shape
+    gamma = np.empty((n_draws, n_t, k))
+    alpha = np.empty((n_draws, n_t, k))
+    log_norm = np.empty((n_draws, n_t if want_log_norm else 0))
+    for s in range(n_draws):
+        g, _, a, ln, _ = _smooth(log_init, log_trans[s], log_lik[s], zero, zero2,
+                                 want_log_norm)
+        gamma[s] = g
+        alpha[s] = a
+        if want_log_norm:
+            log_norm[s] = ln
+    return gamma, alpha, log_norm
 
 
 def _as_arrays(log_init, log_trans, log_lik):
@@ -439,14 +463,14 @@ def filter_probs(log_init, log_trans, log_lik):
         log-likelihood ``log p(y_1..y_T)``.
     """
     args = _as_arrays(log_init, log_trans, log_lik)
-    alpha, log_norm, _, _ = _filter(*args, *_zeros(args[0].shape[0]))
+    alpha, log_norm, _, _ = _filter(*args, *_specialise(args[0].shape[0]))
     return alpha, log_norm
 
 
 def log_marginal(log_init, log_trans, log_lik):
     """Marginal log-likelihood ``log p(y_1..y_T)`` with the stages summed out (a float)."""
     args = _as_arrays(log_init, log_trans, log_lik)
-    return float(_log_marginal(*args, *_zeros(args[0].shape[0])))
+    return float(_log_marginal(*args, *_specialise(args[0].shape[0])))
 
 
 def smooth(log_init, log_trans, log_lik):
@@ -465,8 +489,42 @@ def smooth(log_init, log_trans, log_lik):
         ``log p(y_t | y_1..y_{t-1})``.
     """
     args = _as_arrays(log_init, log_trans, log_lik)
-    gamma, xi_sum, alpha, log_norm, _ = _smooth(*args, *_zeros(args[0].shape[0]), True)
+    gamma, xi_sum, alpha, log_norm, _ = _smooth(*args, *_specialise(args[0].shape[0]), True)
     return gamma, xi_sum, alpha, log_norm
+
+
+def smooth_many(log_init, log_trans, log_lik, *, log_norm: bool = True):
+    """:func:`smooth` for a batch of S parameter draws in one compiled call (GIL released).
+
+    Parameters
+    ----------
+    log_init : ndarray, shape (K,)
+    log_trans : ndarray, shape (S, K, K)
+    log_lik : ndarray, shape (S, T, K)
+    log_norm : bool
+        Also return the one-step log predictive densities (one logarithm per day and draw).
+
+    Returns
+    -------
+    smoothed : ndarray, shape (S, T, K)
+        ``Pr(stage_t = k | y_1..y_T, theta^(s))``.
+    filtered : ndarray, shape (S, T, K)
+        ``Pr(stage_t = k | y_1..y_t, theta^(s))``.
+    log_norm : ndarray, shape (S, T), or (S, 0) if not requested
+        ``log p(y_t | y_1..y_{t-1}, theta^(s))``.
+    """
+    log_init = np.ascontiguousarray(log_init, dtype=np.float64)
+    log_trans = np.ascontiguousarray(log_trans, dtype=np.float64)
+    log_lik = np.ascontiguousarray(log_lik, dtype=np.float64)
+    if (log_trans.ndim != 3 or log_lik.ndim != 3 or log_trans.shape[0] != log_lik.shape[0]
+            or log_lik.shape[0] < 1):
+        raise ValueError(
+            "expected log_trans[S, K, K] and log_lik[S, T, K] with S >= 1; got shapes "
+            f"{log_trans.shape}, {log_lik.shape}"
+        )
+    _as_arrays(log_init, log_trans[0], log_lik[0])  # checks K and T
+    k = log_init.shape[0]
+    return _smooth_many(log_init, log_trans, log_lik, *_specialise(k), log_norm)
 
 
 def logp_and_grad(log_init, log_trans, log_lik):
@@ -484,11 +542,11 @@ def logp_and_grad(log_init, log_trans, log_lik):
     gradients are NaN.
     """
     args = _as_arrays(log_init, log_trans, log_lik)
-    logp, g_init, g_trans, g_lik = _logp_and_grad(*args, *_zeros(args[0].shape[0]))
+    logp, g_init, g_trans, g_lik = _logp_and_grad(*args, *_specialise(args[0].shape[0]))
     return float(logp), g_init, g_trans, g_lik
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def viterbi(log_init, log_trans, log_lik):
     """Most probable stage path ``argmax_s Pr(stage_1..stage_T = s | y_1..y_T)``.
 
@@ -522,7 +580,7 @@ def viterbi(log_init, log_trans, log_lik):
     return path
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _sample_paths(log_trans, log_alpha, uniforms):
     n_draws, n_t = uniforms.shape
     k = log_alpha.shape[1]
@@ -585,7 +643,7 @@ def sample_paths(log_init, log_trans, log_lik, n_paths, rng):
     """
     log_init, log_trans, log_lik = _as_arrays(log_init, log_trans, log_lik)
     alpha, log_norm, log_alpha, fast = _filter(log_init, log_trans, log_lik,
-                                               *_zeros(log_init.shape[0]))
+                                               *_specialise(log_init.shape[0]))
     if not np.isfinite(log_norm).all():
         raise ValueError("cannot sample stage paths: log p(y) is not finite at these parameters")
     if fast:

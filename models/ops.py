@@ -27,6 +27,7 @@ from pytensor.link.numba.dispatch.basic import (
     register_funcify_default_op_cache_key,
 )
 from stressflow.models import kernels
+from stressflow.models.vecmath import load_vector_math
 
 __all__ = ["HMMLogpOp", "hmm_logp"]
 
@@ -113,16 +114,17 @@ def _cache_key(n_stages: int) -> int:
 
 @register_funcify_default_op_cache_key(HMMLogpOp)
 def _numba_funcify_hmm_logp(op, node=None, **kwargs):
-    # The fast kernel is specialised on the number of stages (see kernels._zeros) when the
+    # The fast kernel is specialised on the number of stages (see kernels._specialise) when the
     # static input shapes give it; otherwise the generic specialisation sizes its work vectors
     # at run time.
     static = [node.inputs[0].type.shape[0], *node.inputs[1].type.shape,
               node.inputs[2].type.shape[1]] if node is not None else [None]
     known = {s for s in static if s is not None}
+    load_vector_math()  # the compiled kernel links against it (see stressflow.models.vecmath)
     logp_and_grad = kernels._logp_and_grad
     if len(known) == 1:
         n_stages = known.pop()
-        zero, zero2 = kernels._zeros(n_stages)
+        zero, zero2 = kernels._specialise(n_stages)
 
         @numba_njit
         def work_vectors(k):

@@ -464,3 +464,116 @@ def test_ffbs_reproducible(ffbs_problem):
     assert_array_equal(again, paths)
     other = kernels.sample_paths(li, lt, ll, 200, np.random.default_rng(43))
     assert not np.array_equal(other, paths[:200])
+
+
+# --------------------------------------------------------------------------------------------
+# 8. compiled specialisations and the vectorised exp
+# --------------------------------------------------------------------------------------------
+
+
+def _array_specialisation(k):
+    return np.zeros(k), np.zeros(k * k)
+
+
+@pytest.mark.parametrize("k", [2, 3, 4, 5])
+@pytest.mark.parametrize("structure", STRUCTURES)
+def test_tuple_and_array_specialisations_agree(k, structure):
+    """The K-tuple specialisation (Python callers, static-K graphs) and the array one (graphs
+    whose K is known only at run time) run the same code: same numbers."""
+    li, lt, ll = random_problem(k, 3000, 40 + k, structure, scale=4.0)
+    by_tuple = kernels._logp_and_grad(li, lt, ll, *kernels._specialise(k))
+    by_array = kernels._logp_and_grad(li, lt, ll, *_array_specialisation(k))
+    for a, b in zip(by_tuple, by_array, strict=True):
+        assert_allclose(a, b, rtol=1e-13, atol=1e-15)
+    ref_filtered, ref_smoothed, ref_log_norm, ref_xi = reference_forward_backward(li, lt, ll)
+    assert_allclose(by_tuple[0], ref_log_norm.sum(), rtol=1e-11)
+    assert_allclose(by_tuple[3], ref_smoothed, rtol=0, atol=1e-10)
+    assert_allclose(by_tuple[2], ref_xi, rtol=1e-9, atol=1e-9)
+
+
+def test_fast_path_is_taken_and_rescales_on_long_series():
+    """A typical long series runs the linear-space path (the log-space path is ~10x slower)
+    through many rescalings of the forward message, and matches the log-space oracle."""
+    li, lt, ll = random_problem(4, 10_000, 77, "dense", scale=3.0)
+    alpha, _, shift, ratio, logp, ok = kernels._forward_fast(li, lt, ll, *kernels._specialise(4))
+    assert ok
+    # the unnormalised forward message shrinks below 1e-20 many times over 10,000 days
+    assert np.log(ratio).sum() < 20 * np.log(1e-20)
+    _, ref_smoothed, ref_log_norm, _ = reference_forward_backward(li, lt, ll)
+    assert_allclose(logp, ref_log_norm.sum(), rtol=1e-11)
+    assert_allclose(shift + np.log(ratio), ref_log_norm, rtol=1e-9, atol=1e-9)
+    assert_allclose(kernels.smooth(li, lt, ll)[0], ref_smoothed, rtol=0, atol=1e-9)
+
+
+def test_smooth_many_matches_smooth_per_draw():
+    rng = np.random.default_rng(8)
+    n_draws, n_t, k = 5, 300, 4
+    li = np.full(k, -np.log(k))
+    lt = np.stack([random_log_trans(k, rng, s) for s in ["dense", "sequential"] * 2 + ["dense"]])
+    ll = rng.normal(scale=2.0, size=(n_draws, n_t, k))
+    smoothed, filtered, log_norm = kernels.smooth_many(li, lt, ll)
+    no_norm = kernels.smooth_many(li, lt, ll, log_norm=False)
+    assert no_norm[2].shape == (n_draws, 0)
+    for s in range(n_draws):
+        one = kernels.smooth(li, lt[s], ll[s])
+        assert_array_equal(smoothed[s], one[0])
+        assert_array_equal(filtered[s], one[2])
+        assert_array_equal(log_norm[s], one[3])
+        assert_array_equal(no_norm[0][s], one[0])
+    with pytest.raises(ValueError, match="log_trans"):
+        kernels.smooth_many(li, lt[:2], ll)
+
+
+def test_public_kernels_reject_mismatched_shapes():
+    li, lt, ll = random_problem(3, 10, 1)
+    with pytest.raises(ValueError, match="shapes"):
+        kernels.logp_and_grad(li, lt, ll[:, :2])
+    with pytest.raises(ValueError, match="T = 0"):
+        kernels.smooth(li, lt, ll[:0])
+
+
+def _exp_values():
+    rng = np.random.default_rng(3)
+    special = [-np.inf, np.inf, np.nan, 0.0, -0.0, 1e-310, -745.2, -708.4, 709.7, 1.0]
+    return np.concatenate([rng.uniform(-740.0, 705.0, 20_003), special])
+
+
+def test_vector_exp_matches_numpy():
+    """exp_inplace (libmvec where available) is within 4 ulp of numpy's exp, with IEEE
+    special values, for lengths that are and are not multiples of the vector width."""
+    from numba import njit
+    from stressflow.models.vecmath import exp_inplace
+
+    @njit
+    def run(x):
+        y = x.copy()
+        exp_inplace(y)
+        return y
+
+    x = _exp_values()
+    for n in (x.size, x.size - 1, 3, 1):
+        got, want = run(x[-n:]), np.exp(x[-n:])
+        assert_array_equal(np.isnan(got), np.isnan(want))
+        ok = ~np.isnan(want)
+        assert_allclose(got[ok], want[ok], rtol=4 * np.finfo(float).eps, atol=0)
+    grid = run(x.reshape(-1, 1)[:20_000].reshape(-1, 4))  # 2-d C-contiguous input
+    assert_allclose(grid.ravel(), np.exp(x[:20_000]), rtol=4 * np.finfo(float).eps, atol=0)
+
+
+def test_vector_exp_scalar_fallback(monkeypatch):
+    """Where libmvec cannot be used, the same intrinsic compiles to the scalar exp loop."""
+    from numba import njit
+    from stressflow.models import vecmath
+
+    monkeypatch.setitem(vecmath._state, "ok", False)
+
+    @njit
+    def run_scalar(x):
+        y = x.copy()
+        vecmath.exp_inplace(y)
+        return y
+
+    x = _exp_values()
+    got, want = run_scalar(x), np.exp(x)
+    ok = ~np.isnan(want)
+    assert_allclose(got[ok], want[ok], rtol=2 * np.finfo(float).eps, atol=0)

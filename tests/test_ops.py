@@ -291,3 +291,25 @@ def test_pymc_potential_matches_kernel(pymc_model):
     assert np.all(ll[[4, 12]] == 0.0)
     f_pot = _compile_on_values(pymc_model, pot)
     assert_allclose(f_pot(point), kernels.log_marginal(li, lt, ll), rtol=1e-12)
+
+
+def test_static_and_dynamic_stage_count_give_the_same_numba_graph_result():
+    """With K in the static shapes the numba graph runs the K-tuple specialisation, without it
+    the array one; both match the kernel. The cache key tells them apart."""
+    from stressflow.models.ops import _cache_key
+
+    li_v, lt_v, ll_v = sequential_inputs(4, 500, 9)
+    outs = []
+    for static in (True, False):
+        li = pt.tensor("li", shape=(4 if static else None,))
+        lt = pt.tensor("lt", shape=(4, 4) if static else (None, None))
+        ll = pt.tensor("ll", shape=(None, 4) if static else (None, None))
+        logp = hmm_logp(li, lt, ll)
+        fn = pytensor.function([li, lt, ll], [logp, *pytensor.grad(logp, [li, lt, ll])],
+                               mode="NUMBA")
+        outs.append(fn(li_v, lt_v, ll_v))
+    k_out = kernels.logp_and_grad(li_v, lt_v, ll_v)
+    for out in outs:
+        for got, want in zip(out, k_out, strict=True):
+            assert_allclose(got, want, rtol=1e-13, atol=1e-15)
+    assert len({_cache_key(3), _cache_key(4), _cache_key(-1)}) == 3
