@@ -113,7 +113,7 @@ def stage_probabilities(
     max_quantile_draws: int = 1000,
     keep_log_norm: bool = True,
     keep_draws: bool = False,
-    chunk: int = 64,
+    chunk: int = 16,
     filtered_groups: Mapping[str, Sequence[int]] | None = None,
 ) -> StageDraws:
     """Filtered and smoothed stage probabilities for every draw, and their summaries.
@@ -224,15 +224,21 @@ def draw_quantiles(keep: np.ndarray, q: np.ndarray) -> np.ndarray:
     """Quantiles across draws (axis 0) of ``keep``, as float32 of shape ``(Q, *keep.shape[1:])``.
 
     The same numbers as ``np.quantile(keep, q, axis=0)`` (its default "linear" method), about
-    4x faster: the draws are moved to the last, contiguous axis and sorted there (in parallel
-    over the other axes) before ``np.quantile`` reads them.
+    4x faster and in bounded extra memory: blocks of about 4 million values are copied with the
+    draws on the last, contiguous axis and sorted there (blocks in parallel) before
+    ``np.quantile`` reads them.
     """
     n = keep.shape[0]
-    rows = np.ascontiguousarray(np.moveaxis(keep, 0, -1)).reshape(-1, n)
-    step = max(1, -(-rows.shape[0] // _n_threads()))
-    _map_chunks(lambda lo, hi: rows[lo:hi].sort(axis=-1), rows.shape[0], step)
-    out = np.quantile(rows, q, axis=-1)
-    return out.reshape((len(q), *keep.shape[1:])).astype(np.float32)
+    flat = keep.reshape(n, -1)
+    out = np.empty((len(q), flat.shape[1]), dtype=np.float32)
+
+    def block(lo, hi):
+        rows = np.ascontiguousarray(flat[:, lo:hi].T)
+        rows.sort(axis=-1)
+        out[:, lo:hi] = np.quantile(rows, q, axis=-1)
+
+    _map_chunks(block, flat.shape[1], max(1, 4_000_000 // max(n, 1)))
+    return out.reshape((len(q), *keep.shape[1:]))
 
 
 @dataclass
