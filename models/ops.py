@@ -9,7 +9,10 @@ reuses the last three, so PyTensor merges the forward and gradient computations 
 call of the kernel per log-density-and-gradient evaluation.
 
 The Op runs in Python mode (``perform``) and is registered with PyTensor's numba backend, so
-nutpie's numba-compiled log-density inlines the same kernel without a Python callback.
+nutpie's numba-compiled log-density inlines the same kernel without a Python callback. There
+the kernel is specialised on the number of stages K when the inputs' static shapes give it (the
+stage model's always do), with its messages in registers; with K known only at run time it
+uses the generic specialisation, about 2x slower, with the same numbers.
 """
 
 from __future__ import annotations
