@@ -162,10 +162,8 @@ def stage_probabilities(
         smoothed, filtered, ln = kernels.smooth_many(
             log_init, log_trans[lo:hi], ll, log_norm=log_norm is not None
         )
-        c_sum = np.zeros((n_chains, n_t, n_stages))
         chains = chain_of_draw[lo:hi]
-        for c in np.unique(chains):
-            c_sum[c] = smoothed[chains == c].sum(axis=0)
+        c_sum = {int(c): smoothed[chains == c].sum(axis=0) for c in np.unique(chains)}
         if log_norm is not None:
             log_norm[lo:hi] = ln
         filtered_last[lo:hi] = filtered[:, -1]
@@ -187,7 +185,8 @@ def stage_probabilities(
     for f_sum, s_sum, c_sum in _map_chunks(work, n_draws, chunk):
         filt_sum += f_sum
         smooth_sum += s_sum
-        chain_sum += c_sum
+        for c, total in c_sum.items():
+            chain_sum[c] += total
     q = np.asarray(quantiles, dtype=np.float64)
     return StageDraws(
         filtered_mean=filt_sum / n_draws,
@@ -204,20 +203,33 @@ def stage_probabilities(
 
 
 def _n_threads() -> int:
-    return max(1, min(4, os.cpu_count() or 1))
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(4, cores))
 
 
-def _map_chunks(fn, n_items: int, chunk: int) -> list:
-    """``[fn(lo, hi) for each chunk]`` in chunk order, the chunks run on a thread pool.
+def _map_chunks(fn, n_items: int, chunk: int):
+    """Yield ``fn(lo, hi)`` for each chunk in chunk order, the chunks run on a thread pool.
 
-    The kernels release the GIL, so the chunks run in parallel; results come back in chunk
-    order, so any reduction over them is the same whatever the thread timing.
+    The kernels release the GIL, so the chunks run in parallel; results are yielded in chunk
+    order as they are consumed, so a reduction over them is the same whatever the thread timing
+    and only the chunks in flight are held in memory.
     """
     bounds = [(lo, min(lo + chunk, n_items)) for lo in range(0, n_items, chunk)]
     if len(bounds) <= 1 or _n_threads() == 1:
-        return [fn(lo, hi) for lo, hi in bounds]
+        for lo, hi in bounds:
+            yield fn(lo, hi)
+        return
     with ThreadPoolExecutor(max_workers=_n_threads()) as pool:
-        return list(pool.map(lambda b: fn(*b), bounds))
+        pending = []
+        for b in bounds:
+            pending.append(pool.submit(fn, *b))
+            if len(pending) > 2 * _n_threads():
+                yield pending.pop(0).result()
+        for future in pending:
+            yield future.result()
 
 
 def draw_quantiles(keep: np.ndarray, q: np.ndarray) -> np.ndarray:
@@ -237,7 +249,8 @@ def draw_quantiles(keep: np.ndarray, q: np.ndarray) -> np.ndarray:
         rows.sort(axis=-1)
         out[:, lo:hi] = np.quantile(rows, q, axis=-1)
 
-    _map_chunks(block, flat.shape[1], max(1, 4_000_000 // max(n, 1)))
+    for _ in _map_chunks(block, flat.shape[1], max(1, 4_000_000 // max(n, 1))):
+        pass
     return out.reshape((len(q), *keep.shape[1:]))
 
 

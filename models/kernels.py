@@ -10,15 +10,17 @@ This is the plain-array layer of stressflow. Every function here takes
 
 and knows nothing about the emission model that produced ``log_lik``. All arrays are float64.
 
-Numerics. Two paths give the same numbers. The fast path works in linear space: the
-emission factor of each day is formed in log space and shifted by its maximum before
-exponentiation, the forward and backward messages are rescaled whenever their sums leave
-``[1e-20, 1e20]``, and the log normalisers are accumulated from the rescaling factors. If any
-filtered probability falls below 1e-280, a one-step normaliser below 1e-300, or an input is not
-finite, the whole call falls back to the exact log-space path, which carries
-``log Pr(stage_t | y_1..y_t)`` with log-sum-exp. Neither underflows nor overflows for any finite
-input (tested at T = 10,000 with log-likelihoods of 1e5 in magnitude). The cost is O(T K^2)
-with K exponentials per day (fast path).
+Numerics. Two paths agree to rounding. The fast path works in linear space: the emission
+factor of each day is formed in log space and shifted by its maximum before exponentiation;
+the unnormalised forward message is rescaled whenever its sum drops below 1e-20 and the
+backward message whenever its normaliser leaves [1e-20, 1e20], and the log normalisers are
+accumulated from the rescaling factors. If any filtered probability falls below 1e-280, any
+entry of an unnormalised message is not a normal float (below 2.2e-308, where precision is
+lost), a message sum falls below 1e-300, or an input is not finite, the whole call falls back
+to the exact log-space path, which carries ``log Pr(stage_t | y_1..y_t)`` with log-sum-exp.
+Neither underflows nor overflows for any finite input (tested at T = 10,000 with
+log-likelihoods of 1e5 in magnitude, and on a hand-built case where the fast path would lose
+precision). The cost is O(T K^2) with K exponentials per day (fast path).
 
 The fast path is compiled once per number of stages K, with its messages in K-tuples so that
 the loops over stages unroll (see :func:`_forward_fast`). Public functions take arrays; the
@@ -33,7 +35,7 @@ import numpy as np
 from numba import njit, types
 from numba.cpython.unsafe.tuple import tuple_setitem
 from numba.extending import overload
-from stressflow.models.vecmath import exp_inplace, load_vector_math
+from stressflow.models.vecmath import exp_inplace, vector_flag
 
 __all__ = [
     "filter_probs",
@@ -51,6 +53,8 @@ _TINY = 1e-300
 # Probabilities below this are treated as a possible loss of precision: the fast linear-space
 # path hands the whole call to the exact log-space path.
 _LOSSY = 1e-280
+# Smallest normal float64: an unnormalised message entry below it has lost precision.
+_NORMAL = float(np.finfo(np.float64).tiny)
 # log_trans entries below this (but finite) would underflow in exp(): use the log-space path.
 _LOG_TRANS_MIN = -600.0
 # The fast path rescales its unnormalised messages when their sum leaves [_RESCALE, 1/_RESCALE].
@@ -72,14 +76,14 @@ def _logsumexp(v):
 
 
 def _specialise(k):
-    """``((0.0,) * k, (0.0,) * (k * k))``: the tuples that select the fast path's compiled
+    """``(zero, zero2, vec)``: the arguments that select the fast path's compiled
     specialisation for K stages (see :func:`_forward_fast`).
 
-    Call it before running (or compiling) the compiled internals: it also loads the vector
-    maths library that they link against (:func:`stressflow.models.vecmath.load_vector_math`).
+    ``zero, zero2 = (0.0,) * k, (0.0,) * (k * k)``; ``vec`` is
+    :func:`stressflow.models.vecmath.vector_flag`, which loads the vector maths library when
+    it can be used and encodes in its type whether the compiled code may call it.
     """
-    load_vector_math()
-    return (0.0,) * k, (0.0,) * (k * k)
+    return (0.0,) * k, (0.0,) * (k * k), vector_flag()
 
 
 def _blank(zero):
@@ -122,9 +126,10 @@ def _flat(m, zero2):
 
 
 @njit(cache=True, nogil=True)
-def _forward_fast(log_init, log_trans, log_lik, zero, zero2):
+def _forward_fast(log_init, log_trans, log_lik, zero, zero2, vec):
     """Scaled forward pass in linear space (the fast path).
 
+    ``vec`` (see :func:`_specialise`) selects the vectorised or the scalar ``exp`` by its type.
     ``zero`` and ``zero2`` are tuples of K and K * K zeros (see :func:`_specialise`): the messages
     and the transition matrix live in tuples, so each number of stages gets its own compiled
     specialisation whose loops over stages are unrolled and whose messages stay in registers
@@ -138,9 +143,9 @@ def _forward_fast(log_init, log_trans, log_lik, zero, zero2):
       the shifted emission factors reused by the backward pass;
     - ``ratio[T]``: ``log p(y_t | y_1..y_{t-1}) = shift[t] + log(ratio[t])``;
     - ``logp = log p(y_1..y_T)``, accumulated without a logarithm per day;
-    - ``ok = False`` if any filtered probability fell below ``_LOSSY``, a one-step predictive
-      factor below ``_TINY``, or the input is not finite: the caller must then use the exact
-      log-space path.
+    - ``ok = False`` if any filtered probability fell below ``_LOSSY``, an entry of the
+      unnormalised message below ``_NORMAL`` (a subnormal float), its sum below ``_TINY``, or
+      the input is not finite: the caller must then use the exact log-space path.
 
     The recursion carries the unnormalised message ``a_t = (a_{t-1} P) * emis_t`` and rescales
     it only when its sum drops below ``_RESCALE``, so the division that normalises ``alpha`` is
@@ -169,11 +174,12 @@ def _forward_fast(log_init, log_trans, log_lik, zero, zero2):
     for t in range(n_t):
         for j in range(k):
             emis[t, j] = log_lik[t, j] - shift[t]
-    exp_inplace(emis)  # vectorised (libmvec) where available
+    exp_inplace(emis, vec)  # vectorised (libmvec) where ``vec`` says it is loaded
     a = _blank(zero)
     for j in range(k):
         a = _setitem(a, j, np.exp(log_init[j]) * emis[0, j])
     amin = np.inf
+    rawmin = np.inf  # the unnormalised message must stay a normal float (full precision)
     log_scale = 0.0
     inv_prev = 1.0
     for t in range(n_t):
@@ -191,10 +197,12 @@ def _forward_fast(log_init, log_trans, log_lik, zero, zero2):
         if not (c > _TINY and c < np.inf):
             return alpha, emis, shift, ratio, np.nan, False
         inv = 1.0 / c
+        low = a[0]  # this day's smallest entry (a chain independent of the other days')
         for j in range(k):
-            v = a[j] * inv
-            alpha[t, j] = v
-            amin = min(amin, v)
+            alpha[t, j] = a[j] * inv
+            low = min(low, a[j])
+        rawmin = min(rawmin, low)
+        amin = min(amin, low * inv)
         ratio[t] = c * inv_prev
         if c < _RESCALE:
             log_scale += np.log(c)
@@ -203,7 +211,7 @@ def _forward_fast(log_init, log_trans, log_lik, zero, zero2):
             inv_prev = 1.0
         else:
             inv_prev = inv
-    if not amin >= _LOSSY:
+    if not (amin >= _LOSSY and rawmin >= _NORMAL):
         return alpha, emis, shift, ratio, np.nan, False
     logp = shift.sum() + log_scale - np.log(inv_prev)
     return alpha, emis, shift, ratio, logp, True
@@ -215,7 +223,8 @@ def _backward_fast(log_trans, alpha, emis, zero, zero2):
 
     Returns ``(gamma, xi_sum, ok)`` with ``gamma[T, K] = Pr(stage_t = k | y_1..y_T)``,
     ``xi_sum[K, K] = sum_{t=2..T} Pr(stage_{t-1} = i, stage_t = j | y_1..y_T)`` and
-    ``ok = False`` if a normaliser left the range where the linear path is exact.
+    ``ok = False`` if a normaliser fell below ``_TINY`` or an entry of the unnormalised message
+    below ``_NORMAL``.
 
     The unnormalised message ``b_t = P (emis_{t+1} * b_{t+1})`` is rescaled only when
     ``alpha_t . b_t`` (the normaliser of ``gamma_t``) leaves ``[_RESCALE, 1 / _RESCALE]``; the
@@ -231,18 +240,22 @@ def _backward_fast(log_trans, alpha, emis, zero, zero2):
     for j in range(k):
         beta = _setitem(beta, j, 1.0)
         gamma[n_t - 1, j] = alpha[n_t - 1, j]
+    bmin = np.inf  # the unnormalised message must stay a normal float (full precision)
     for t in range(n_t - 2, -1, -1):
         w = _blank(zero)
         for j in range(k):
             w = _setitem(w, j, emis[t + 1, j] * beta[j])
         b = _blank(zero)
         tot = 0.0
+        low = np.inf
         for i in range(k):
             s = 0.0
             for j in range(k):
                 s += trans[i * k + j] * w[j]
             b = _setitem(b, i, s)
             tot += alpha[t, i] * s
+            low = min(low, s)
+        bmin = min(bmin, low)
         if not (tot > _TINY and tot < np.inf):
             return gamma, acc, False
         inv = 1.0 / tot
@@ -255,6 +268,8 @@ def _backward_fast(log_trans, alpha, emis, zero, zero2):
             for i in range(k):
                 b = _setitem(b, i, b[i] * inv)
         beta = b
+    if not bmin >= _NORMAL:
+        return gamma, acc, False
     for i in range(k):
         for j in range(k):
             acc[i, j] *= trans[i * k + j]
@@ -369,9 +384,9 @@ def _log_norm(shift, ratio):
 
 
 @njit(cache=True, nogil=True)
-def _filter(log_init, log_trans, log_lik, zero, zero2):
+def _filter(log_init, log_trans, log_lik, zero, zero2, vec):
     """``(alpha, log_norm, log_alpha_or_empty, fast)`` choosing the path."""
-    alpha, _, shift, ratio, _, ok = _forward_fast(log_init, log_trans, log_lik, zero, zero2)
+    alpha, _, shift, ratio, _, ok = _forward_fast(log_init, log_trans, log_lik, zero, zero2, vec)
     if ok:
         return alpha, _log_norm(shift, ratio), np.empty((0, 0)), True
     log_alpha, log_norm = _forward_log(log_init, log_trans, log_lik)
@@ -379,21 +394,21 @@ def _filter(log_init, log_trans, log_lik, zero, zero2):
 
 
 @njit(cache=True, nogil=True)
-def _log_marginal(log_init, log_trans, log_lik, zero, zero2):
-    _, _, _, _, logp, ok = _forward_fast(log_init, log_trans, log_lik, zero, zero2)
+def _log_marginal(log_init, log_trans, log_lik, zero, zero2, vec):
+    _, _, _, _, logp, ok = _forward_fast(log_init, log_trans, log_lik, zero, zero2, vec)
     if ok:
         return logp
     return _forward_log(log_init, log_trans, log_lik)[1].sum()
 
 
 @njit(cache=True, nogil=True)
-def _smooth(log_init, log_trans, log_lik, zero, zero2, want_log_norm):
+def _smooth(log_init, log_trans, log_lik, zero, zero2, vec, want_log_norm):
     """``(gamma, xi_sum, alpha, log_norm, logp)``: fast path, or the exact log-space path.
 
     ``log_norm`` is computed only if ``want_log_norm`` (an empty array otherwise).
     """
     alpha, emis, shift, ratio, logp, ok = _forward_fast(log_init, log_trans, log_lik, zero,
-                                                        zero2)
+                                                        zero2, vec)
     if ok:
         gamma, xi_sum, ok = _backward_fast(log_trans, alpha, emis, zero, zero2)
         if ok:
@@ -410,8 +425,8 @@ def _smooth(log_init, log_trans, log_lik, zero, zero2, want_log_norm):
 
 
 @njit(cache=True, nogil=True)
-def _logp_and_grad(log_init, log_trans, log_lik, zero, zero2):
-    gamma, xi_sum, _, _, logp = _smooth(log_init, log_trans, log_lik, zero, zero2, False)
+def _logp_and_grad(log_init, log_trans, log_lik, zero, zero2, vec):
+    gamma, xi_sum, _, _, logp = _smooth(log_init, log_trans, log_lik, zero, zero2, vec, False)
     if not np.isfinite(logp):
         k = log_init.shape[0]
         return (logp, np.full(k, np.nan), np.full((k, k), np.nan),
@@ -420,13 +435,13 @@ def _logp_and_grad(log_init, log_trans, log_lik, zero, zero2):
 
 
 @njit(cache=True, nogil=True)
-def _smooth_many(log_init, log_trans, log_lik, zero, zero2, want_log_norm):
+def _smooth_many(log_init, log_trans, log_lik, zero, zero2, vec, want_log_norm):
     n_draws, n_t, k = log_lik.shape
     gamma = np.empty((n_draws, n_t, k))
     alpha = np.empty((n_draws, n_t, k))
     log_norm = np.empty((n_draws, n_t if want_log_norm else 0))
     for s in range(n_draws):
-        g, _, a, ln, _ = _smooth(log_init, log_trans[s], log_lik[s], zero, zero2,
+        g, _, a, ln, _ = _smooth(log_init, log_trans[s], log_lik[s], zero, zero2, vec,
                                  want_log_norm)
         gamma[s] = g
         alpha[s] = a

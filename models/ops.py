@@ -29,8 +29,8 @@ from pytensor.link.numba.dispatch.basic import (
     numba_njit,
     register_funcify_default_op_cache_key,
 )
-from stressflow.models import kernels
-from stressflow.models.vecmath import load_vector_math
+from stressflow.models import kernels, vecmath
+from stressflow.models.vecmath import vector_flag
 
 __all__ = ["HMMLogpOp", "hmm_logp"]
 
@@ -105,12 +105,12 @@ def hmm_logp(log_init, log_trans, log_lik):
     return _hmm_logp_op(log_init, log_trans, log_lik)[0]
 
 
-def _cache_key(n_stages: int) -> int:
-    """CRC32 of the kernel and Op sources and the number of stages: part of PyTensor's numba
-    cache key, so a compiled log density cached by an earlier version of these kernels, or
-    specialised on another number of stages, is never reused."""
-    crc = zlib.crc32(str(n_stages).encode())
-    for module in (kernels, sys.modules[__name__]):
+def _cache_key(n_stages: int, vectorised: int) -> int:
+    """CRC32 of the kernel, vector-maths and Op sources, the number of stages and whether the
+    vector exp is used: part of PyTensor's numba cache key, so a compiled log density cached by
+    an earlier version of these modules, or specialised otherwise, is never reused."""
+    crc = zlib.crc32(f"{n_stages}-{vectorised}".encode())
+    for module in (kernels, vecmath, sys.modules[__name__]):
         crc = zlib.crc32(Path(module.__file__).read_bytes(), crc)
     return crc
 
@@ -119,15 +119,15 @@ def _cache_key(n_stages: int) -> int:
 def _numba_funcify_hmm_logp(op, node=None, **kwargs):
     # The fast kernel is specialised on the number of stages (see kernels._specialise) when the
     # static input shapes give it; otherwise the generic specialisation sizes its work vectors
-    # at run time.
+    # at run time. Either way the shapes are checked when the compiled function runs.
     static = [node.inputs[0].type.shape[0], *node.inputs[1].type.shape,
               node.inputs[2].type.shape[1]] if node is not None else [None]
     known = {s for s in static if s is not None}
-    load_vector_math()  # the compiled kernel links against it (see stressflow.models.vecmath)
+    vec = vector_flag()  # loads libmvec if usable; its type selects the exp code path
     logp_and_grad = kernels._logp_and_grad
     if len(known) == 1:
         n_stages = known.pop()
-        zero, zero2 = kernels._specialise(n_stages)
+        zero, zero2, _ = kernels._specialise(n_stages)
 
         @numba_njit
         def work_vectors(k):
@@ -141,14 +141,22 @@ def _numba_funcify_hmm_logp(op, node=None, **kwargs):
 
     @numba_njit
     def hmm_logp_numba(log_init, log_trans, log_lik):
-        zero, zero2 = work_vectors(log_init.shape[0])
+        k = log_init.shape[0]
+        zero, zero2 = work_vectors(k)
+        if (len(zero) != k or log_trans.shape[0] != k or log_trans.shape[1] != k
+                or log_lik.shape[1] != k or log_lik.shape[0] < 1):
+            raise ValueError(
+                "hmm_logp: expected log_init[K], log_trans[K, K], log_lik[T, K] with T >= 1 "
+                "and K as in the graph's static shapes"
+            )
         logp, g_init, g_trans, g_lik = logp_and_grad(
             np.ascontiguousarray(log_init),
             np.ascontiguousarray(log_trans),
             np.ascontiguousarray(log_lik),
             zero,
             zero2,
+            vec,
         )
         return np.asarray(logp), g_init, g_trans, g_lik
 
-    return hmm_logp_numba, _cache_key(n_stages)
+    return hmm_logp_numba, _cache_key(n_stages, len(vec))

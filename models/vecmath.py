@@ -6,9 +6,14 @@ about 45% of the time (T x K calls of ~4 ns). glibc ships vector versions of its
 ``_ZGVdN4v_exp`` on four doubles at a time (documented maximum error 4 ulp), and falls back to
 the scalar ``llvm.exp`` loop where libmvec, AVX2/FMA, or a host-CPU numba target is missing.
 
-:func:`load_vector_math` must run before any compiled code that uses :func:`exp_inplace` is
-compiled or loaded from numba's cache (the JIT resolves ``_ZGVdN4v_exp`` from the loaded
-libraries). The kernels' entry points call it; nothing happens at import.
+:func:`exp_inplace` takes a flag, :func:`vector_flag`, whose *type* says whether the compiled
+code may call libmvec: ``(0,)`` once the library is loaded into this process, ``()`` otherwise.
+The choice is therefore part of every compiled signature, so numba's cache never hands code
+that calls ``_ZGVdN4v_exp`` to a process that has not loaded it (the JIT resolves the symbol
+from the loaded libraries; an unresolved one would abort). Nothing happens at import.
+
+numba caches the kernels by the timestamp of ``kernels.py``: after editing this module, touch
+``kernels.py`` (or clear its ``__pycache__``) so that they are recompiled.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from numba import types
 from numba.core import cgutils, config
 from numba.extending import intrinsic
 
-__all__ = ["exp_inplace", "load_vector_math"]
+__all__ = ["exp_inplace", "load_vector_math", "vector_flag"]
 
 _VECTOR_EXP = "_ZGVdN4v_exp"  # x86_64 vector ABI: AVX2 ("d"), unmasked, 4 lanes, 1 vector arg
 _WIDTH = 4
@@ -39,6 +44,14 @@ def load_vector_math() -> bool:
     if "ok" not in _state:
         _state["ok"] = _try_load()
     return _state["ok"]
+
+
+def vector_flag() -> tuple:
+    """``(0,)`` if libmvec is loaded and usable here (see :func:`load_vector_math`), else ``()``.
+
+    Pass it to compiled code that calls :func:`exp_inplace`: its type selects the code path.
+    """
+    return (0,) if load_vector_math() else ()
 
 
 def _try_load() -> bool:
@@ -61,10 +74,16 @@ def _try_load() -> bool:
 
 
 @intrinsic
-def exp_inplace(typingctx, arr):
-    """``arr[...] = exp(arr)`` for a C-contiguous float64 array (compiled code only)."""
-    if not (isinstance(arr, types.Array) and arr.dtype == types.float64 and arr.layout == "C"):
+def exp_inplace(typingctx, arr, vec):
+    """``arr[...] = exp(arr)`` for a C-contiguous float64 array (compiled code only).
+
+    ``vec`` is :func:`vector_flag`: a 1-tuple compiles the libmvec loop (four doubles per
+    call, then a scalar tail), an empty tuple the scalar ``llvm.exp`` loop.
+    """
+    if not (isinstance(arr, types.Array) and arr.dtype == types.float64 and arr.layout == "C"
+            and isinstance(vec, types.BaseTuple) and len(vec) in (0, 1)):
         return None
+    vectorised = len(vec) == 1
 
     def codegen(context, builder, signature, args):
         ary = context.make_array(arr)(context, builder, args[0])
@@ -72,15 +91,15 @@ def exp_inplace(typingctx, arr):
         data = ary.data
         double = ir.DoubleType()
         start = ir.Constant(n.type, 0)
-        if load_vector_math():
-            vec = ir.VectorType(double, _WIDTH)
+        if vectorised:
+            vtype = ir.VectorType(double, _WIDTH)
             vexp = cgutils.get_or_insert_function(
-                builder.module, ir.FunctionType(vec, [vec]), _VECTOR_EXP
+                builder.module, ir.FunctionType(vtype, [vtype]), _VECTOR_EXP
             )
             n_vec = builder.udiv(n, ir.Constant(n.type, _WIDTH))
             with cgutils.for_range(builder, n_vec) as loop:
                 ptr = builder.gep(data, [builder.mul(loop.index, ir.Constant(n.type, _WIDTH))])
-                vptr = builder.bitcast(ptr, vec.as_pointer())
+                vptr = builder.bitcast(ptr, vtype.as_pointer())
                 builder.store(builder.call(vexp, [builder.load(vptr, align=8)]), vptr, align=8)
             start = builder.mul(n_vec, ir.Constant(n.type, _WIDTH))
         sexp = builder.module.declare_intrinsic("llvm.exp", [double])
@@ -89,4 +108,4 @@ def exp_inplace(typingctx, arr):
             builder.store(builder.call(sexp, [builder.load(ptr)]), ptr)
         return context.get_dummy_value()
 
-    return types.void(arr), codegen
+    return types.void(arr, vec), codegen

@@ -113,7 +113,7 @@ def sim_fit(simulated_hmm):
     prepared, _ = simulated_hmm
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FitWarning)  # judged by the tests below
-        return fit(prepared, chains=2, draws=400, tune=400, seed=11)
+        return fit(prepared, chains=2, draws=1000, tune=600, seed=11)
 
 
 def _interval(da, lo=0.005, hi=0.995):
@@ -134,7 +134,8 @@ def test_recovery_intervals_cover_truth(sim_fit):
 def test_recovery_diagnostics_and_stage_accuracy(sim_fit, simulated_hmm):
     _, path = simulated_hmm
     diag = check_fit(sim_fit, warn=False)
-    # 2 chains x 400 draws: R-hat's own sampling noise is about 0.01 here
+    # 2 chains x 1000 draws: R-hat's own sampling noise is well under 0.01 here (with 400
+    # draws the maximum over the parameters reached 1.0205 for some kernel builds)
     assert diag.max_rhat <= 1.02 and diag.divergences == 0, diag.to_dict()
     assert diag.min_ess_bulk > 200
     assert min(diag.chain_agreement) > 0.99
@@ -186,7 +187,7 @@ def test_filtered_matches_kernel_at_each_draw(sim_fit, simulated_hmm):
         d = post.isel(s=i)
         ll = emission_loglik(y0, mask, d["mu"].values, d["sigma"].values)
         acc += kernels.filter_probs(np.full(4, -np.log(4)), np.log(d["P"].values), ll)[0]
-    # mean over 40 of 800 draws vs all draws: a Monte Carlo comparison
+    # mean over 40 of 2000 draws vs all draws: a Monte Carlo comparison
     assert np.abs(acc / len(idx) - sim_fit["stages"]["filtered"].values).max() < 0.05
 
 

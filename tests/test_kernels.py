@@ -472,7 +472,9 @@ def test_ffbs_reproducible(ffbs_problem):
 
 
 def _array_specialisation(k):
-    return np.zeros(k), np.zeros(k * k)
+    from stressflow.models.vecmath import vector_flag
+
+    return np.zeros(k), np.zeros(k * k), vector_flag()
 
 
 @pytest.mark.parametrize("k", [2, 3, 4, 5])
@@ -538,42 +540,66 @@ def _exp_values():
     return np.concatenate([rng.uniform(-740.0, 705.0, 20_003), special])
 
 
-def test_vector_exp_matches_numpy():
-    """exp_inplace (libmvec where available) is within 4 ulp of numpy's exp, with IEEE
-    special values, for lengths that are and are not multiples of the vector width."""
+def _libmvec_expected():
+    import platform
+    import sys
+
+    from llvmlite import binding
+
+    features = binding.get_host_cpu_features()
+    return (sys.platform.startswith("linux") and platform.machine() == "x86_64"
+            and bool(features.get("avx2")) and bool(features.get("fma")))
+
+
+def test_vector_maths_is_loaded_where_it_can_be():
+    from stressflow.models import vecmath
+
+    if not _libmvec_expected():
+        pytest.skip("libmvec's AVX2 exp needs x86_64 Linux with AVX2 and FMA")
+    assert vecmath.load_vector_math()
+    assert vecmath.vector_flag() == (0,)
+
+
+@pytest.mark.parametrize("vectorised", [True, False])
+def test_vector_exp_matches_numpy(vectorised):
+    """exp_inplace (libmvec's AVX2 exp, or the scalar loop) is within 4 ulp of numpy's exp,
+    with IEEE special values, for lengths that are and are not multiples of the vector
+    width."""
     from numba import njit
-    from stressflow.models.vecmath import exp_inplace
+    from stressflow.models.vecmath import exp_inplace, vector_flag
+
+    flag = vector_flag() if vectorised else ()
+    if vectorised and flag == ():
+        pytest.skip("libmvec is not usable on this machine (the scalar loop is tested)")
 
     @njit
-    def run(x):
+    def run(x, flag):
         y = x.copy()
-        exp_inplace(y)
+        exp_inplace(y, flag)
         return y
 
     x = _exp_values()
     for n in (x.size, x.size - 1, 3, 1):
-        got, want = run(x[-n:]), np.exp(x[-n:])
+        got, want = run(x[-n:], flag), np.exp(x[-n:])
         assert_array_equal(np.isnan(got), np.isnan(want))
         ok = ~np.isnan(want)
         assert_allclose(got[ok], want[ok], rtol=4 * np.finfo(float).eps, atol=0)
-    grid = run(x.reshape(-1, 1)[:20_000].reshape(-1, 4))  # 2-d C-contiguous input
+    grid = run(x[:20_000].reshape(-1, 4), flag)  # 2-d C-contiguous input
     assert_allclose(grid.ravel(), np.exp(x[:20_000]), rtol=4 * np.finfo(float).eps, atol=0)
 
 
-def test_vector_exp_scalar_fallback(monkeypatch):
-    """Where libmvec cannot be used, the same intrinsic compiles to the scalar exp loop."""
-    from numba import njit
-    from stressflow.models import vecmath
-
-    monkeypatch.setitem(vecmath._state, "ok", False)
-
-    @njit
-    def run_scalar(x):
-        y = x.copy()
-        vecmath.exp_inplace(y)
-        return y
-
-    x = _exp_values()
-    got, want = run_scalar(x), np.exp(x)
-    ok = ~np.isnan(want)
-    assert_allclose(got[ok], want[ok], rtol=2 * np.finfo(float).eps, atol=0)
+def test_subnormal_forward_message_falls_back_to_log_space():
+    """The unnormalised forward message may not pass through subnormal floats: here a sharp
+    drop of the one-step normaliser would leave it at ~1e-320 with ~3 significant digits while
+    the filtered probabilities still look fine; the fast path must hand over to the log-space
+    path (found in review: the fast path returned -742.0422 instead of -742.0)."""
+    li = np.log([0.5, 0.5])
+    lt = np.log(np.array([[1 - 1e-200, 1e-200], [1e-200, 1 - 1e-200]]))
+    ll = np.array([[0.0, -50.0], [0.0, -50.0], [-45.0, 0.0], [-697.0, 0.0], [0.0, -700.0]])
+    bf = brute_force(li, lt, ll)
+    assert not kernels._forward_fast(li, lt, ll, *kernels._specialise(2))[-1]
+    assert_allclose(kernels.log_marginal(li, lt, ll), bf.log_marginal, rtol=1e-13)
+    logp, g_init, g_trans, g_lik = kernels.logp_and_grad(li, lt, ll)
+    assert_allclose(logp, bf.log_marginal, rtol=1e-13)
+    assert_allclose(g_lik, bf.smoothed, rtol=0, atol=1e-12)
+    assert_allclose(g_trans, bf.expected_transitions, rtol=0, atol=1e-12)

@@ -10,7 +10,7 @@ from stressflow.models import kernels
 from stressflow.models.emissions import emission_loglik, masked_observations
 
 
-@pytest.mark.parametrize("shape", [(1000, 50, 4), (7, 13), (1, 5, 2)])
+@pytest.mark.parametrize("shape", [(1000, 50, 4), (7, 13), (1, 5, 2), (2000, 2500, 2)])
 def test_draw_quantiles_equal_numpy_quantile(shape):
     keep = np.random.default_rng(0).random(shape).astype(np.float32)
     keep[:, 0] = 0.25  # ties
