@@ -91,12 +91,15 @@ def draw_logliks(y0, mask, mu, sigma, nu=None, *, chunk: int = 64):
     n_draws = mu.shape[0]
     for lo in range(0, n_draws, chunk):
         hi = min(lo + chunk, n_draws)
-        ll = emission_loglik(
-            y0, mask, mu[lo:hi], sigma[lo:hi], None if nu is None else nu[lo:hi],
-            xp=np, gammaln=gammaln,
-        )
+        ll = _chunk_logliks(y0, mask, mu, sigma, nu, lo, hi)
         for s in range(lo, hi):
             yield s, np.ascontiguousarray(ll[s - lo])
+
+
+def _chunk_logliks(y0, mask, mu, sigma, nu, lo, hi):
+    """``log p(y_t | stage_t = k, theta^(s))`` for draws lo..hi-1, shape (hi - lo, T, K)."""
+    return emission_loglik(y0, mask, mu[lo:hi], sigma[lo:hi], None if nu is None else nu[lo:hi],
+                           xp=np, gammaln=gammaln)
 
 
 def stage_probabilities(
@@ -157,10 +160,9 @@ def stage_probabilities(
     def work(lo, hi):
         """Smooth draws lo..hi-1; returns this chunk's sums (the rest is written in place at
         the draws' own rows, which no other chunk touches)."""
-        ll = emission_loglik(y0, mask, mu[lo:hi], sigma[lo:hi],
-                             None if nu is None else nu[lo:hi], xp=np, gammaln=gammaln)
         smoothed, filtered, ln = kernels.smooth_many(
-            log_init, log_trans[lo:hi], ll, log_norm=log_norm is not None
+            log_init, log_trans[lo:hi], _chunk_logliks(y0, mask, mu, sigma, nu, lo, hi),
+            log_norm=log_norm is not None,
         )
         chains = chain_of_draw[lo:hi]
         c_sum = {int(c): smoothed[chains == c].sum(axis=0) for c in np.unique(chains)}
@@ -170,10 +172,11 @@ def stage_probabilities(
         pos = q_pos[lo:hi]
         sel = pos >= 0
         if sel.any():
-            filt_keep[pos[sel]] = filtered[sel]
+            kept = filtered[sel]
+            filt_keep[pos[sel]] = kept
             smooth_keep[pos[sel]] = smoothed[sel]
             for name, idx in groups.items():
-                group_keep[name][pos[sel]] = filtered[sel][:, :, idx].sum(axis=-1)
+                group_keep[name][pos[sel]] = kept[:, :, idx].sum(axis=-1)
         if keep_draws:
             filt_draws[lo:hi] = filtered
             smooth_draws[lo:hi] = smoothed
@@ -218,15 +221,16 @@ def _map_chunks(fn, n_items: int, chunk: int):
     and only the chunks in flight are held in memory.
     """
     bounds = [(lo, min(lo + chunk, n_items)) for lo in range(0, n_items, chunk)]
-    if len(bounds) <= 1 or _n_threads() == 1:
+    n_threads = _n_threads()
+    if len(bounds) <= 1 or n_threads == 1:
         for lo, hi in bounds:
             yield fn(lo, hi)
         return
-    with ThreadPoolExecutor(max_workers=_n_threads()) as pool:
+    with ThreadPoolExecutor(max_workers=n_threads) as pool:
         pending = []
         for b in bounds:
             pending.append(pool.submit(fn, *b))
-            if len(pending) > 2 * _n_threads():
+            if len(pending) > 2 * n_threads:
                 yield pending.pop(0).result()
         for future in pending:
             yield future.result()

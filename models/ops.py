@@ -17,6 +17,7 @@ uses the generic specialisation, about 2x slower, with the same numbers.
 
 from __future__ import annotations
 
+import functools
 import sys
 import zlib
 from pathlib import Path
@@ -105,14 +106,20 @@ def hmm_logp(log_init, log_trans, log_lik):
     return _hmm_logp_op(log_init, log_trans, log_lik)[0]
 
 
+@functools.cache
+def _source_crc() -> int:
+    """CRC32 of the kernel, vector-maths and Op sources (read once per process)."""
+    crc = 0
+    for module in (kernels, vecmath, sys.modules[__name__]):
+        crc = zlib.crc32(Path(module.__file__).read_bytes(), crc)
+    return crc
+
+
 def _cache_key(n_stages: int, vectorised: int) -> int:
     """CRC32 of the kernel, vector-maths and Op sources, the number of stages and whether the
     vector exp is used: part of PyTensor's numba cache key, so a compiled log density cached by
     an earlier version of these modules, or specialised otherwise, is never reused."""
-    crc = zlib.crc32(f"{n_stages}-{vectorised}".encode())
-    for module in (kernels, vecmath, sys.modules[__name__]):
-        crc = zlib.crc32(Path(module.__file__).read_bytes(), crc)
-    return crc
+    return zlib.crc32(f"{n_stages}-{vectorised}".encode(), _source_crc())
 
 
 @register_funcify_default_op_cache_key(HMMLogpOp)
