@@ -5,7 +5,8 @@ For each series length T, every approach fits the same simulated 4-stage, 4-feat
 (:func:`common.common_start`), the same number of chains, tuning steps and draws:
 
 ============================  =================================================================
-``stressflow``                ``stressflow.inference.fit``: forward-backward Op with its exact
+``stressflow``                ``stressflow.inference.fitting.fit``: forward-backward Op with its
+exact
                               gradient, nutpie (numba); a fresh process, so it compiles
 ``stressflow warm``           the same fit after one earlier fit in the process (other data,
                               same options): the compiled log density is reused, as when

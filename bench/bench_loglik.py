@@ -3,7 +3,8 @@
 The gradient of the marginal log-likelihood is the hot path of every NUTS step. This script
 times, on the same simulated 4-stage data and in one run:
 
-- ``stressflow``: the forward-backward Op (``stressflow.models.ops.hmm_logp``) inside the full
+- ``stressflow``: the forward-backward Op (``stressflow.models.numerics.ops.hmm_logp``) inside the
+full
   PyMC model, compiled by nutpie's numba backend (what ``fit`` samples);
 - ``stressflow kernel``: the numba kernel alone (``kernels.logp_and_grad``);
 - ``pytensor scan``: the same model with a normalised log-space forward pass written as a
@@ -30,8 +31,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from common import D, K, scan_model, simulate
-from stressflow.models import kernels
-from stressflow.models.stress_hmm import build_model
+from stressflow.models.numerics import kernels
+from stressflow.models.pymc_model import build_model
 
 
 def time_call(fn, x, min_time: float = 1.0) -> float:

@@ -42,7 +42,7 @@ def simulate(n_t: int, seed: int = 0) -> pd.DataFrame:
 
 
 def _priors(features: pd.DataFrame):
-    """The stressflow priors (see stressflow.models.stress_hmm), volatility ordered."""
+    """The stressflow priors (see stressflow.models.pymc_model), volatility ordered."""
     # no initval here: pymc-extras' marginalize refuses models with non-default initial
     # values; every sampler gets the common start instead
     mu_order = pm.Normal("mu_order", 0, 2, shape=K,
@@ -92,7 +92,7 @@ def marginalized_model(features: pd.DataFrame) -> pm.Model:
 
 def common_start(features: pd.DataFrame, seed: int = 0) -> dict[str, np.ndarray]:
     """The starting point every sampler gets: stressflow's default EM start."""
-    from stressflow.inference.initialize import em_start
-    from stressflow.models.stress_hmm import ModelSpec
+    from stressflow.inference.fitting.initialize import em_start
+    from stressflow.models.pymc_model import ModelSpec
 
     return em_start(features, ModelSpec(), seed)

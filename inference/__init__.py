@@ -3,27 +3,28 @@
 - :func:`fit`: NUTS fit returning an ``xarray.DataTree`` (ArviZ 1.x) with posterior stage
   probabilities per day;
 - :func:`check_fit`: R-hat, ESS, divergences and chain agreement on the stage meanings;
-- :mod:`stressflow.inference.results`: pandas views (probabilities, durations, summary) and
+- :mod:`stressflow.inference.postprocess.summaries`: pandas views (probabilities, durations,
+summary) and
   netCDF save/load;
-- :mod:`stressflow.inference.paths` / :mod:`~stressflow.inference.episodes` /
-  :mod:`~stressflow.inference.catalogue`: joint stage paths (FFBS), episode scores
+- :mod:`stressflow.inference.postprocess.paths` / :mod:`~stressflow.inference.apps.episodes` /
+  :mod:`~stressflow.inference.apps.catalogue`: joint stage paths (FFBS), episode scores
   ``p_compulsion`` and the crisis catalogue;
-- :mod:`stressflow.inference.feed` / :mod:`~stressflow.inference.backtest`: the causal
+- :mod:`stressflow.inference.apps.feed` / :mod:`~stressflow.inference.apps.backtest`: the causal
   (filtered) feed for risk models, updates without refitting, forecasts, exports and rolling
   out-of-sample evaluation;
-- :mod:`stressflow.inference.plots`: matplotlib figures.
+- :mod:`stressflow.inference.present.plots`: matplotlib figures.
 
 The functions ``episodes``, ``feed`` and ``backtest`` share their module's name, so they are
 not re-exported here (that would hide the module): import them from their modules.
 """
 
-from stressflow.inference.catalogue import load_catalogue, score_catalogue
-from stressflow.inference.diagnostics import Diagnostics, check_fit
-from stressflow.inference.episodes import detect_episodes
-from stressflow.inference.feed import FEED_SCHEMA, export, forecast, read_feed, update
-from stressflow.inference.fit import SAMPLERS, FitWarning, fit
-from stressflow.inference.paths import sample_stage_paths
-from stressflow.inference.results import (
+from stressflow.inference.apps.catalogue import load_catalogue, score_catalogue
+from stressflow.inference.apps.episodes import detect_episodes
+from stressflow.inference.apps.feed import FEED_SCHEMA, export, forecast, read_feed, update
+from stressflow.inference.fitting.fit import SAMPLERS, FitWarning, fit
+from stressflow.inference.postprocess.diagnostics import Diagnostics, check_fit
+from stressflow.inference.postprocess.paths import sample_stage_paths
+from stressflow.inference.postprocess.summaries import (
     expected_durations,
     load_fit,
     save_fit,

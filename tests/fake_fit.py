@@ -1,6 +1,7 @@
 """A stressflow fit DataTree built from given parameter draws, without MCMC (test helper).
 
-The tree is assembled by the same code as a real fit (``stressflow.inference.fit._assemble``)
+The tree is assembled by the same code as a real fit
+(``stressflow.inference.fitting.fit._assemble``)
 from a hand-made "trace", so its layout (groups, dims, coordinates) is the real one, while the
 posterior draws are whatever the test chooses (e.g. small perturbations of known parameters).
 """
@@ -21,8 +22,8 @@ def fake_fit(prepared, mu, sigma, trans, *, n_chains=2, n_draws=10, jitter=0.02,
     """Fit-shaped DataTree whose posterior draws are ``mu``/``sigma``/``trans`` (K x D, K x D,
     K x K) plus independent N(0, jitter) noise on mu and log sigma, and P rows renormalised
     after a multiplicative jitter; ``n_chains x n_draws`` draws."""
-    from stressflow.inference.fit import SCHEMA_VERSION, _assemble, _data_hash
-    from stressflow.models.stress_hmm import ModelSpec
+    from stressflow.inference.fitting.fit import SCHEMA_VERSION, _assemble, _data_hash
+    from stressflow.models.pymc_model import ModelSpec
 
     rng = np.random.default_rng(seed)
     mu, sigma, trans = (np.asarray(a, dtype=np.float64) for a in (mu, sigma, trans))

@@ -1,6 +1,7 @@
 """Independent NumPy/SciPy reference implementations used as test oracles for the HMM kernels.
 
-Convention (same as ``stressflow.models.kernels``): ``log_init[K]``, ``log_trans[K, K]`` with
+Convention (same as ``stressflow.models.numerics.kernels``): ``log_init[K]``, ``log_trans[K, K]``
+with
 ``log_trans[i, j] = log Pr(s_t = j | s_{t-1} = i)``, ``log_lik[T, K]``. Nothing here is shared
 with the code under test; everything is written for clarity, not speed.
 """

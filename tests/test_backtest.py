@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 from numpy.testing import assert_allclose
 from stressflow.data import DataError, prepare, read_prices
-from stressflow.inference import backtest as bt
-from stressflow.inference.feed import FEED_SCHEMA
+from stressflow.inference.apps import backtest as bt
+from stressflow.inference.apps.feed import FEED_SCHEMA
 from stressflow.models import dims
 
 try:  # rootdir on sys.path (python -m pytest, or tests/ as a package)
@@ -21,7 +21,7 @@ except ImportError:  # pytest's default rootdir-less "prepend" import of tests/t
     from test_feed import fake_fit
 
 pytestmark = pytest.mark.filterwarnings(
-    "ignore::stressflow.data.DataWarning", "ignore::stressflow.inference.fit.FitWarning"
+    "ignore::stressflow.data.DataWarning", "ignore::stressflow.inference.fitting.fit.FitWarning"
 )
 
 STAGES = [f"filtered_{k}" for k in dims.STAGES]

@@ -7,11 +7,11 @@ import json
 
 import pytest
 from stressflow.inference import load_fit
-from stressflow.inference.cli import main
+from stressflow.inference.present.cli import main
 from stressflow.models import dims
 
 pytestmark = pytest.mark.filterwarnings(
-    "ignore::stressflow.data.DataWarning", "ignore::stressflow.inference.fit.FitWarning"
+    "ignore::stressflow.data.DataWarning", "ignore::stressflow.inference.fitting.fit.FitWarning"
 )
 
 

@@ -1,5 +1,5 @@
-"""Episodes, compulsion scores and the crisis catalogue (stressflow.inference.episodes,
-stressflow.inference.catalogue)."""
+"""Episodes, compulsion scores and the crisis catalogue (stressflow.inference.apps.episodes,
+stressflow.inference.apps.catalogue)."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ import pandas as pd
 import pytest
 from conftest import make_prepared
 from fake_fit import fake_fit, with_close
-from stressflow.inference import catalogue as cat_mod
-from stressflow.inference import episodes as ep_mod
-from stressflow.inference.catalogue import agreement, load_catalogue, score_catalogue
-from stressflow.inference.episodes import (
+from stressflow.inference.apps import catalogue as cat_mod
+from stressflow.inference.apps import episodes as ep_mod
+from stressflow.inference.apps.catalogue import agreement, load_catalogue, score_catalogue
+from stressflow.inference.apps.episodes import (
     LABELS,
     compulsion_scores,
     detect_episodes,
@@ -243,7 +243,7 @@ def test_catalogue_loads_and_every_row_is_valid():
     import importlib
     import inspect
 
-    for name in ("stressflow.inference.fit", "stressflow.inference.initialize"):
+    for name in ("stressflow.inference.fitting.fit", "stressflow.inference.fitting.initialize"):
         assert "catalogue" not in inspect.getsource(importlib.import_module(name))
 
 

@@ -20,8 +20,8 @@ from conftest import REPO_ROOT, SIM_MU, SIM_P, SIM_SIGMA, make_prepared, simulat
 from fake_fit import fake_fit
 from numpy.testing import assert_allclose, assert_array_equal
 from stressflow.data import DataError, FeatureTransform, prepare, read_prices
-from stressflow.inference import cli, load_fit, save_fit
-from stressflow.inference.feed import (
+from stressflow.inference import load_fit, save_fit
+from stressflow.inference.apps.feed import (
     FEED_SCHEMA,
     FEED_SCHEMA_VERSION,
     export,
@@ -30,12 +30,13 @@ from stressflow.inference.feed import (
     read_feed,
     update,
 )
-from stressflow.inference.posterior import stage_probabilities
+from stressflow.inference.postprocess.stages import stage_probabilities
+from stressflow.inference.present import cli
 from stressflow.models import dims
 from stressflow.models.emissions import masked_observations
 
 pytestmark = pytest.mark.filterwarnings(
-    "ignore::stressflow.data.DataWarning", "ignore::stressflow.inference.fit.FitWarning"
+    "ignore::stressflow.data.DataWarning", "ignore::stressflow.inference.fitting.fit.FitWarning"
 )
 
 K = len(dims.STAGES)
@@ -368,7 +369,7 @@ import numpy as np
 warnings.simplefilter("ignore")
 from stressflow.data import read_prices
 from stressflow.inference import load_fit
-from stressflow.inference.feed import feed, forecast, update
+from stressflow.inference.apps.feed import feed, forecast, update
 fit = load_fit(sys.argv[1])
 f = feed(fit)
 more = update(fit, read_prices("sp500").loc["2009-07-01":"2009-07-31"])

@@ -24,10 +24,11 @@ from stressflow.inference import (
     stage_probabilities,
     summary,
 )
-from stressflow.inference import initialize as ini
-from stressflow.models import dims, kernels
+from stressflow.inference.fitting import initialize as ini
+from stressflow.models import dims
 from stressflow.models.emissions import emission_loglik, masked_observations
-from stressflow.models.stress_hmm import ModelSpec
+from stressflow.models.numerics import kernels
+from stressflow.models.pymc_model import ModelSpec
 
 pytestmark = pytest.mark.filterwarnings("ignore::stressflow.data.DataWarning")
 
@@ -335,7 +336,7 @@ def test_recovery_long_series():
 def test_compiled_density_is_reused_with_new_data(simulated_hmm):
     """A second fit with the same options reuses the compiled log density with its own data
     (any length) and gives the same numbers as a fresh compile."""
-    from stressflow.inference.fit import clear_compile_cache
+    from stressflow.inference.fitting.fit import clear_compile_cache
 
     prepared, _ = simulated_hmm
     short = make_prepared(prepared.features.iloc[:400])

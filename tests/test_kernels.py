@@ -1,4 +1,4 @@
-"""Correctness tests for the HMM kernels in ``stressflow.models.kernels``.
+"""Correctness tests for the HMM kernels in ``stressflow.models.numerics.kernels``.
 
 Every test is deterministic (fixed seeds). Oracles: exhaustive enumeration of all K**T paths and
 an independent log-space forward-backward (``tests/oracles.py``), plus hmmlearn.
@@ -11,7 +11,7 @@ import itertools
 import numpy as np
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
-from stressflow.models import kernels
+from stressflow.models.numerics import kernels
 
 try:  # rootdir on sys.path (python -m pytest, or tests/ as a package)
     from tests.oracles import (
@@ -472,7 +472,7 @@ def test_ffbs_reproducible(ffbs_problem):
 
 
 def _array_specialisation(k):
-    from stressflow.models.vecmath import vector_flag
+    from stressflow.models.numerics.vecmath import vector_flag
 
     return np.zeros(k), np.zeros(k * k), vector_flag()
 
@@ -552,7 +552,7 @@ def _libmvec_expected():
 
 
 def test_vector_maths_is_loaded_where_it_can_be():
-    from stressflow.models import vecmath
+    from stressflow.models.numerics import vecmath
 
     if not _libmvec_expected():
         pytest.skip("libmvec's AVX2 exp needs x86_64 Linux with AVX2 and FMA")
@@ -566,7 +566,7 @@ def test_vector_exp_matches_numpy(vectorised):
     with IEEE special values, for lengths that are and are not multiples of the vector
     width."""
     from numba import njit
-    from stressflow.models.vecmath import exp_inplace, vector_flag
+    from stressflow.models.numerics.vecmath import exp_inplace, vector_flag
 
     flag = vector_flag() if vectorised else ()
     if vectorised and flag == ():

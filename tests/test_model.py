@@ -14,10 +14,10 @@ import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 from scipy import stats
 from scipy.special import gammaln
-from stressflow.inference.initialize import kmeans_start
+from stressflow.inference.fitting.initialize import kmeans_start
 from stressflow.models import dims
 from stressflow.models.emissions import EMISSIONS, emission_loglik, masked_observations
-from stressflow.models.stress_hmm import TRANSITIONS, ModelSpec, allowed_transitions, build_model
+from stressflow.models.pymc_model import TRANSITIONS, ModelSpec, allowed_transitions, build_model
 
 try:  # rootdir on sys.path (python -m pytest, or tests/ as a package)
     from tests.conftest import simulate_stage_hmm

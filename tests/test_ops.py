@@ -1,4 +1,5 @@
-"""Tests for the PyTensor Op ``stressflow.models.ops.hmm_logp`` (Python, numba and PyMC use)."""
+"""Tests for the PyTensor Op ``stressflow.models.numerics.ops.hmm_logp`` (Python, numba and PyMC
+use)."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ from numpy.testing import assert_allclose
 from pytensor.compile.mode import Mode
 from pytensor.gradient import verify_grad
 from pytensor.graph.traversal import io_toposort
-from stressflow.models import kernels
-from stressflow.models.ops import HMMLogpOp, hmm_logp
+from stressflow.models.numerics import kernels
+from stressflow.models.numerics.ops import HMMLogpOp, hmm_logp
 
 PY_MODE = Mode(linker="py", optimizer="fast_run")  # runs HMMLogpOp.perform
 
@@ -296,7 +297,7 @@ def test_pymc_potential_matches_kernel(pymc_model):
 def test_static_and_dynamic_stage_count_give_the_same_numba_graph_result():
     """With K in the static shapes the numba graph runs the K-tuple specialisation, without it
     the array one; both match the kernel. The cache key tells them apart."""
-    from stressflow.models.ops import _cache_key
+    from stressflow.models.numerics.ops import _cache_key
 
     li_v, lt_v, ll_v = sequential_inputs(4, 500, 9)
     outs = []

@@ -1,4 +1,4 @@
-"""FFBS path samples over several posterior draws (stressflow.inference.paths)."""
+"""FFBS path samples over several posterior draws (stressflow.inference.postprocess.paths)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,10 @@ import json
 
 import numpy as np
 import pytest
-from stressflow.inference.paths import SAMPLE, sample_stage_paths, stage_paths
-from stressflow.models import dims, kernels
+from stressflow.inference.postprocess.paths import SAMPLE, sample_stage_paths, stage_paths
+from stressflow.models import dims
 from stressflow.models.emissions import emission_loglik, masked_observations
+from stressflow.models.numerics import kernels
 
 try:
     from tests.conftest import SIM_MU, SIM_P, SIM_SIGMA, make_prepared, simulate_stage_hmm

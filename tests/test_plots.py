@@ -1,4 +1,4 @@
-"""Figures of a fit and the ``plot`` subcommand (stressflow.inference.plots)."""
+"""Figures of a fit and the ``plot`` subcommand (stressflow.inference.present.plots)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import argparse
 import numpy as np
 import pandas as pd
 import pytest
-from stressflow.inference import plots, save_fit
+from stressflow.inference import save_fit
+from stressflow.inference.present import plots
 from stressflow.models import dims
 
 pytest.importorskip("matplotlib", reason="plots need the optional matplotlib dependency")

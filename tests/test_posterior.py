@@ -1,13 +1,13 @@
-"""Tests for the plain-array posterior layer ``stressflow.inference.posterior``."""
+"""Tests for the plain-array posterior layer ``stressflow.inference.postprocess.stages``."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
-from stressflow.inference import posterior
-from stressflow.models import kernels
+from stressflow.inference.postprocess import stages as posterior
 from stressflow.models.emissions import emission_loglik, masked_observations
+from stressflow.models.numerics import kernels
 
 
 @pytest.mark.parametrize("shape", [(1000, 50, 4), (7, 13), (1, 5, 2), (2000, 2500, 2)])

@@ -4,7 +4,8 @@ The per-day probabilities in a fit (``Pr(stage_t = k | y_1..y_T)``) are marginal
 answer questions about several days at once, such as "were at least half of the days of this
 selloff in forced flow?". Whole paths can. For each posterior draw ``theta^(s)`` of
 ``(mu, sigma, P, nu)`` this module draws ``M`` paths from
-``Pr(stage_1..stage_T | y_1..y_T, theta^(s))`` with :func:`stressflow.models.kernels.sample_paths`;
+``Pr(stage_1..stage_T | y_1..y_T, theta^(s))`` with
+:func:`stressflow.models.numerics.kernels.sample_paths`;
 pooled over draws, the paths are draws from ``Pr(stage_1..stage_T | y_1..y_T)`` with the
 parameter uncertainty integrated out. The probability of any event ``E`` about the stage path
 is then estimated by the share of paths in ``E``, and the per-draw shares give its spread across
@@ -27,9 +28,10 @@ import json
 
 import numpy as np
 import xarray as xr
-from stressflow.inference.posterior import draw_logliks, quantile_draw_index
-from stressflow.models import dims, kernels
+from stressflow.inference.postprocess.stages import draw_logliks, quantile_draw_index
+from stressflow.models import dims
 from stressflow.models.emissions import masked_observations
+from stressflow.models.numerics import kernels
 
 __all__ = ["SAMPLE", "stage_paths", "sample_stage_paths", "fit_parameter_draws"]
 
@@ -83,7 +85,8 @@ def stage_paths(
     log-likelihoods ``log p(y_t | stage_t = k, theta^(s))`` are formed with
     :func:`~stressflow.models.emissions.emission_loglik` and ``paths_per_draw`` independent
     paths are drawn from ``Pr(stage_1..stage_T | y_1..y_T, theta^(s))`` with
-    :func:`~stressflow.models.kernels.sample_paths`. If the parameter draws are draws from the
+    :func:`~stressflow.models.numerics.kernels.sample_paths`. If the parameter draws are draws from
+    the
     posterior, the pooled rows are draws from ``Pr(stage_1..stage_T | y_1..y_T)``.
 
     Parameters
@@ -202,7 +205,8 @@ def sample_stage_paths(
     Parameters
     ----------
     fit : xarray.DataTree
-        A fit from :func:`stressflow.inference.fit` (or :func:`~stressflow.inference.load_fit`).
+        A fit from :func:`stressflow.inference.fitting.fit` (or
+        :func:`~stressflow.inference.load_fit`).
     n_draws : int or None
         Use at most this many posterior draws, evenly thinned over the flattened
         (chain, draw) sequence; ``None`` uses every draw.

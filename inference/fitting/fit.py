@@ -8,7 +8,7 @@ The returned ``xarray.DataTree`` (ArviZ 1.x's container) holds:
     ``expected_duration`` (chain, draw, stage) ``= 1 / (1 - P[k, k])`` trading days, ``nu``
     (Student-t only), ``filtered_last`` (chain, draw, stage) ``= Pr(stage_T = k | y_1..y_T,
     theta)`` per draw at the last day (the filter state that
-    :func:`stressflow.inference.feed.update` continues), and, with ``store_draws=True``, the
+    :func:`stressflow.inference.apps.feed.update` continues), and, with ``store_draws=True``, the
     per-draw probabilities ``filtered_prob`` / ``smoothed_prob`` (chain, draw, time, stage).
 ``stages``
     ``smoothed`` (time, stage): ``Pr(stage_t = k | y_1..y_T)`` averaged over the posterior;
@@ -48,10 +48,11 @@ from importlib.metadata import PackageNotFoundError, version
 import numpy as np
 import pandas as pd
 import xarray as xr
-from stressflow.inference.posterior import stage_probabilities
-from stressflow.models import dims, kernels
+from stressflow.inference.postprocess.stages import stage_probabilities
+from stressflow.models import dims
 from stressflow.models.emissions import masked_observations
-from stressflow.models.stress_hmm import ModelSpec, build_model
+from stressflow.models.numerics import kernels
+from stressflow.models.pymc_model import ModelSpec, build_model
 
 __all__ = [
     "fit",
@@ -64,7 +65,7 @@ __all__ = [
 
 #: Layout version of the fit DataTree. 2 added the filter state ``posterior/filtered_last``,
 #: ``stages/in_fit_window``, ``stages/filtered_margin_or_worse_quantile`` and the price rows in
-#: ``observed_data`` (what :mod:`stressflow.inference.feed` needs to update without refitting).
+#: ``observed_data`` (what :mod:`stressflow.inference.apps.feed` needs to update without refitting).
 SCHEMA_VERSION = 2
 #: Schema versions :func:`stressflow.inference.load_fit` reads (version 1 files lack the
 #: feed's fields; the feed functions say so).
@@ -250,7 +251,8 @@ def fit(
     init : {"em", "kmeans"}
         Starting point of every chain (before a small seeded jitter): ``"em"`` (default)
         Baum-Welch EM from several k-means starts, keeping the highest log posterior;
-        ``"kmeans"`` the k-means solution alone (see :mod:`stressflow.inference.initialize`).
+        ``"kmeans"`` the k-means solution alone (see
+        :mod:`stressflow.inference.fitting.initialize`).
     adaptation : {"low_rank", "diag"}
         nutpie's mass-matrix adaptation. ``"low_rank"`` (default) adds a low-rank correction
         to the diagonal mass matrix: measured on the simulated T = 5,000 standard fit (4 x
@@ -304,7 +306,7 @@ def fit(
 
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    from stressflow.inference.initialize import em_start, kmeans_start
+    from stressflow.inference.fitting.initialize import em_start, kmeans_start
 
     start_point = (em_start if init == "em" else kmeans_start)(features, spec, seed)
     model = build_model(features, spec)
@@ -350,7 +352,7 @@ def fit(
             "timings": json.dumps(timings),
         }
     )
-    from stressflow.inference.diagnostics import check_fit
+    from stressflow.inference.postprocess.diagnostics import check_fit
 
     check_fit(result, warn=True)
     return result
@@ -445,7 +447,7 @@ def _assemble(trace, prepared, spec, *, quantiles, max_quantile_draws, store_dra
     stages["in_fit_window"] = ((dims.TIME,), np.ones(len(time_index), dtype=bool))
     stages["in_fit_window"].attrs["long_name"] = (
         "day inside the data the parameters were fitted to (smoothed values exist); False for "
-        "days added later by stressflow.inference.feed.update (filtered only)"
+        "days added later by stressflow.inference.apps.feed.update (filtered only)"
     )
     chain_agree = _chain_agreement(probs.chain_smoothed_mean)
     stages["chain_agreement"] = ((dims.CHAIN,), chain_agree)
@@ -459,7 +461,7 @@ def _assemble(trace, prepared, spec, *, quantiles, max_quantile_draws, store_dra
     )
     posterior["filtered_last"].attrs.update({
         "long_name": "Pr(stage_T = k | y_1..y_T, theta) per draw at the last fitted day T "
-                     "(the filter state that stressflow.inference.feed.update continues)",
+                     "(the filter state that stressflow.inference.apps.feed.update continues)",
         "date": str(time_index[-1].date()),
     })
 

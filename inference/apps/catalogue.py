@@ -7,7 +7,7 @@ lists episodes up to 2018 with the label a public source gives them:
 - ``D``: discretionary or information-driven (a control);  ``M``: mixed, mechanical or contested.
 
 :func:`score_catalogue` scores every catalogued episode of the fit's market that lies inside
-the fitted range as a user window (:func:`stressflow.inference.episodes.window_episodes`), with
+the fitted range as a user window (:func:`stressflow.inference.apps.episodes.window_episodes`), with
 ``p_compulsion = Pr(#{t in D : stage_t = forced_flow} >= min_share * |D| | y_1..y_T)``, and
 states whether the score agrees with the label:
 
@@ -148,7 +148,7 @@ def score_catalogue(
     """Score the catalogued episodes of the fit's market that lie inside the fitted range.
 
     An episode is in range when ``start >= `` the fit's first day and ``end <= `` its last.
-    Each is scored as a window (see :func:`stressflow.inference.episodes.episodes`):
+    Each is scored as a window (see :func:`stressflow.inference.apps.episodes.episodes`):
     ``p_compulsion = Pr(#{t in D : stage_t = forced_flow} >= min_share * |D| | y_1..y_T)``.
 
     Parameters
@@ -168,10 +168,10 @@ def score_catalogue(
     -------
     pandas.DataFrame
         One row per scored episode: ``episode, market, expected`` and the columns of
-        :func:`~stressflow.inference.episodes.episodes`, plus ``agree`` (:func:`agreement`).
+        :func:`~stressflow.inference.apps.episodes.episodes`, plus ``agree`` (:func:`agreement`).
         Empty (with these columns) when no episode is in range.
     """
-    from stressflow.inference.episodes import EPISODE, episodes
+    from stressflow.inference.apps.episodes import EPISODE, episodes
 
     market = fit_market(fit, market)
     cat = load_catalogue() if catalogue is None else catalogue.copy()

@@ -3,7 +3,8 @@
 An *episode* is a window of trading days over which the price made a large move, either found
 in the close series (:func:`detect_episodes`) or given by the user (:func:`window_episodes`).
 Each episode is scored with posterior probabilities of events about its **joint** stage path,
-estimated from FFBS path samples (:mod:`stressflow.inference.paths`). Compulsion is defined by
+estimated from FFBS path samples (:mod:`stressflow.inference.postprocess.paths`). Compulsion is
+defined by
 the stages alone (the observables: volatility, spread, impact, volume), never by the sign of
 the return; the direction only names the label.
 
@@ -288,7 +289,7 @@ def compulsion_scores(
     ----------
     paths : ndarray of int, shape (N, T)
         Stage paths, draws from ``Pr(stage_1..stage_T | y_1..y_T)``
-        (:func:`stressflow.inference.paths.stage_paths`).
+        (:func:`stressflow.inference.postprocess.paths.stage_paths`).
     draw_of_sample : ndarray, shape (N,)
         Posterior draw each path was sampled under (any hashable integer label).
     days : ndarray of int, shape (n,)
@@ -423,7 +424,7 @@ def score_episodes(
         Episodes with at least ``direction``, ``start``, ``end`` (from :func:`detect_episodes`
         or :func:`window_episodes` on the fit's close). Not modified.
     paths : xarray.DataArray (sample, time)
-        From :func:`stressflow.inference.paths.sample_stage_paths` on ``fit``.
+        From :func:`stressflow.inference.postprocess.paths.sample_stage_paths` on ``fit``.
 
     Returns
     -------
@@ -492,7 +493,8 @@ def episodes(
     windows : list of (start, end) or DataFrame, optional
         User windows instead of detection.
     n_draws, paths_per_draw, seed
-        Passed to :func:`stressflow.inference.paths.sample_stage_paths` (ignored if ``paths``
+        Passed to :func:`stressflow.inference.postprocess.paths.sample_stage_paths` (ignored if
+        ``paths``
         is given).
     paths : xarray.DataArray, optional
         Precomputed path samples of this fit.
@@ -505,7 +507,7 @@ def episodes(
         p_compulsion_q05, p_compulsion_q95, p_margin_pressure_or_worse (+ _q05/_q95),
         forced_share, p_any_forced, p_margin_lead_in, label``.
     """
-    from stressflow.inference.paths import sample_stage_paths
+    from stressflow.inference.postprocess.paths import sample_stage_paths
 
     close = _fit_close(fit)
     if windows is None:
@@ -554,9 +556,9 @@ def add_score_options(p: argparse.ArgumentParser) -> None:
 
 
 def _cmd_episodes(args) -> int:
-    from stressflow.inference.catalogue import score_catalogue
-    from stressflow.inference.paths import sample_stage_paths
-    from stressflow.inference.results import load_fit
+    from stressflow.inference.apps.catalogue import score_catalogue
+    from stressflow.inference.postprocess.paths import sample_stage_paths
+    from stressflow.inference.postprocess.summaries import load_fit
 
     try:
         fit = load_fit(args.file)

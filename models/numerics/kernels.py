@@ -25,7 +25,8 @@ precision). The cost is O(T K^2) with K exponentials per day (fast path).
 The fast path is compiled once per number of stages K, with its messages in K-tuples so that
 the loops over stages unroll (see :func:`_forward_fast`). Public functions take arrays; the
 compiled internals (``_logp_and_grad`` and friends) can be called from other numba code,
-which is how the PyTensor Op in :mod:`stressflow.models.ops` inlines them into the log density
+which is how the PyTensor Op in :mod:`stressflow.models.numerics.ops` inlines them into the log
+density
 that nutpie samples.
 """
 
@@ -35,7 +36,7 @@ import numpy as np
 from numba import njit, types
 from numba.cpython.unsafe.tuple import tuple_setitem
 from numba.extending import overload
-from stressflow.models.vecmath import exp_inplace, vector_flag
+from stressflow.models.numerics.vecmath import exp_inplace, vector_flag
 
 __all__ = [
     "filter_probs",
@@ -80,7 +81,8 @@ def _specialise(k):
     specialisation for K stages (see :func:`_forward_fast`).
 
     ``zero, zero2 = (0.0,) * k, (0.0,) * (k * k)``; ``vec`` is
-    :func:`stressflow.models.vecmath.vector_flag`, which loads the vector maths library when
+    :func:`stressflow.models.numerics.vecmath.vector_flag`, which loads the vector maths library
+    when
     it can be used and encodes in its type whether the compiled code may call it.
     """
     return (0.0,) * k, (0.0,) * (k * k), vector_flag()

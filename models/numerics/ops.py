@@ -2,7 +2,7 @@
 
 ``hmm_logp(log_init, log_trans, log_lik)`` is ``log p(y_1..y_T)`` with the stages summed out.
 Its gradient is not obtained by differentiating through a ``scan``: one forward-backward pass
-(:func:`stressflow.models.kernels.logp_and_grad`) returns the log-likelihood together with
+(:func:`stressflow.models.numerics.kernels.logp_and_grad`) returns the log-likelihood together with
 its partial derivatives, which are posterior marginals (see that function). The Op therefore
 has four outputs, ``(logp, dlogp/dlog_init, dlogp/dlog_trans, dlogp/dlog_lik)``; its ``pullback``
 reuses the last three, so PyTensor merges the forward and gradient computations into a single
@@ -30,8 +30,8 @@ from pytensor.link.numba.dispatch.basic import (
     numba_njit,
     register_funcify_default_op_cache_key,
 )
-from stressflow.models import kernels, vecmath
-from stressflow.models.vecmath import vector_flag
+from stressflow.models.numerics import kernels, vecmath
+from stressflow.models.numerics.vecmath import vector_flag
 
 __all__ = ["HMMLogpOp", "hmm_logp"]
 

@@ -18,9 +18,9 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
 
 def _cmd_fit(args) -> int:
     from stressflow.data import DataError, list_datasets
-    from stressflow.inference.fit import fit
-    from stressflow.inference.results import save_fit, summary
-    from stressflow.models.stress_hmm import ModelSpec
+    from stressflow.inference.fitting.fit import fit
+    from stressflow.inference.postprocess.summaries import save_fit, summary
+    from stressflow.models.pymc_model import ModelSpec
 
     if (args.dataset is None) == (args.file is None):
         print("stressflow fit: give exactly one of --dataset NAME or --file PATH", file=sys.stderr)
@@ -56,7 +56,7 @@ def _cmd_fit(args) -> int:
 
 
 def _cmd_summary(args) -> int:
-    from stressflow.inference.results import load_fit, summary
+    from stressflow.inference.postprocess.summaries import load_fit, summary
 
     try:
         result = load_fit(args.file)
@@ -119,9 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 #: Modules that add subcommands through ``register_cli(subparsers)``.
 _CLI_MODULES = (
-    "stressflow.inference.episodes",
-    "stressflow.inference.plots",
-    "stressflow.inference.feed",
+    "stressflow.inference.apps.episodes",
+    "stressflow.inference.present.plots",
+    "stressflow.inference.apps.feed",
 )
 
 

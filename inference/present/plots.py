@@ -61,7 +61,7 @@ def plot_overview(fit: xr.DataTree, *, episode_table: pd.DataFrame | None = None
     """
     _check_fit(fit)
     if episode_table is None:
-        from stressflow.inference.episodes import episodes
+        from stressflow.inference.apps.episodes import episodes
 
         episode_table = episodes(fit, **episode_options)
     close = fit["observed_data"]["close"].to_series()
@@ -183,7 +183,7 @@ def _cmd_plot(args) -> int:
     import matplotlib
 
     matplotlib.use("Agg")
-    from stressflow.inference.results import load_fit
+    from stressflow.inference.postprocess.summaries import load_fit
 
     try:
         fit = load_fit(args.file)

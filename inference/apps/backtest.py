@@ -3,7 +3,7 @@
 :func:`backtest` produces, for every date t of an evaluation period, the filtered stage
 probabilities ``Pr(stage_t = k | y_1..y_t)`` that a risk model running live would have seen:
 the parameters come from a fit to data dated strictly before the refit date at or before t,
-and the filter runs from that fit's last day through t with :func:`stressflow.inference.feed
+and the filter runs from that fit's last day through t with :func:`stressflow.inference.apps.feed
 .update` (no refit in between). Each output row records ``fit_data_end``, the last date of the
 data its parameters were fitted to, so it can be checked that nothing dated after t was used.
 """
@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import pandas as pd
 from stressflow.data import DataError, read_prices
-from stressflow.inference.diagnostics import check_fit
-from stressflow.inference.feed import FEED_SCHEMA, feed, update
-from stressflow.inference.fit import fit
+from stressflow.inference.apps.feed import FEED_SCHEMA, feed, update
+from stressflow.inference.fitting.fit import fit
+from stressflow.inference.postprocess.diagnostics import check_fit
 
 __all__ = ["WINDOWS", "backtest"]
 
@@ -41,7 +41,8 @@ def backtest(
     The evaluation dates are the rows of ``data`` dated in ``start..end``. Refit i happens at
     the evaluation date ``r_i`` (every ``refit_every``-th one, starting with the first); it
     fits the model to rows dated strictly before ``r_i`` (the rows on and after ``r_i`` are not
-    even passed to :func:`~stressflow.inference.fit`), then :func:`~stressflow.inference.feed
+    even passed to :func:`~stressflow.inference.fitting.fit`), then
+    :func:`~stressflow.inference.apps.feed
     .update` filters forward over ``r_i .. r_{i+1} - 1``. Updating the period in one batch
     gives the same filtered values as updating day by day (the filter at t uses rows <= t
     only), so the value at each date t uses parameters from data before ``r_i <= t`` and
@@ -67,14 +68,14 @@ def backtest(
     columns, date_column
         As in :func:`stressflow.data.read_prices`.
     **fit_kwargs
-        Passed to every :func:`~stressflow.inference.fit` call (e.g. ``chains``, ``draws``,
+        Passed to every :func:`~stressflow.inference.fitting.fit` call (e.g. ``chains``, ``draws``,
         ``tune``, ``seed``, ``spec``, ``spread_column``); the same seed gives the same numbers.
 
     Returns
     -------
     pandas.DataFrame
         One row per evaluation date with the columns of
-        :data:`stressflow.inference.feed.FEED_SCHEMA`: ``filtered_<k> = Pr(stage_t = k |
+        :data:`stressflow.inference.apps.feed.FEED_SCHEMA`: ``filtered_<k> = Pr(stage_t = k |
         y_1..y_t)`` (posterior means and 5%/95% quantiles), ``p_compulsion``,
         ``p_margin_or_worse``, ``smoothed_*`` all NaN (out of sample), ``in_fit_window``
         False, and ``fit_data_end`` < ``date``. ``attrs["refits"]`` lists each refit: its date,

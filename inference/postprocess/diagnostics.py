@@ -76,7 +76,7 @@ def check_fit(result: xr.DataTree, *, warn: bool = True) -> Diagnostics:
     """R-hat, ESS, divergences and chain agreement on the stage meanings.
 
     With ``warn=True`` every failed check is raised as a
-    :class:`stressflow.inference.fit.FitWarning` whose message says what to do.
+    :class:`stressflow.inference.fitting.fit.FitWarning` whose message says what to do.
     """
     posterior = result["posterior"].to_dataset()
     names = [p for p in _PARAMS if p in posterior]
@@ -136,7 +136,7 @@ def check_fit(result: xr.DataTree, *, warn: bool = True) -> Diagnostics:
         problems=problems,
     )
     if warn and problems:
-        from stressflow.inference.fit import FitWarning
+        from stressflow.inference.fitting.fit import FitWarning
 
         for p in problems:
             warnings.warn(p, FitWarning, stacklevel=3)

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.special import gammaln
-from stressflow.models import kernels
 from stressflow.models.emissions import emission_loglik
+from stressflow.models.numerics import kernels
 
 __all__ = [
     "FilteredDraws",

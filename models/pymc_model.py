@@ -5,7 +5,7 @@ forced_flow), a first-order Markov chain with ``P[i, j] = Pr(stage_t = j | stage
 Observations: the standardised observables ``y_t`` (spread, volatility, volume, impact and any
 extra columns), emitted independently given the stage (see :mod:`stressflow.models.emissions`).
 The discrete stages are summed out exactly by the forward algorithm
-(:func:`stressflow.models.ops.hmm_logp`), so NUTS samples only the continuous parameters.
+(:func:`stressflow.models.numerics.ops.hmm_logp`), so NUTS samples only the continuous parameters.
 
 Identification: the stage means of the ordering feature (volatility by default) are
 constrained ``mu[orderly] < mu[fragile] < mu[margin_pressure] < mu[forced_flow]`` with PyMC's
@@ -47,7 +47,7 @@ from stressflow.models.emissions import (
     gaussian_loglik,
     masked_observations,
 )
-from stressflow.models.ops import hmm_logp
+from stressflow.models.numerics.ops import hmm_logp
 
 __all__ = ["ModelSpec", "build_model", "allowed_transitions", "model_data", "TRANSITIONS"]
 

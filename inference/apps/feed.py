@@ -23,7 +23,7 @@ into any backtest; this module serves the *filtered* probabilities instead.
 Look-ahead, stated precisely: the filtered probability at t uses observations up to t, but on
 days inside the fit window the parameter posterior was estimated from data up to the fit's
 end (``fit_data_end``). Days after ``fit_data_end`` are out of sample in both respects; a
-rolling evaluation that is out of sample throughout is :func:`stressflow.inference.backtest
+rolling evaluation that is out of sample throughout is :func:`stressflow.inference.apps.backtest
 .backtest`.
 """
 
@@ -40,14 +40,14 @@ import pandas as pd
 import xarray as xr
 from stressflow.data import DataError, DataWarning, FeatureTransform, prepare, read_prices
 from stressflow.data.errors import format_dates
-from stressflow.inference.fit import (
+from stressflow.inference.fitting.fit import (
     READABLE_SCHEMA_VERSIONS,
     STAGE_GROUPS,
     _data_hash,
     _package_version,
     price_variable,
 )
-from stressflow.inference.posterior import filter_forward
+from stressflow.inference.postprocess.stages import filter_forward
 from stressflow.models import dims
 from stressflow.models.emissions import masked_observations
 
@@ -250,7 +250,7 @@ def feed(fit: xr.DataTree) -> pd.DataFrame:
     Parameters
     ----------
     fit : xarray.DataTree
-        A fit from :func:`stressflow.inference.fit`, :func:`update` or
+        A fit from :func:`stressflow.inference.fitting.fit`, :func:`update` or
         :func:`stressflow.inference.load_fit` (schema version 2).
 
     Returns
@@ -732,7 +732,7 @@ def read_feed(path) -> pd.DataFrame:
 
 
 def _cmd_update(args) -> int:
-    from stressflow.inference.results import load_fit, save_fit
+    from stressflow.inference.postprocess.summaries import load_fit, save_fit
 
     try:
         fit = load_fit(args.fit)
@@ -757,7 +757,7 @@ def _cmd_update(args) -> int:
 
 
 def _cmd_export(args) -> int:
-    from stressflow.inference.results import load_fit
+    from stressflow.inference.postprocess.summaries import load_fit
 
     try:
         fit = load_fit(args.fit)

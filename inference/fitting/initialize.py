@@ -12,7 +12,8 @@ space so that the chains are not identical:
   with 312 divergences and R-hat 1.11.
 - :func:`em_start` (the default): Baum-Welch EM with the model's Dirichlet prior on P (a MAP
   estimate of the HMM with Gaussian emissions) from several k-means starts, keeping the one
-  with the highest log posterior. The E step is :func:`stressflow.models.kernels.smooth`, so
+  with the highest log posterior. The E step is :func:`stressflow.models.numerics.kernels.smooth`,
+  so
   missing observations are handled exactly as in the model.
 """
 
@@ -23,13 +24,14 @@ import warnings
 import numpy as np
 import pandas as pd
 from sklearn.cluster import KMeans
-from stressflow.models import dims, kernels
+from stressflow.models import dims
 from stressflow.models.emissions import emission_loglik, masked_observations
-from stressflow.models.stress_hmm import ModelSpec, allowed_transitions
+from stressflow.models.numerics import kernels
+from stressflow.models.pymc_model import ModelSpec, allowed_transitions
 
 __all__ = ["kmeans_start", "em_start", "INITS"]
 
-#: Starting-point methods accepted by :func:`stressflow.inference.fit`.
+#: Starting-point methods accepted by :func:`stressflow.inference.fitting.fit`.
 INITS = ("em", "kmeans")
 
 _MIN_SIGMA = 0.05

@@ -1,6 +1,6 @@
 """Thin labelled views of a fit (the pandas/xarray layer over the stored arrays).
 
-Every function takes the ``xarray.DataTree`` returned by :func:`stressflow.inference.fit`
+Every function takes the ``xarray.DataTree`` returned by :func:`stressflow.inference.fitting.fit`
 (or read back with :func:`load_fit`) and returns pandas objects indexed by date and stage.
 """
 
@@ -40,9 +40,9 @@ def load_fit(path: str | Path) -> xr.DataTree:
     The stored arrays come back bit for bit. Raises ``ValueError`` with a message saying what
     to do if the file is not a stressflow fit (not netCDF/HDF5, or no ``schema_version`` /
     ``stages`` group) or was written with a schema version this stressflow cannot read
-    (:data:`stressflow.inference.fit.READABLE_SCHEMA_VERSIONS`).
+    (:data:`stressflow.inference.fitting.fit.READABLE_SCHEMA_VERSIONS`).
     """
-    from stressflow.inference.fit import READABLE_SCHEMA_VERSIONS, SCHEMA_VERSION
+    from stressflow.inference.fitting.fit import READABLE_SCHEMA_VERSIONS, SCHEMA_VERSION
 
     path = Path(path)
     if not path.exists():
@@ -155,7 +155,7 @@ def top_days(result: xr.DataTree, stage: str = "forced_flow", n: int = 10) -> pd
 
 def summary(result: xr.DataTree, n_top: int = 10) -> str:
     """A plain-text report: stage means, durations, shares, diagnostics and top days."""
-    from stressflow.inference.diagnostics import check_fit
+    from stressflow.inference.postprocess.diagnostics import check_fit
 
     diag = check_fit(result, warn=False)
     opts = json.loads(result.attrs.get("fit_options", "{}"))
