@@ -93,6 +93,6 @@ def marginalized_model(features: pd.DataFrame) -> pm.Model:
 def common_start(features: pd.DataFrame, seed: int = 0) -> dict[str, np.ndarray]:
     """The starting point every sampler gets: stressflow's default EM start."""
     from stressflow.inference.fitting.initialize import em_start
-    from stressflow.models.pymc_model import ModelSpec
+    from stressflow.models.spec import ModelSpec
 
     return em_start(features, ModelSpec(), seed)

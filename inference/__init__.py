@@ -3,9 +3,10 @@
 - :func:`fit`: NUTS fit returning an ``xarray.DataTree`` (ArviZ 1.x) with posterior stage
   probabilities per day;
 - :func:`check_fit`: R-hat, ESS, divergences and chain agreement on the stage meanings;
+- :mod:`stressflow.inference.schema`: the fit file's layout, :func:`save_fit` / :func:`load_fit`
+  and every reader of a fit;
 - :mod:`stressflow.inference.postprocess.summaries`: pandas views (probabilities, durations,
-summary) and
-  netCDF save/load;
+  summary);
 - :mod:`stressflow.inference.postprocess.paths` / :mod:`~stressflow.inference.apps.episodes` /
   :mod:`~stressflow.inference.apps.catalogue`: joint stage paths (FFBS), episode scores
   ``p_compulsion`` and the crisis catalogue;
@@ -21,13 +22,11 @@ not re-exported here (that would hide the module): import them from their module
 from stressflow.inference.apps.catalogue import load_catalogue, score_catalogue
 from stressflow.inference.apps.episodes import detect_episodes
 from stressflow.inference.apps.feed import FEED_SCHEMA, export, forecast, read_feed, update
-from stressflow.inference.fitting.fit import SAMPLERS, FitWarning, fit
-from stressflow.inference.postprocess.diagnostics import Diagnostics, check_fit
+from stressflow.inference.fitting.fit import SAMPLERS, fit
+from stressflow.inference.postprocess.diagnostics import Diagnostics, FitWarning, check_fit
 from stressflow.inference.postprocess.paths import sample_stage_paths
 from stressflow.inference.postprocess.summaries import (
     expected_durations,
-    load_fit,
-    save_fit,
     stage_means,
     stage_probabilities,
     stage_shares,
@@ -35,6 +34,7 @@ from stressflow.inference.postprocess.summaries import (
     top_days,
     transition_matrix,
 )
+from stressflow.inference.schema import load_fit, save_fit
 
 __all__ = [
     "FEED_SCHEMA",

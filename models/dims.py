@@ -19,6 +19,10 @@ STAGE = "stage"
 STAGE_FROM = "stage_from"
 STAGE_TO = "stage_to"
 FEATURE = "feature"
+#: The observables other than the ordering one (the free stage means ``mu_other``).
+FEATURE_OTHER = "feature_other"
+#: A covariate driving the transition probabilities (time-varying P).
+COVARIATE = "covariate"
 QUANTILE = "quantile"
 #: One sampled joint stage path (FFBS), pooled over posterior draws.
 SAMPLE = "sample"

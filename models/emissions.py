@@ -20,11 +20,11 @@ import math
 from types import ModuleType
 
 import numpy as np
+from stressflow.models import dims
+from stressflow.models.spec import ModelSpec
 
-__all__ = ["EMISSIONS", "emission_loglik", "masked_observations", "gaussian_design",
-           "gaussian_loglik"]
-
-EMISSIONS = ("gaussian", "student_t")
+__all__ = ["EMISSION_COMPONENTS", "GaussianEmission", "StudentTEmission", "emission_loglik",
+           "masked_observations", "gaussian_design", "gaussian_loglik"]
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
@@ -113,3 +113,143 @@ def emission_loglik(y0, mask, mu, sigma, nu=None, *, xp: ModuleType = np, gammal
         - (nu_ + 1.0) / 2.0 * xp.log1p(z**2 / nu_)
     )
     return (m * logpdf).sum(axis=-1)
+
+
+# ------------------------------------------------------------------------------------------
+# Emission components: priors, start values, data containers and log p(y_t | stage_t = k)
+# ------------------------------------------------------------------------------------------
+
+# Floor of a starting scale (a stage cannot collapse onto a handful of days).
+_MIN_SIGMA = 0.05
+
+
+class GaussianEmission:
+    """Independent Gaussian observables given the stage.
+
+    Priors (standardised scale): ``mu[k, d] ~ Normal(0, mu_prior_sd)``, the stage means of
+    ``spec.order_feature`` constrained increasing across stages (PyMC's ordered transform: this
+    identifies the labels); ``sigma[k, d] ~ Gamma(2, 2)``.
+    """
+
+    name = "gaussian"
+
+    def param_names(self, spec: ModelSpec) -> tuple[str, ...]:
+        return ("mu", "sigma")
+
+    def param_dims(self, spec: ModelSpec) -> dict[str, tuple[str, ...]]:
+        pair = (dims.STAGE, dims.FEATURE)
+        return {"mu": pair, "sigma": pair}
+
+    def data(self, spec: ModelSpec, features: np.ndarray) -> dict[str, np.ndarray]:
+        """Data containers: ``design`` (T, 3D) and ``offset`` (T,) (:func:`gaussian_design`)."""
+        design, offset = gaussian_design(*masked_observations(features))
+        return {"design": design, "offset": offset}
+
+    def add_priors(self, spec: ModelSpec, feature_names: list[str]) -> dict:
+        """Register ``mu`` (via ``mu_order``/``mu_other``) and ``sigma`` in the current model."""
+        import pymc as pm
+        import pytensor.tensor as pt
+
+        if spec.order_feature not in feature_names:
+            raise ValueError(f"order_feature {spec.order_feature!r} is not among the features "
+                             f"{feature_names}")
+        k = spec.n_stages
+        order_idx = feature_names.index(spec.order_feature)
+        other_idx = [d for d in range(len(feature_names)) if d != order_idx]
+        mu_order = pm.Normal(
+            "mu_order", mu=0.0, sigma=spec.mu_prior_sd, dims=dims.STAGE,
+            transform=pm.distributions.transforms.ordered, initval=np.linspace(-1.5, 1.5, k),
+        )
+        cols = [None] * len(feature_names)
+        cols[order_idx] = mu_order
+        if other_idx:
+            mu_other = pm.Normal("mu_other", mu=0.0, sigma=spec.mu_prior_sd,
+                                 dims=(dims.STAGE, dims.FEATURE_OTHER))
+            for j, d in enumerate(other_idx):
+                cols[d] = mu_other[:, j]
+        mu = pm.Deterministic("mu", pt.stack(cols, axis=1), dims=(dims.STAGE, dims.FEATURE))
+        sigma = pm.Gamma("sigma", alpha=2.0, beta=2.0, dims=(dims.STAGE, dims.FEATURE))
+        return {"mu": mu, "sigma": sigma}
+
+    def start(self, spec: ModelSpec, feature_names: list[str], mu: np.ndarray,
+              sigma: np.ndarray) -> dict[str, np.ndarray]:
+        """Initial values of the free variables from stage means and scales (K, D)."""
+        order_idx = feature_names.index(spec.order_feature)
+        # strictly increasing means on the ordering feature (the ordered transform requires it)
+        start = {"mu_order": np.sort(mu[:, order_idx]) + np.arange(spec.n_stages) * 1e-3,
+                 "sigma": np.maximum(sigma, _MIN_SIGMA)}
+        other = [d for d in range(len(feature_names)) if d != order_idx]
+        if other:
+            start["mu_other"] = mu[:, other]
+        return start
+
+    def n_features(self, data: dict) -> int:
+        return int(data["design"].shape[-1]) // 3
+
+    def check(self, spec: ModelSpec, params: dict, data: dict) -> None:
+        """Raise ``ValueError`` naming the parameter unless the NumPy values are valid."""
+        k, d = spec.n_stages, self.n_features(data)
+        mu, sigma = np.asarray(params["mu"]), np.asarray(params["sigma"])
+        if mu.shape[-2:] != (k, d) or sigma.shape != mu.shape:
+            raise ValueError(f"mu and sigma must both have shape (..., K, D) = (..., {k}, {d}); "
+                             f"got {mu.shape} and {sigma.shape}")
+        if not np.isfinite(mu).all():
+            raise ValueError("mu must be finite in every draw")
+        if not (np.isfinite(sigma).all() and (sigma > 0).all()):
+            raise ValueError("sigma must be finite and > 0 in every draw")
+
+    def log_lik(self, spec: ModelSpec, params: dict, data: dict, xp=np):
+        """``log p(y_t | stage_t = k)``, shape (..., T, K)."""
+        return gaussian_loglik(data["design"], data["offset"], params["mu"], params["sigma"],
+                               xp=xp)
+
+
+class StudentTEmission(GaussianEmission):
+    """Independent Student-t observables given the stage; ``nu[k] ~ Gamma(2, 0.1)`` (mean 20)
+    besides the Gaussian component's priors on ``mu`` and ``sigma``."""
+
+    name = "student_t"
+
+    def param_names(self, spec: ModelSpec) -> tuple[str, ...]:
+        return ("mu", "sigma", "nu")
+
+    def param_dims(self, spec: ModelSpec) -> dict[str, tuple[str, ...]]:
+        return {**super().param_dims(spec), "nu": (dims.STAGE,)}
+
+    def data(self, spec: ModelSpec, features: np.ndarray) -> dict[str, np.ndarray]:
+        """Data containers: ``y0`` and ``mask`` (T, D) (:func:`masked_observations`)."""
+        y0, mask = masked_observations(features)
+        return {"y0": y0, "mask": mask}
+
+    def add_priors(self, spec: ModelSpec, feature_names: list[str]) -> dict:
+        import pymc as pm
+
+        params = super().add_priors(spec, feature_names)
+        params["nu"] = pm.Gamma("nu", alpha=2.0, beta=0.1, dims=dims.STAGE)
+        return params
+
+    def start(self, spec: ModelSpec, feature_names: list[str], mu: np.ndarray,
+              sigma: np.ndarray) -> dict[str, np.ndarray]:
+        return {**super().start(spec, feature_names, mu, sigma),
+                "nu": np.full(spec.n_stages, 10.0)}
+
+    def n_features(self, data: dict) -> int:
+        return int(data["y0"].shape[-1])
+
+    def check(self, spec: ModelSpec, params: dict, data: dict) -> None:
+        super().check(spec, params, data)
+        nu = np.asarray(params["nu"])
+        if nu.shape[-1:] != (spec.n_stages,) or not (np.isfinite(nu).all() and (nu > 0).all()):
+            raise ValueError(f"nu must be finite, > 0 and of shape (..., {spec.n_stages})")
+
+    def log_lik(self, spec: ModelSpec, params: dict, data: dict, xp=np):
+        if xp is np:
+            from scipy.special import gammaln
+        else:
+            gammaln = xp.gammaln
+        return emission_loglik(data["y0"], data["mask"], params["mu"], params["sigma"],
+                               params["nu"], xp=xp, gammaln=gammaln)
+
+
+#: The emission components by ``ModelSpec.emission``.
+EMISSION_COMPONENTS = {"gaussian": GaussianEmission(), "student_t": StudentTEmission()}

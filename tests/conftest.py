@@ -148,3 +148,15 @@ def small_simulated():
     """A 300-day PreparedData from the same model (for quick fits)."""
     features, _ = simulate_stage_hmm(300, seed=7, n_missing=4)
     return make_prepared(features)
+
+
+def draw_terms(features, params, spec=None):
+    """``terms(lo, hi)`` of the posterior layer (kernel inputs of draws lo..hi-1) for parameter
+    draws ``params`` (name -> array with a leading draw axis) on ``features`` (T, D), through
+    the model's one evaluator."""
+    from stressflow.models.evaluate import evaluate_draws, model_data
+    from stressflow.models.spec import ModelSpec
+
+    spec = spec or ModelSpec()
+    data = model_data(spec, features)
+    return lambda lo, hi: evaluate_draws(spec, params, data, lo, hi)

@@ -1,7 +1,7 @@
 """A stressflow fit DataTree built from given parameter draws, without MCMC (test helper).
 
 The tree is assembled by the same code as a real fit
-(``stressflow.inference.fitting.fit._assemble``)
+(``stressflow.inference.fitting.assemble.assemble``)
 from a hand-made "trace", so its layout (groups, dims, coordinates) is the real one, while the
 posterior draws are whatever the test chooses (e.g. small perturbations of known parameters).
 """
@@ -18,12 +18,15 @@ from stressflow.models import dims
 
 
 def fake_fit(prepared, mu, sigma, trans, *, n_chains=2, n_draws=10, jitter=0.02, seed=0,
-             source=""):
+             source="", spec=None, gamma=None):
     """Fit-shaped DataTree whose posterior draws are ``mu``/``sigma``/``trans`` (K x D, K x D,
     K x K) plus independent N(0, jitter) noise on mu and log sigma, and P rows renormalised
-    after a multiplicative jitter; ``n_chains x n_draws`` draws."""
-    from stressflow.inference.fitting.fit import SCHEMA_VERSION, _assemble, _data_hash
-    from stressflow.models.pymc_model import ModelSpec
+    after a multiplicative jitter; ``n_chains x n_draws`` draws. With a ladder ``spec``,
+    ``gamma`` (C,) are the transition coefficients (plus the same noise) and ``prepared`` must
+    carry the covariates."""
+    from stressflow.inference.fitting.assemble import assemble, data_hash
+    from stressflow.inference.schema import SCHEMA_VERSION
+    from stressflow.models.spec import ModelSpec
 
     rng = np.random.default_rng(seed)
     mu, sigma, trans = (np.asarray(a, dtype=np.float64) for a in (mu, sigma, trans))
@@ -41,16 +44,24 @@ def fake_fit(prepared, mu, sigma, trans, *, n_chains=2, n_draws=10, jitter=0.02,
          "P": ((dims.CHAIN, dims.DRAW, dims.STAGE_FROM, dims.STAGE_TO), p_d)},
         coords=coords,
     )
+    spec = spec or ModelSpec()
+    if spec.transition_model == "ladder":
+        g = np.asarray(gamma, dtype=np.float64)
+        posterior["gamma"] = xr.DataArray(
+            g + jitter * rng.standard_normal(shape + g.shape),
+            dims=(dims.CHAIN, dims.DRAW, dims.COVARIATE),
+            coords={dims.COVARIATE: list(spec.transition_covariates)})
+    elif spec.time_varying:
+        raise ValueError("fake_fit makes constant or ladder fits only")
     stats = xr.Dataset({"diverging": ((dims.CHAIN, dims.DRAW), np.zeros(shape, dtype=bool))},
                        coords={dims.CHAIN: coords[dims.CHAIN], dims.DRAW: coords[dims.DRAW]})
     trace = xr.DataTree.from_dict({"posterior": posterior, "sample_stats": stats})
-    spec = ModelSpec()
-    tree = _assemble(trace, prepared, spec, quantiles=dims.DEFAULT_QUANTILES,
+    tree = assemble(trace, prepared, spec, quantiles=dims.DEFAULT_QUANTILES,
                      max_quantile_draws=1000, store_draws=False, pointwise_loglik=False)
     feats = prepared.features
     tree.attrs.update({
         "schema_version": SCHEMA_VERSION,
-        "data_hash": _data_hash(feats),
+        "data_hash": data_hash(feats),
         "start": str(feats.index[0].date()),
         "end": str(feats.index[-1].date()),
         "n_days": int(len(feats)),

@@ -21,7 +21,7 @@ except ImportError:  # pytest's default rootdir-less "prepend" import of tests/t
     from test_feed import fake_fit
 
 pytestmark = pytest.mark.filterwarnings(
-    "ignore::stressflow.data.DataWarning", "ignore::stressflow.inference.fitting.fit.FitWarning"
+    "ignore::stressflow.data.DataWarning", "ignore::stressflow.inference.FitWarning"
 )
 
 STAGES = [f"filtered_{k}" for k in dims.STAGES]

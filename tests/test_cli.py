@@ -11,7 +11,7 @@ from stressflow.inference.present.cli import main
 from stressflow.models import dims
 
 pytestmark = pytest.mark.filterwarnings(
-    "ignore::stressflow.data.DataWarning", "ignore::stressflow.inference.fitting.fit.FitWarning"
+    "ignore::stressflow.data.DataWarning", "ignore::stressflow.inference.FitWarning"
 )
 
 

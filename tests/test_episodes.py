@@ -12,7 +12,6 @@ import pytest
 from conftest import make_prepared
 from fake_fit import fake_fit, with_close
 from stressflow.inference.apps import catalogue as cat_mod
-from stressflow.inference.apps import episodes as ep_mod
 from stressflow.inference.apps.catalogue import agreement, load_catalogue, score_catalogue
 from stressflow.inference.apps.episodes import (
     LABELS,
@@ -22,6 +21,7 @@ from stressflow.inference.apps.episodes import (
     label_episode,
     window_episodes,
 )
+from stressflow.inference.present.commands import register_episodes
 from stressflow.models import dims
 
 K = len(dims.STAGES)
@@ -290,7 +290,7 @@ def test_catalogue_scores_the_2008_episode_on_a_real_fit(real_fit):
 def _run_cli(argv):
     parser = argparse.ArgumentParser(prog="stressflow")
     sub = parser.add_subparsers(dest="command", required=True)
-    ep_mod.register_cli(sub)
+    register_episodes(sub)
     args = parser.parse_args(argv)
     return args.func(args)
 

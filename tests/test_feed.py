@@ -16,7 +16,15 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
-from conftest import REPO_ROOT, SIM_MU, SIM_P, SIM_SIGMA, make_prepared, simulate_stage_hmm
+from conftest import (
+    REPO_ROOT,
+    SIM_MU,
+    SIM_P,
+    SIM_SIGMA,
+    draw_terms,
+    make_prepared,
+    simulate_stage_hmm,
+)
 from fake_fit import fake_fit
 from numpy.testing import assert_allclose, assert_array_equal
 from stressflow.data import DataError, FeatureTransform, prepare, read_prices
@@ -33,10 +41,9 @@ from stressflow.inference.apps.feed import (
 from stressflow.inference.postprocess.stages import stage_probabilities
 from stressflow.inference.present import cli
 from stressflow.models import dims
-from stressflow.models.emissions import masked_observations
 
 pytestmark = pytest.mark.filterwarnings(
-    "ignore::stressflow.data.DataWarning", "ignore::stressflow.inference.fitting.fit.FitWarning"
+    "ignore::stressflow.data.DataWarning", "ignore::stressflow.inference.FitWarning"
 )
 
 K = len(dims.STAGES)
@@ -89,12 +96,17 @@ def _draws(fit):
         da = post[name].transpose(dims.CHAIN, dims.DRAW, *tail)
         return da.values.reshape((-1, *da.shape[2:]))
 
-    mu = flat("mu", (dims.STAGE, dims.FEATURE))
-    sigma = flat("sigma", (dims.STAGE, dims.FEATURE))
-    with np.errstate(divide="ignore"):
-        log_trans = np.log(flat("P", (dims.STAGE_FROM, dims.STAGE_TO)))
+    params = {"mu": flat("mu", (dims.STAGE, dims.FEATURE)),
+              "sigma": flat("sigma", (dims.STAGE, dims.FEATURE)),
+              "P": flat("P", (dims.STAGE_FROM, dims.STAGE_TO))}
     chain_of_draw = np.repeat(np.arange(post.sizes[dims.CHAIN]), post.sizes[dims.DRAW])
-    return mu, sigma, log_trans, chain_of_draw
+    return params, chain_of_draw
+
+
+def _stage_probabilities(features, params, chain_of_draw, **kwargs):
+    values = np.asarray(features, dtype=np.float64)
+    return stage_probabilities(draw_terms(values, params), len(chain_of_draw),
+                               (values.shape[0], K), chain_of_draw, **kwargs)
 
 
 # --------------------------------------------------------------------------------------------
@@ -112,12 +124,9 @@ def test_update_equals_filtering_the_whole_series(real_fit, updated):
                     rtol=0, atol=1e-12)
     assert_array_equal(updated["observed_data"]["volume"].values, full.prices["volume"])
 
-    mu, sigma, log_trans, chain_of_draw = _draws(real_fit)
-    y0, mask = masked_observations(full.features.to_numpy())
-    whole = stage_probabilities(
-        y0, mask, mu, sigma, log_trans, np.full(K, -np.log(K)), chain_of_draw,
-        quantiles=dims.DEFAULT_QUANTILES, filtered_groups={"g": [2, 3]},
-    )
+    params, chain_of_draw = _draws(real_fit)
+    whole = _stage_probabilities(full.features.to_numpy(), params, chain_of_draw,
+                                 quantiles=dims.DEFAULT_QUANTILES, filtered_groups={"g": [2, 3]})
     st = updated["stages"]
     n_fit = real_fit["stages"].sizes[dims.TIME]
     assert st.sizes[dims.TIME] > n_fit + 100
@@ -218,12 +227,8 @@ def test_no_look_ahead_inside_the_fit_window_with_fixed_draws(real_fit):
     cut = 400
     changed = values.copy()
     changed[cut + 1:] = np.random.default_rng(1).normal(0, 2, changed[cut + 1:].shape)
-    mu, sigma, log_trans, chain_of_draw = _draws(real_fit)
-    out = []
-    for v in (values, changed):
-        y0, mask = masked_observations(v)
-        out.append(stage_probabilities(y0, mask, mu, sigma, log_trans, np.full(K, -np.log(K)),
-                                       chain_of_draw))
+    params, chain_of_draw = _draws(real_fit)
+    out = [_stage_probabilities(v, params, chain_of_draw) for v in (values, changed)]
     assert_allclose(out[0].filtered_mean[:cut + 1], out[1].filtered_mean[:cut + 1],
                     rtol=0, atol=1e-12)
     assert_allclose(out[0].filtered_mean, real_fit["stages"]["filtered"].values,
@@ -407,7 +412,7 @@ def test_load_fit_refuses_other_files(updated, tmp_path):
     future = updated.copy()
     future.attrs["schema_version"] = 99
     save_fit(future, tmp_path / "future.nc")
-    with pytest.raises(ValueError, match=r"schema version 99 .* reads versions \[1, 2\]"):
+    with pytest.raises(ValueError, match=r"schema version 99 .* reads versions \[1, 2, 3\]"):
         load_fit(tmp_path / "future.nc")
     xr.Dataset({"x": ("t", np.arange(3.0))}).to_netcdf(tmp_path / "other.nc", engine="h5netcdf")
     with pytest.raises(ValueError, match="not a stressflow fit"):

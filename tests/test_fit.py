@@ -27,8 +27,9 @@ from stressflow.inference import (
 from stressflow.inference.fitting import initialize as ini
 from stressflow.models import dims
 from stressflow.models.emissions import emission_loglik, masked_observations
+from stressflow.models.evaluate import model_data
 from stressflow.models.numerics import kernels
-from stressflow.models.pymc_model import ModelSpec
+from stressflow.models.spec import ModelSpec
 
 pytestmark = pytest.mark.filterwarnings("ignore::stressflow.data.DataWarning")
 
@@ -62,7 +63,8 @@ def test_em_increases_the_log_posterior_monotonically(simulated_hmm):
     mu, sigma, trans = ini._kmeans_params(features, spec, seed=0, n_init=1)
     scores = [_log_posterior(features, mu, sigma, trans)]
     for _ in range(15):
-        mu, sigma, trans, _ = ini._em(y0, mask, mu, sigma, trans, spec, max_iter=1, tol=0.0)
+        mu, sigma, trans, _ = ini._em(model_data(spec, features), y0, mask, mu, sigma, trans, spec,
+                                      max_iter=1, tol=0.0)
         scores.append(_log_posterior(features, mu, sigma, trans))
     assert np.all(np.diff(scores) >= -1e-6 * abs(scores[0]))
     assert scores[-1] > scores[0]
@@ -92,7 +94,8 @@ def test_em_start_finds_the_persistent_mode_on_sp500(sp500_1990):
     spec = ModelSpec()
     y0, mask = masked_observations(features.to_numpy())
     mu, sigma, trans = ini._kmeans_params(features, spec, seed=0, n_init=3, smooth_window=1)
-    mu, sigma, trans, flicker = ini._em(y0, mask, mu, sigma, trans, spec, 300, 1e-8)
+    data = model_data(spec, features)
+    mu, sigma, trans, flicker = ini._em(data, y0, mask, mu, sigma, trans, spec, 300, 1e-8)
     start = ini.em_start(features, spec, seed=0)
     names = list(features.columns)
     mu_s = np.empty((4, len(names)))

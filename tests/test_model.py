@@ -16,8 +16,10 @@ from scipy import stats
 from scipy.special import gammaln
 from stressflow.inference.fitting.initialize import kmeans_start
 from stressflow.models import dims
-from stressflow.models.emissions import EMISSIONS, emission_loglik, masked_observations
-from stressflow.models.pymc_model import TRANSITIONS, ModelSpec, allowed_transitions, build_model
+from stressflow.models.emissions import emission_loglik, masked_observations
+from stressflow.models.pymc_model import build_model
+from stressflow.models.spec import EMISSIONS, ModelSpec, allowed_transitions
+from stressflow.models.spec import STRUCTURES as TRANSITIONS
 
 try:  # rootdir on sys.path (python -m pytest, or tests/ as a package)
     from tests.conftest import simulate_stage_hmm
@@ -371,9 +373,28 @@ def test_model_spec_defaults_and_dict():
         "stickiness": 20.0,
         "order_feature": "volatility",
         "mu_prior_sd": 2.0,
+        "transition_model": "constant",
+        "transition_covariates": [],
+        "tvtp_prior_sd": 1.0,
     }
     assert ModelSpec(**spec.to_dict()) == spec
     assert ModelSpec(stickiness=0).stickiness == 0
+
+
+def test_model_spec_round_trips_and_reads_older_fit_files():
+    spec = ModelSpec(emission="student_t", transitions="sequential", transition_model="ladder",
+                     transition_covariates=("ted", "low_vol"), tvtp_prior_sd=0.5)
+    assert ModelSpec.from_dict(spec.to_dict()) == spec
+    # a schema-2 fit file stored only the first five options
+    old = {"emission": "gaussian", "transitions": "full", "stickiness": 20.0,
+           "order_feature": "volatility", "mu_prior_sd": 2.0}
+    assert ModelSpec.from_dict(old) == ModelSpec()
+    with pytest.raises(ValueError, match="unknown model options"):
+        ModelSpec.from_dict({**old, "regime_count": 5})
+    with pytest.raises(ValueError, match="needs at least one name"):
+        ModelSpec(transition_model="logit")
+    with pytest.raises(ValueError, match="need a time-varying"):
+        ModelSpec(transition_covariates=("ted",))
 
 
 def test_unknown_order_feature(features):

@@ -12,10 +12,17 @@ from stressflow.models.emissions import emission_loglik, masked_observations
 from stressflow.models.numerics import kernels
 
 try:
-    from tests.conftest import SIM_MU, SIM_P, SIM_SIGMA, make_prepared, simulate_stage_hmm
+    from tests.conftest import (
+        SIM_MU,
+        SIM_P,
+        SIM_SIGMA,
+        draw_terms,
+        make_prepared,
+        simulate_stage_hmm,
+    )
     from tests.fake_fit import fake_fit
 except ImportError:  # pytest's rootdir-less "prepend" import of tests/test_*.py
-    from conftest import SIM_MU, SIM_P, SIM_SIGMA, make_prepared, simulate_stage_hmm
+    from conftest import SIM_MU, SIM_P, SIM_SIGMA, draw_terms, make_prepared, simulate_stage_hmm
     from fake_fit import fake_fit
 
 K = len(dims.STAGES)
@@ -38,11 +45,16 @@ def sim():
     return features, y0, mask
 
 
+def _paths(features, mu, sigma, trans, **kwargs):
+    terms = draw_terms(features.to_numpy(), {"mu": mu, "sigma": sigma, "P": trans})
+    return stage_paths(terms, mu.shape[0], **kwargs)
+
+
 def test_paths_reproduce_smoothed_marginals_and_transition_counts(sim):
-    _, y0, mask = sim
+    features, y0, mask = sim
     mu, sigma, trans = _draws(3, seed=11)
     m = 1500
-    paths = stage_paths(y0, mask, mu, sigma, trans, paths_per_draw=m, seed=5)
+    paths = _paths(features, mu, sigma, trans, paths_per_draw=m, seed=5)
     assert paths.dtype == np.int8 and paths.shape == (3 * m, y0.shape[0])
     assert paths.min() >= 0 and paths.max() < K
 
@@ -74,32 +86,32 @@ def test_paths_reproduce_smoothed_marginals_and_transition_counts(sim):
 
 
 def test_same_seed_same_paths_other_seed_other_paths(sim):
-    _, y0, mask = sim
+    features, _, _ = sim
     mu, sigma, trans = _draws(4, seed=2)
-    a = stage_paths(y0, mask, mu, sigma, trans, paths_per_draw=3, seed=9)
-    b = stage_paths(y0, mask, mu, sigma, trans, paths_per_draw=3, seed=9)
-    c = stage_paths(y0, mask, mu, sigma, trans, paths_per_draw=3, seed=10)
+    a = _paths(features, mu, sigma, trans, paths_per_draw=3, seed=9)
+    b = _paths(features, mu, sigma, trans, paths_per_draw=3, seed=9)
+    c = _paths(features, mu, sigma, trans, paths_per_draw=3, seed=10)
     np.testing.assert_array_equal(a, b)
     assert (a != c).any()
 
 
 def test_inputs_are_not_modified_and_bad_inputs_are_named(sim):
-    _, y0, mask = sim
+    features, _, _ = sim
     mu, sigma, trans = _draws(2, seed=4)
-    copies = [x.copy() for x in (y0, mask, mu, sigma, trans)]
-    stage_paths(y0, mask, mu, sigma, trans, paths_per_draw=2, seed=0)
-    for x, c in zip((y0, mask, mu, sigma, trans), copies, strict=True):
+    copies = [x.copy() for x in (features.to_numpy(), mu, sigma, trans)]
+    _paths(features, mu, sigma, trans, paths_per_draw=2, seed=0)
+    for x, c in zip((features.to_numpy(), mu, sigma, trans), copies, strict=True):
         np.testing.assert_array_equal(x, c)
-    with pytest.raises(ValueError, match="trans must have shape"):
-        stage_paths(y0, mask, mu, sigma, trans[:, :3, :3])
+    with pytest.raises(ValueError, match="P must have shape"):
+        _paths(features, mu, sigma, trans[:, :3, :3])
     with pytest.raises(ValueError, match="sigma must be finite"):
-        stage_paths(y0, mask, mu, -sigma, trans)
+        _paths(features, mu, -sigma, trans)
     with pytest.raises(ValueError, match="sum to 1"):
-        stage_paths(y0, mask, mu, sigma, trans * 2)
+        _paths(features, mu, sigma, trans * 2)
     with pytest.raises(ValueError, match="paths_per_draw"):
-        stage_paths(y0, mask, mu, sigma, trans, paths_per_draw=0)
-    with pytest.raises(ValueError, match="features"):
-        stage_paths(y0[:, :3], mask[:, :3], mu, sigma, trans)
+        _paths(features, mu, sigma, trans, paths_per_draw=0)
+    with pytest.raises(ValueError, match=r"shape \(\.\.\., K, D\)"):
+        _paths(features.iloc[:, :3], mu, sigma, trans)
 
 
 def test_sample_stage_paths_labels_and_thinning(sim):

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from stressflow.inference import save_fit
 from stressflow.inference.present import plots
+from stressflow.inference.present.commands import register_plot
 from stressflow.models import dims
 
 pytest.importorskip("matplotlib", reason="plots need the optional matplotlib dependency")
@@ -68,7 +69,7 @@ def test_cli_plot_all_kinds(fit, tmp_path, capsys):
     path = save_fit(fit, tmp_path / "fake.nc")
     parser = argparse.ArgumentParser(prog="stressflow")
     sub = parser.add_subparsers(dest="command", required=True)
-    plots.register_cli(sub)
+    register_plot(sub)
     for kind in ("overview", "observables", "transitions"):
         out = tmp_path / f"{kind}.png"
         args = parser.parse_args(["plot", str(path), "--out", str(out), "--kind", kind,

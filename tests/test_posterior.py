@@ -9,6 +9,11 @@ from stressflow.inference.postprocess import stages as posterior
 from stressflow.models.emissions import emission_loglik, masked_observations
 from stressflow.models.numerics import kernels
 
+try:
+    from tests.conftest import draw_terms
+except ImportError:  # pytest's rootdir-less "prepend" import of tests/test_*.py
+    from conftest import draw_terms
+
 
 @pytest.mark.parametrize("shape", [(1000, 50, 4), (7, 13), (1, 5, 2), (2000, 2500, 2)])
 def test_draw_quantiles_equal_numpy_quantile(shape):
@@ -29,14 +34,15 @@ def _problem(n_draws=150, n_t=400, seed=2):
     mu = rng.normal(size=(n_draws, k, d))
     sigma = rng.gamma(4.0, 0.25, size=(n_draws, k, d))
     trans = rng.dirichlet(np.ones(k) + 20 * np.eye(k)[0], size=(n_draws, k))
-    return y0, mask, mu, sigma, np.log(trans), np.full(k, -np.log(k))
+    terms = draw_terms(y, {"mu": mu, "sigma": sigma, "P": trans})
+    return terms, (y0, mask, mu, sigma, np.log(trans), np.full(k, -np.log(k)))
 
 
 def test_stage_probabilities_match_per_draw_kernels():
-    y0, mask, mu, sigma, log_trans, log_init = _problem()
+    terms, (y0, mask, mu, sigma, log_trans, log_init) = _problem()
     chain = np.repeat(np.arange(3), 50)
     res = posterior.stage_probabilities(
-        y0, mask, mu, sigma, log_trans, log_init, chain, max_quantile_draws=40,
+        terms, 150, (len(y0), 4), chain, max_quantile_draws=40,
         keep_draws=True, chunk=16, filtered_groups={"top2": [2, 3]},
     )
     smoothed = np.empty((150, len(y0), 4))
@@ -60,12 +66,12 @@ def test_stage_probabilities_match_per_draw_kernels():
 
 def test_stage_probabilities_same_numbers_on_any_number_of_threads(monkeypatch):
     """Chunks run on a thread pool but are reduced in chunk order: bit-identical results."""
-    args = _problem(n_draws=90)
+    terms, (y0, *_) = _problem(n_draws=90)
     chain = np.repeat(np.arange(2), 45)
     runs = []
     for n_threads in (1, 3):
         monkeypatch.setattr(posterior, "_n_threads", lambda n=n_threads: n)
-        runs.append(posterior.stage_probabilities(*args, chain, chunk=8,
+        runs.append(posterior.stage_probabilities(terms, 90, (len(y0), 4), chain, chunk=8,
                                                   max_quantile_draws=30))
     for field in ("smoothed_mean", "filtered_mean", "smoothed_q", "filtered_q",
                   "chain_smoothed_mean", "log_norm", "filtered_last"):

@@ -47,10 +47,6 @@ observable is absent.
 
 from __future__ import annotations
 
-import argparse
-import sys
-from collections.abc import Sequence
-
 import numpy as np
 import pandas as pd
 import xarray as xr
@@ -65,7 +61,6 @@ __all__ = [
     "label_episode",
     "score_episodes",
     "episodes",
-    "register_cli",
 ]
 
 #: Dimension / index name of an episode table, from :mod:`stressflow.models.dims`.
@@ -521,85 +516,3 @@ def episodes(
                            lo=lo)
     table.index.name = EPISODE
     return table
-
-
-# ------------------------------------------------------------------------------------------
-# Command line
-# ------------------------------------------------------------------------------------------
-
-_SHOW = ["direction", "start", "extreme", "end", "move", "n_days", "volume_rel", "impact_rel",
-         "p_compulsion", "p_compulsion_q05", "p_compulsion_q95", "p_margin_pressure_or_worse",
-         "p_margin_lead_in", "label"]
-
-
-def _format(table: pd.DataFrame, columns: Sequence[str]) -> str:
-    show = table[[c for c in columns if c in table.columns]].copy()
-    for col in ("start", "extreme", "end"):
-        if col in show:
-            show[col] = pd.to_datetime(show[col]).dt.strftime("%Y-%m-%d")
-    with pd.option_context("display.width", 250, "display.max_columns", 40,
-                           "display.max_rows", 500):
-        return show.round(3).to_string()
-
-
-def add_score_options(p: argparse.ArgumentParser) -> None:
-    """Options shared by the ``episodes`` subcommand and the catalogue scoring."""
-    p.add_argument("--seed", type=int, default=0, help="seed of the path sampling")
-    p.add_argument("--n-draws", type=int, default=200, help="posterior draws used (thinned)")
-    p.add_argument("--paths-per-draw", type=int, default=10, help="FFBS paths per draw")
-    p.add_argument("--min-share", type=float, default=0.5,
-                   help="share of the episode's days that must be in the stage")
-    p.add_argument("--lead-in", type=int, default=5, help="days searched for margin pressure")
-    p.add_argument("--hi", type=float, default=0.7, help="p_compulsion for a forced label")
-    p.add_argument("--lo", type=float, default=0.3,
-                   help="p_compulsion at or below which the label is discretionary")
-
-
-def _cmd_episodes(args) -> int:
-    from stressflow.inference.apps.catalogue import score_catalogue
-    from stressflow.inference.postprocess.paths import sample_stage_paths
-    from stressflow.inference.postprocess.summaries import load_fit
-
-    try:
-        fit = load_fit(args.file)
-        paths = sample_stage_paths(fit, n_draws=args.n_draws, paths_per_draw=args.paths_per_draw,
-                                   seed=args.seed)
-        table = episodes(fit, drawdown=args.drawdown, runup=args.runup, min_share=args.min_share,
-                         lead_in=args.lead_in, hi=args.hi, lo=args.lo, paths=paths)
-    except (FileNotFoundError, ValueError, TypeError, OSError) as exc:
-        print(f"stressflow episodes: {exc}", file=sys.stderr)
-        return 1
-    print(f"Episodes of {args.file} (drawdown {args.drawdown:.0%}, run-up {args.runup:.0%}); "
-          f"p_compulsion = Pr(>= {args.min_share:.0%} of the episode's days in forced_flow "
-          "| y_1..y_T)")
-    print(_format(table, _SHOW) if len(table) else "(no episode beyond the thresholds)")
-    if args.out:
-        table.to_csv(args.out)
-        print(f"\nwrote {args.out}")
-    try:
-        cat = score_catalogue(fit, market=args.market, min_share=args.min_share,
-                              lead_in=args.lead_in, hi=args.hi, lo=args.lo, paths=paths)
-    except ValueError as exc:
-        print(f"\n(catalogue not scored: {exc})")
-        return 0
-    if len(cat):
-        print("\nCatalogued episodes in range (expected labels are for evaluation only):")
-        print(_format(cat, ["episode", "expected", "direction", "start", "end", "p_compulsion",
-                            "p_compulsion_q05", "p_compulsion_q95", "label", "agree"]))
-    else:
-        print("\n(no catalogued episode of this market inside the fitted range)")
-    return 0
-
-
-def register_cli(subparsers) -> None:
-    """Add ``stressflow episodes FILE.nc [--out table.csv] [--seed N] [thresholds]``."""
-    p = subparsers.add_parser(
-        "episodes", help="selloffs and rallies of a saved fit, scored for compulsion"
-    )
-    p.add_argument("file", help="netCDF file written by `stressflow fit`")
-    p.add_argument("--out", help="also write the episode table to this CSV file")
-    p.add_argument("--drawdown", type=float, default=0.10, help="selloff threshold (0.10 = 10%%)")
-    p.add_argument("--runup", type=float, default=0.10, help="rally threshold (0.10 = 10%%)")
-    p.add_argument("--market", help="catalogue market of the fit's data (default: its source)")
-    add_score_options(p)
-    p.set_defaults(func=_cmd_episodes)

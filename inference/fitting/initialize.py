@@ -20,14 +20,16 @@ space so that the chains are not identical:
 from __future__ import annotations
 
 import warnings
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
 from sklearn.cluster import KMeans
 from stressflow.models import dims
-from stressflow.models.emissions import emission_loglik, masked_observations
+from stressflow.models.evaluate import components, evaluate, model_data
 from stressflow.models.numerics import kernels
-from stressflow.models.pymc_model import ModelSpec, allowed_transitions
+from stressflow.models.spec import ModelSpec, allowed_transitions
+from stressflow.models.transitions import dirichlet_concentration
 
 __all__ = ["kmeans_start", "em_start", "INITS"]
 
@@ -35,7 +37,6 @@ __all__ = ["kmeans_start", "em_start", "INITS"]
 INITS = ("em", "kmeans")
 
 _MIN_SIGMA = 0.05
-_MIN_TRANS = 1e-4
 #: Trailing windows (days) of the observables that k-means clusters for the EM starts: 1 is the
 #: raw days, the longer ones give persistent stage sequences. Measured on the bundled S&P 500
 #: 1990-2018, EM from raw-day clusters ends in a flickering mode (P[fragile, fragile] 0.47,
@@ -43,7 +44,8 @@ _MIN_TRANS = 1e-4
 _EM_SMOOTH_WINDOWS = (1, 5, 21)
 
 
-def kmeans_start(features: pd.DataFrame, spec: ModelSpec, seed: int) -> dict[str, np.ndarray]:
+def kmeans_start(features: pd.DataFrame, spec: ModelSpec, seed: int,
+                 covariates: pd.DataFrame | None = None) -> dict[str, np.ndarray]:
     """Initial values of the model's free variables from k-means with K = 4 clusters.
 
     Clusters are fitted on the days where every feature is observed, relabelled so that their
@@ -55,7 +57,10 @@ def kmeans_start(features: pd.DataFrame, spec: ModelSpec, seed: int) -> dict[str
     -------
     dict
         Constrained-space values keyed by model variable name (``mu_order``, ``mu_other``,
-        ``sigma``, ``P`` or ``P_row_<stage>``, and ``nu`` for Student-t emissions).
+        ``sigma``, ``P`` or ``P_row_<stage>``, ``nu`` for Student-t emissions, and zero
+        transition coefficients for a covariate-driven transition model). ``covariates`` is
+        accepted for a uniform signature with :func:`em_start` and not used: the start is the
+        constant-P special case.
     """
     mu, sigma, trans = _kmeans_params(features, spec, seed)
     return _as_start(mu, sigma, trans, features, spec)
@@ -103,7 +108,7 @@ def _kmeans_params(
     mu, sigma = mu[inverse], sigma[inverse]
     labels = relabel[labels_used]
     allowed = allowed_transitions(spec.transitions, n_stages)
-    counts = np.where(np.eye(n_stages, dtype=bool), 1.0 + spec.stickiness, 1.0)
+    counts = dirichlet_concentration(spec)
     np.add.at(counts, (labels[:-1], labels[1:]), 1.0)
     counts = np.where(allowed, counts, 0.0)
     trans = counts / counts.sum(axis=1, keepdims=True)
@@ -111,34 +116,11 @@ def _kmeans_params(
 
 
 def _as_start(mu, sigma, trans, features: pd.DataFrame, spec: ModelSpec) -> dict:
-    """Constrained-space initial values keyed by the model's free variable names."""
-    n_stages = len(dims.STAGES)
+    """Constrained-space initial values keyed by the model's free variable names, from the
+    emission and transition components (coefficients of covariate-driven transitions at 0)."""
+    emission, transitions = components(spec)
     names = [str(c) for c in features.columns]
-    order_idx = names.index(spec.order_feature)
-    allowed = allowed_transitions(spec.transitions, n_stages)
-    # strictly increasing means on the ordering feature (the ordered transform requires it)
-    mu_order = np.sort(mu[:, order_idx]) + np.arange(n_stages) * 1e-3
-    # EM can drive allowed transitions to (numerically) zero, which the sampler's simplex
-    # transform maps to -inf: keep every allowed entry at least _MIN_TRANS.
-    trans = np.where(allowed, np.maximum(trans, _MIN_TRANS), 0.0)
-    trans = trans / trans.sum(axis=1, keepdims=True)
-    sigma = np.maximum(sigma, _MIN_SIGMA)
-    start: dict[str, np.ndarray] = {
-        "mu_order": mu_order,
-        "sigma": sigma,
-    }
-    other = [d for d in range(len(names)) if d != order_idx]
-    if other:
-        start["mu_other"] = mu[:, other]
-    if allowed.all():
-        start["P"] = trans
-    else:
-        for i, stage in enumerate(dims.STAGES):
-            row = trans[i, allowed[i]]
-            start[f"P_row_{stage}"] = row / row.sum()
-    if spec.emission == "student_t":
-        start["nu"] = np.full(n_stages, 10.0)
-    return start
+    return {**emission.start(spec, names, mu, sigma), **transitions.start(spec, trans)}
 
 
 def _log_prior_trans(trans: np.ndarray, conc: np.ndarray, allowed: np.ndarray) -> float:
@@ -146,22 +128,22 @@ def _log_prior_trans(trans: np.ndarray, conc: np.ndarray, allowed: np.ndarray) -
     return float(np.sum((conc[use] - 1.0) * np.log(trans[use])))
 
 
-def _em(y0, mask, mu, sigma, trans, spec: ModelSpec, max_iter: int, tol: float):
-    """Baum-Welch EM for the Gaussian stage HMM with the sticky Dirichlet prior on P.
+def _em(data, y0, mask, mu, sigma, trans, spec: ModelSpec, max_iter: int, tol: float):
+    """Baum-Welch EM for the Gaussian stage HMM with constant P and the sticky Dirichlet prior.
 
-    Returns ``(mu, sigma, P, log_posterior)`` where the log posterior is
-    ``log p(y_1..y_T | theta) + log p(P)`` (the Dirichlet part of the prior, up to a constant).
+    The E step evaluates the model with :func:`stressflow.models.evaluate.evaluate` (``spec``
+    must be Gaussian with constant transitions) on ``data`` (its :func:`model_data`); the M step
+    is the weighted Gaussian and Dirichlet-MAP update. Returns ``(mu, sigma, P,
+    log_posterior)`` where the log posterior is ``log p(y_1..y_T | theta) + log p(P)`` (the
+    Dirichlet part of the prior, up to a constant).
     """
-    n_stages = mu.shape[0]
-    allowed = allowed_transitions(spec.transitions, n_stages)
-    conc = np.where(np.eye(n_stages, dtype=bool), 1.0 + spec.stickiness, 1.0)
-    log_init = np.full(n_stages, -np.log(n_stages))
+    allowed = allowed_transitions(spec.transitions, spec.n_stages)
+    conc = dirichlet_concentration(spec)
     prev = -np.inf
     for _ in range(max_iter):
-        with np.errstate(divide="ignore"):
-            log_trans = np.where(allowed, np.log(trans), -np.inf)
-        ll = emission_loglik(y0, mask, mu, sigma)
-        gamma, xi_sum, _, log_norm = kernels.smooth(log_init, log_trans, ll)
+        log_init, log_trans, ll = evaluate(spec, {"mu": mu, "sigma": sigma, "P": trans}, data)
+        gamma, xi_sum, _, log_norm = kernels.smooth(log_init, log_trans,
+                                                    np.ascontiguousarray(ll))
         cur = float(log_norm.sum()) + _log_prior_trans(trans, conc, allowed)
         if not np.isfinite(cur):
             break
@@ -190,6 +172,7 @@ def em_start(
     features: pd.DataFrame,
     spec: ModelSpec,
     seed: int,
+    covariates: pd.DataFrame | None = None,
     *,
     n_starts: int = 2,
     max_iter: int = 300,
@@ -213,14 +196,22 @@ def em_start(
         raise ValueError(f"n_starts must be >= 1, got {n_starts!r}")
     names = [str(c) for c in features.columns]
     order_idx = names.index(spec.order_feature)
-    y0, mask = masked_observations(features.to_numpy(dtype=np.float64))
+    y = features.to_numpy(dtype=np.float64)
+    mask = np.isfinite(y).astype(np.float64)
+    y0 = np.where(mask > 0, y, 0.0)
+    # EM fits the Gaussian constant-P special case of the model (the coefficients of
+    # covariate-driven transitions start at 0, and a Student-t fit starts from the Gaussian MAP)
+    em_spec = replace(spec, emission="gaussian", transition_model="constant",
+                      transition_covariates=())
+    data = model_data(em_spec, features)
     best = None
     for i in range(n_starts):
         for window in _EM_SMOOTH_WINDOWS:
             mu, sigma, trans = _kmeans_params(
                 features, spec, seed + i, n_init=3, smooth_window=window
             )
-            mu, sigma, trans, score = _em(y0, mask, mu, sigma, trans, spec, max_iter, tol)
+            mu, sigma, trans, score = _em(data, y0, mask, mu, sigma, trans, em_spec, max_iter,
+                                          tol)
             if best is None or score > best[3]:
                 best = (mu, sigma, trans, score)
     mu, sigma, trans = _relabel(*best[:3], order_idx)

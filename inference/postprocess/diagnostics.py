@@ -8,8 +8,10 @@ from dataclasses import dataclass, field
 import arviz as az
 import numpy as np
 import xarray as xr
+from stressflow.inference import schema
+from stressflow.models.evaluate import param_names
 
-__all__ = ["Diagnostics", "check_fit", "RHAT_MAX", "AGREEMENT_MIN"]
+__all__ = ["Diagnostics", "FitWarning", "check_fit", "RHAT_MAX", "AGREEMENT_MIN"]
 
 #: Largest acceptable rank-normalised split R-hat (Vehtari et al. 2021).
 RHAT_MAX = 1.01
@@ -19,7 +21,10 @@ AGREEMENT_MIN = 0.9
 #: Smallest acceptable bulk effective sample size per chain.
 ESS_PER_CHAIN_MIN = 100
 
-_PARAMS = ("mu", "sigma", "P", "nu")
+
+
+class FitWarning(UserWarning):
+    """A fit finished but its diagnostics say the result should not be trusted as is."""
 
 
 @dataclass
@@ -76,10 +81,13 @@ def check_fit(result: xr.DataTree, *, warn: bool = True) -> Diagnostics:
     """R-hat, ESS, divergences and chain agreement on the stage meanings.
 
     With ``warn=True`` every failed check is raised as a
-    :class:`stressflow.inference.fitting.fit.FitWarning` whose message says what to do.
+    :class:`FitWarning` whose message says what to do. The checked parameters are those the
+    fit's model evaluates (:func:`stressflow.models.evaluate.param_names`: e.g. ``mu``,
+    ``sigma``, ``P`` and any transition coefficients); entries that are constant by construction
+    (structural zeros of P, the zero diagonal of ``beta``) have no R-hat and are skipped.
     """
     posterior = result["posterior"].to_dataset()
-    names = [p for p in _PARAMS if p in posterior]
+    names = [p for p in param_names(schema.read_spec(result)) if p in posterior]
     params = posterior[names]
     n_chains = posterior.sizes["chain"]
     n_draws = posterior.sizes["draw"]
@@ -136,8 +144,6 @@ def check_fit(result: xr.DataTree, *, warn: bool = True) -> Diagnostics:
         problems=problems,
     )
     if warn and problems:
-        from stressflow.inference.fitting.fit import FitWarning
-
         for p in problems:
             warnings.warn(p, FitWarning, stacklevel=3)
     return diag

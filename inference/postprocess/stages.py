@@ -11,6 +11,10 @@ Averaging over draws gives the posterior probabilities ``Pr(stage_t = k | y_1..y
 per-draw values across draws (quantiles) shows how much of that probability is parameter
 uncertainty. Draws are processed in chunks, so memory grows with the number of draws kept for
 quantiles, not with all draws.
+
+The functions here never see the emission or transition model: they take ``terms``, a callable
+``terms(lo, hi)`` returning the kernel inputs of the draws ``lo..hi-1``, which a fit builds
+with :func:`stressflow.models.evaluate.evaluate_draws` (the one evaluator of the model).
 """
 
 from __future__ import annotations
@@ -21,14 +25,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.special import gammaln
-from stressflow.models.emissions import emission_loglik
 from stressflow.models.numerics import kernels
 
 __all__ = [
     "FilteredDraws",
     "StageDraws",
-    "draw_logliks",
     "draw_quantiles",
     "filter_forward",
     "quantile_draw_index",
@@ -80,38 +81,12 @@ def quantile_draw_index(n_draws: int, max_draws: int) -> np.ndarray:
     return np.unique(np.linspace(0, n_draws - 1, max_draws).round().astype(np.int64))
 
 
-def draw_logliks(y0, mask, mu, sigma, nu=None, *, chunk: int = 64):
-    """Yield ``(s, log_lik_s)`` for every posterior draw s, ``log_lik_s[t, k] =
-    log p(y_t | stage_t = k, theta^(s))`` as a C-contiguous (T, K) array.
-
-    The emission log-likelihoods are computed ``chunk`` draws at a time (one batched
-    :func:`~stressflow.models.emissions.emission_loglik` call), so memory stays at
-    ``chunk x T x K`` whatever the number of draws.
-    """
-    n_draws = mu.shape[0]
-    for lo in range(0, n_draws, chunk):
-        hi = min(lo + chunk, n_draws)
-        ll = _chunk_logliks(y0, mask, mu, sigma, nu, lo, hi)
-        for s in range(lo, hi):
-            yield s, np.ascontiguousarray(ll[s - lo])
-
-
-def _chunk_logliks(y0, mask, mu, sigma, nu, lo, hi):
-    """``log p(y_t | stage_t = k, theta^(s))`` for draws lo..hi-1, shape (hi - lo, T, K)."""
-    return emission_loglik(y0, mask, mu[lo:hi], sigma[lo:hi], None if nu is None else nu[lo:hi],
-                           xp=np, gammaln=gammaln)
-
-
 def stage_probabilities(
-    y0: np.ndarray,
-    mask: np.ndarray,
-    mu: np.ndarray,
-    sigma: np.ndarray,
-    log_trans: np.ndarray,
-    log_init: np.ndarray,
+    terms,
+    n_draws: int,
+    shape: tuple[int, int],
     chain_of_draw: np.ndarray,
     *,
-    nu: np.ndarray | None = None,
     quantiles: tuple[float, ...] = (0.05, 0.5, 0.95),
     max_quantile_draws: int = 1000,
     keep_log_norm: bool = True,
@@ -123,23 +98,22 @@ def stage_probabilities(
 
     Parameters
     ----------
-    y0, mask : ndarray (T, D)
-        Observations with missing values set to 0, and the 0/1 observation mask.
-    mu, sigma : ndarray (S, K, D)
-    log_trans : ndarray (S, K, K)
-        ``log Pr(stage_t = j | stage_{t-1} = i)`` per draw.
-    log_init : ndarray (K,)
+    terms : callable
+        ``terms(lo, hi) -> (log_init (K,), log_trans, log_lik (hi-lo, T, K))`` for the draws
+        ``lo..hi-1``, with ``log_trans`` of shape (hi-lo, K, K) or (hi-lo, T-1, K, K)
+        (:func:`stressflow.models.evaluate.evaluate_draws`).
+    n_draws : int
+        Number of posterior draws S.
+    shape : (T, K)
+        Number of days and stages.
     chain_of_draw : ndarray (S,) int
         Chain index of each flattened draw.
-    nu : ndarray (S, K), optional
-        Student-t degrees of freedom.
     filtered_groups : mapping of str to sequence of int, optional
         Groups of stage indices G whose per-draw filtered probability
         ``Pr(stage_t in G | y_1..y_t, theta^(s))`` gets its own quantiles
         (``StageDraws.filtered_group_q``).
     """
-    n_draws, n_stages, _ = mu.shape
-    n_t = y0.shape[0]
+    n_t, n_stages = shape
     n_chains = int(chain_of_draw.max()) + 1
     q_index = quantile_draw_index(n_draws, max_quantile_draws)
     q_pos = np.full(n_draws, -1)
@@ -150,7 +124,6 @@ def stage_probabilities(
     log_norm = np.empty((n_draws, n_t)) if keep_log_norm else None
     filt_draws = np.empty((n_draws, n_t, n_stages), dtype=np.float32) if keep_draws else None
     smooth_draws = np.empty((n_draws, n_t, n_stages), dtype=np.float32) if keep_draws else None
-    log_init = np.ascontiguousarray(log_init, dtype=np.float64)
     groups = {
         name: np.asarray(idx, dtype=np.int64) for name, idx in (filtered_groups or {}).items()
     }
@@ -160,10 +133,9 @@ def stage_probabilities(
     def work(lo, hi):
         """Smooth draws lo..hi-1; returns this chunk's sums (the rest is written in place at
         the draws' own rows, which no other chunk touches)."""
+        log_init, log_trans, log_lik = terms(lo, hi)
         smoothed, filtered, ln = kernels.smooth_many(
-            log_init, log_trans[lo:hi], _chunk_logliks(y0, mask, mu, sigma, nu, lo, hi),
-            log_norm=log_norm is not None,
-        )
+            log_init, log_trans, log_lik, log_norm=log_norm is not None)
         chains = chain_of_draw[lo:hi]
         c_sum = {int(c): smoothed[chains == c].sum(axis=0) for c in np.unique(chains)}
         if log_norm is not None:
@@ -287,39 +259,33 @@ class FilteredDraws:
 
 
 def filter_forward(
-    y0: np.ndarray,
-    mask: np.ndarray,
-    mu: np.ndarray,
-    sigma: np.ndarray,
-    log_trans: np.ndarray,
+    terms,
+    n_draws: int,
     state: np.ndarray,
     *,
-    nu: np.ndarray | None = None,
     quantiles: tuple[float, ...] = (0.05, 0.5, 0.95),
     max_quantile_draws: int = 1000,
     filtered_groups: Mapping[str, Sequence[int]] | None = None,
     chunk: int = 64,
 ) -> FilteredDraws:
-    """Continue the forward filter over new days from each draw's last filtered state.
+    """Continue the forward filter over n new days from each draw's last filtered state.
 
     With ``state[s, i] = Pr(stage_T = i | y_1..y_T, theta^(s))`` (the filter at the last day
     already processed), the first new day's predictive stage distribution is
-    ``Pr(stage_{T+1} = j | y_1..y_T, theta^(s)) = sum_i state[s, i] P_s[i, j]`` and the
-    recursion then runs exactly as over the whole series, so the result equals filtering
-    ``y_1..y_{T+n}`` from the start with the same draws (up to rounding, ~1e-15). Cost:
-    O(S n K^2) for n new days, independent of T.
+    ``Pr(stage_{T+1} = j | y_1..y_T, theta^(s)) = sum_i state[s, i] P_s[i, j]`` (``P_s`` the
+    move into day T+1) and the recursion then runs exactly as over the whole series, so the
+    result equals filtering ``y_1..y_{T+n}`` from the start with the same draws (up to
+    rounding, ~1e-15). Cost: O(S n K^2) for n new days, independent of T.
 
     Parameters
     ----------
-    y0, mask : ndarray (n, D)
-        New observations with missing values set to 0, and the 0/1 observation mask.
-    mu, sigma : ndarray (S, K, D)
-    log_trans : ndarray (S, K, K)
-        ``log Pr(stage_t = j | stage_{t-1} = i)`` per draw.
+    terms : callable
+        ``terms(lo, hi) -> (log_trans, log_lik)`` for draws ``lo..hi-1``: ``log_lik`` (hi-lo, n,
+        K) of the new days, and ``log_trans`` (hi-lo, K, K) for a constant P or (hi-lo, n, K, K)
+        with entry m the move into new day m (from day T for m = 0).
+    n_draws : int
     state : ndarray (S, K)
         ``Pr(stage_T = k | y_1..y_T, theta^(s))`` per draw.
-    nu : ndarray (S, K), optional
-        Student-t degrees of freedom.
     quantiles, max_quantile_draws
         As in :func:`stage_probabilities` (the same thinned draws enter the quantiles).
     filtered_groups : mapping of str to sequence of int, optional
@@ -329,33 +295,41 @@ def filter_forward(
     -------
     FilteredDraws
     """
-    n_draws, n_stages, _ = mu.shape
-    n_t = y0.shape[0]
+    n_stages = state.shape[1]
     q_index = quantile_draw_index(n_draws, max_quantile_draws)
     q_pos = np.full(n_draws, -1)
     q_pos[q_index] = np.arange(len(q_index))
     groups = {
         name: np.asarray(idx, dtype=np.int64) for name, idx in (filtered_groups or {}).items()
     }
-    filt_keep = np.empty((len(q_index), n_t, n_stages), dtype=np.float32)
-    group_keep = {name: np.empty((len(q_index), n_t), dtype=np.float32) for name in groups}
-    filt_sum = np.zeros((n_t, n_stages))
+    filt_keep = group_keep = filt_sum = log_norm = None
     last = np.empty((n_draws, n_stages))
-    log_norm = np.empty((n_draws, n_t))
-    for s, ll in draw_logliks(y0, mask, mu, sigma, nu, chunk=chunk):
-        log_trans_s = np.ascontiguousarray(log_trans[s], dtype=np.float64)
-        # the same transition probabilities the kernels use: exp(log P)
-        pred = np.asarray(state[s], dtype=np.float64) @ np.exp(log_trans_s)
-        with np.errstate(divide="ignore"):
-            log_pred = np.log(pred)
-        filtered, ln = kernels.filter_probs(log_pred, log_trans_s, ll)
-        filt_sum += filtered
-        last[s] = filtered[-1]
-        log_norm[s] = ln
-        if q_pos[s] >= 0:
-            filt_keep[q_pos[s]] = filtered
-            for name, idx in groups.items():
-                group_keep[name][q_pos[s]] = filtered[:, idx].sum(axis=1)
+    for lo in range(0, n_draws, chunk):
+        hi = min(lo + chunk, n_draws)
+        log_trans, log_lik = terms(lo, hi)
+        if filt_sum is None:
+            n_t = log_lik.shape[1]
+            filt_keep = np.empty((len(q_index), n_t, n_stages), dtype=np.float32)
+            group_keep = {name: np.empty((len(q_index), n_t), dtype=np.float32)
+                          for name in groups}
+            filt_sum = np.zeros((n_t, n_stages))
+            log_norm = np.empty((n_draws, n_t))
+        for s in range(lo, hi):
+            lt = np.ascontiguousarray(log_trans[s - lo], dtype=np.float64)
+            first, rest = (lt, lt) if lt.ndim == 2 else (lt[0], np.ascontiguousarray(lt[1:]))
+            # the same transition probabilities the kernels use: exp(log P)
+            pred = np.asarray(state[s], dtype=np.float64) @ np.exp(first)
+            with np.errstate(divide="ignore"):
+                log_pred = np.log(pred)
+            filtered, ln = kernels.filter_probs(log_pred, rest,
+                                                np.ascontiguousarray(log_lik[s - lo]))
+            filt_sum += filtered
+            last[s] = filtered[-1]
+            log_norm[s] = ln
+            if q_pos[s] >= 0:
+                filt_keep[q_pos[s]] = filtered
+                for name, idx in groups.items():
+                    group_keep[name][q_pos[s]] = filtered[:, idx].sum(axis=1)
     q = np.asarray(quantiles, dtype=np.float64)
     return FilteredDraws(
         filtered_mean=filt_sum / n_draws,

@@ -1,13 +1,14 @@
 """Thin labelled views of a fit (the pandas/xarray layer over the stored arrays).
 
-Every function takes the ``xarray.DataTree`` returned by :func:`stressflow.inference.fitting.fit`
-(or read back with :func:`load_fit`) and returns pandas objects indexed by date and stage.
+Every function takes the ``xarray.DataTree`` returned by
+:func:`stressflow.inference.fitting.fit.fit` (or read back with
+:func:`stressflow.inference.schema.load_fit`) and returns pandas objects indexed by date and
+stage.
 """
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -15,8 +16,6 @@ import xarray as xr
 from stressflow.models import dims
 
 __all__ = [
-    "save_fit",
-    "load_fit",
     "stage_probabilities",
     "expected_durations",
     "transition_matrix",
@@ -24,54 +23,8 @@ __all__ = [
     "stage_shares",
     "top_days",
     "summary",
+    "transition_coefficients",
 ]
-
-
-def save_fit(result: xr.DataTree, path: str | Path) -> Path:
-    """Write a fit to a netCDF file (HDF5 via h5netcdf)."""
-    path = Path(path)
-    result.to_netcdf(path, engine="h5netcdf")
-    return path
-
-
-def load_fit(path: str | Path) -> xr.DataTree:
-    """Read a fit written by :func:`save_fit` (loaded into memory, file closed).
-
-    The stored arrays come back bit for bit. Raises ``ValueError`` with a message saying what
-    to do if the file is not a stressflow fit (not netCDF/HDF5, or no ``schema_version`` /
-    ``stages`` group) or was written with a schema version this stressflow cannot read
-    (:data:`stressflow.inference.fitting.fit.READABLE_SCHEMA_VERSIONS`).
-    """
-    from stressflow.inference.fitting.fit import READABLE_SCHEMA_VERSIONS, SCHEMA_VERSION
-
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"no fit file at {path}")
-    try:
-        with xr.open_datatree(path, engine="h5netcdf") as tree:
-            result = tree.load()
-    except (OSError, ValueError, TypeError) as exc:
-        raise ValueError(
-            f"{path} is not a stressflow fit: it cannot be read as netCDF/HDF5 ({exc})"
-        ) from exc
-    if "schema_version" not in result.attrs or "stages" not in result.children:
-        raise ValueError(f"{path} is not a stressflow fit (no schema_version / stages group)")
-    try:
-        schema = int(np.asarray(result.attrs["schema_version"]).item())
-    except (TypeError, ValueError) as exc:
-        raise ValueError(
-            f"{path}: schema_version {result.attrs['schema_version']!r} is not an integer; "
-            "not a stressflow fit"
-        ) from exc
-    if schema not in READABLE_SCHEMA_VERSIONS:
-        written = result.attrs.get("stressflow_version", "an unknown version")
-        raise ValueError(
-            f"{path} was written with fit schema version {schema} (stressflow {written}); this "
-            f"stressflow writes schema {SCHEMA_VERSION} and reads versions "
-            f"{list(READABLE_SCHEMA_VERSIONS)}: read it with the stressflow version that wrote "
-            "it, or refit"
-        )
-    return result
 
 
 def stage_probabilities(result: xr.DataTree, kind: str = "smoothed") -> pd.DataFrame:
@@ -86,10 +39,19 @@ def stage_probabilities(result: xr.DataTree, kind: str = "smoothed") -> pd.DataF
     return result["stages"][kind].to_pandas()
 
 
-def expected_durations(result: xr.DataTree) -> pd.DataFrame:
+def expected_durations(result: xr.DataTree, covariates=None) -> pd.DataFrame:
     """Expected stage duration ``1 / (1 - P[k, k])`` in trading days: posterior mean and
-    5%/95% quantiles, one row per stage."""
-    dur = result["posterior"]["expected_duration"]
+    5%/95% quantiles across draws, one row per stage.
+
+    For a covariate-driven transition model the duration depends on the covariates:
+    ``covariates`` (a mapping name -> standardised value, or a length-C array in
+    ``transition_covariates`` order) gives ``1 / (1 - P_kk(z))`` held at ``z``; the default is
+    the stored ``expected_duration`` at ``z = 0`` (every covariate at its fit-window mean).
+    """
+    if covariates is None:
+        dur = result["posterior"]["expected_duration"]
+    else:
+        dur = _durations_at(result, covariates)
     return pd.DataFrame(
         {
             "mean": dur.mean((dims.CHAIN, dims.DRAW)).to_pandas(),
@@ -97,6 +59,32 @@ def expected_durations(result: xr.DataTree) -> pd.DataFrame:
             "q95": dur.quantile(0.95, (dims.CHAIN, dims.DRAW)).drop_vars("quantile").to_pandas(),
         }
     )
+
+
+def _durations_at(result: xr.DataTree, covariates) -> xr.DataArray:
+    from stressflow.inference import schema
+    from stressflow.models.evaluate import evaluate_transitions
+
+    spec = schema.read_spec(result)
+    if not spec.time_varying:
+        raise ValueError("covariates apply to a covariate-driven transition model only; this "
+                         "fit has one constant P")
+    names = list(spec.transition_covariates)
+    if isinstance(covariates, dict):
+        unknown = sorted(set(covariates) - set(names))
+        if unknown or len(covariates) != len(names):
+            raise ValueError(f"give a value for each of the covariates {names}, got "
+                             f"{sorted(covariates)}")
+        covariates = [covariates[n] for n in names]
+    z = np.asarray(covariates, dtype=np.float64).reshape(-1)
+    if z.shape != (len(names),) or not np.isfinite(z).all():
+        raise ValueError(f"covariates must be {len(names)} finite values ({names})")
+    params, shape = schema.posterior_params(result["posterior"], spec)
+    log_trans = evaluate_transitions(spec, params, np.vstack([z, z]))[:, 0]
+    stay = np.exp(np.diagonal(log_trans, axis1=-2, axis2=-1))
+    return xr.DataArray((1.0 / (1.0 - stay)).reshape(*shape, -1),
+                        dims=(dims.CHAIN, dims.DRAW, dims.STAGE),
+                        coords={dims.STAGE: list(dims.STAGES)})
 
 
 def transition_matrix(result: xr.DataTree, stat: str = "mean") -> pd.DataFrame:
@@ -158,13 +146,17 @@ def summary(result: xr.DataTree, n_top: int = 10) -> str:
     from stressflow.inference.postprocess.diagnostics import check_fit
 
     diag = check_fit(result, warn=False)
+    from stressflow.inference import schema
+
     opts = json.loads(result.attrs.get("fit_options", "{}"))
-    spec = json.loads(result.attrs.get("model_spec", "{}"))
+    spec = schema.read_spec(result)
     lines = [
         f"stressflow fit: {result.attrs.get('source', '')} "
         f"{result.attrs['start']} .. {result.attrs['end']} ({result.attrs['n_days']} days)",
-        f"model: emission={spec.get('emission')}, transitions={spec.get('transitions')}; "
-        f"sampler={opts.get('sampler')}, {diag.n_chains} chains x {diag.n_draws} draws",
+        f"model: emission={spec.emission}, transitions={spec.transitions}, "
+        f"transition_model={spec.transition_model}"
+        + (f" ({', '.join(spec.transition_covariates)})" if spec.time_varying else "")
+        + f"; sampler={opts.get('sampler')}, {diag.n_chains} chains x {diag.n_draws} draws",
         "",
         "Stage means of the observables (standardised units):",
         stage_means(result).round(2).to_string(),
@@ -172,8 +164,10 @@ def summary(result: xr.DataTree, n_top: int = 10) -> str:
         "Expected duration 1/(1 - P[k,k]) in trading days, and share of days:",
         expected_durations(result).assign(share=stage_shares(result)).round(3).to_string(),
         "",
-        "Transition matrix P[i, j] = Pr(stage_t = j | stage_{t-1} = i), posterior mean:",
+        "Transition matrix P[i, j] = Pr(stage_t = j | stage_{t-1} = i), posterior mean"
+        + (" (at z = 0, covariates at their fit-window means):" if spec.time_varying else ":"),
         transition_matrix(result).round(3).to_string(),
+        *_coefficient_lines(result, spec),
         "",
         "Convergence:",
         f"  max R-hat {diag.max_rhat:.4f} | min bulk ESS {diag.min_ess_bulk:.0f} | "
@@ -190,3 +184,34 @@ def summary(result: xr.DataTree, n_top: int = 10) -> str:
         top.round(3).to_string(),
     ]
     return "\n".join(lines)
+
+
+def transition_coefficients(result: xr.DataTree) -> pd.DataFrame:
+    """Posterior mean, sd and 5%/95% quantiles of the transition coefficients of a
+    covariate-driven model: ``gamma`` (ladder) one row per covariate; ``beta`` (logit) one row
+    per covariate and allowed move ``i -> j`` (log-odds of ``j`` against staying in ``i`` per
+    standard deviation of the covariate). Empty for a constant P."""
+    post = result["posterior"]
+    rows = []
+    for name in ("gamma", "beta"):
+        if name not in post:
+            continue
+        da = post[name].stack(_draw=(dims.CHAIN, dims.DRAW))
+        flat = da.transpose(..., "_draw")
+        for idx in np.ndindex(*flat.shape[:-1]):
+            vals = flat.values[idx]
+            if name == "beta" and not np.any(vals):
+                continue  # the zero diagonal and forbidden moves
+            labels = {d: str(flat[d].values[i]) for d, i in zip(flat.dims[:-1], idx, strict=True)}
+            q05, q95 = np.quantile(vals, [0.05, 0.95])
+            rows.append({"parameter": name, **labels, "mean": vals.mean(), "sd": vals.std(),
+                         "q05": q05, "q95": q95, "Pr(>0)": float((vals > 0).mean())})
+    return pd.DataFrame(rows)
+
+
+def _coefficient_lines(result: xr.DataTree, spec) -> list[str]:
+    if not spec.time_varying:
+        return []
+    table = transition_coefficients(result)
+    return ["", f"Transition coefficients ({spec.transition_model}; positive gamma = the "
+            "covariate pushes stress up the ladder):", table.round(3).to_string(index=False)]

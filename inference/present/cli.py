@@ -1,5 +1,5 @@
-"""Command line: ``stressflow fit``, ``summary``, ``datasets``, and the subcommands registered by
-the result modules (``episodes``, ``plot``, ``update``, ``export``)."""
+"""Command line: ``stressflow fit``, ``summary``, ``datasets``, and the result commands of
+:mod:`stressflow.inference.present.commands` (``episodes``, ``plot``, ``update``, ``export``)."""
 
 from __future__ import annotations
 
@@ -19,8 +19,9 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
 def _cmd_fit(args) -> int:
     from stressflow.data import DataError, list_datasets
     from stressflow.inference.fitting.fit import fit
-    from stressflow.inference.postprocess.summaries import save_fit, summary
-    from stressflow.models.pymc_model import ModelSpec
+    from stressflow.inference.postprocess.summaries import summary
+    from stressflow.inference.schema import save_fit
+    from stressflow.models.spec import ModelSpec
 
     if (args.dataset is None) == (args.file is None):
         print("stressflow fit: give exactly one of --dataset NAME or --file PATH", file=sys.stderr)
@@ -31,7 +32,15 @@ def _cmd_fit(args) -> int:
         print(f"stressflow fit: unknown dataset {args.dataset!r}; bundled: {names}",
               file=sys.stderr)
         return 2
-    spec = ModelSpec(emission=args.emission, transitions=args.transitions)
+    covariates = tuple(c.strip() for c in (args.transition_covariates or "").split(",")
+                       if c.strip())
+    model = args.transition_model or ("ladder" if covariates else "constant")
+    try:
+        spec = ModelSpec(emission=args.emission, transitions=args.transitions,
+                         transition_model=model, transition_covariates=covariates)
+    except ValueError as exc:
+        print(f"stressflow fit: {exc}", file=sys.stderr)
+        return 2
     t0 = time.perf_counter()
     try:
         with warnings.catch_warnings():
@@ -56,7 +65,8 @@ def _cmd_fit(args) -> int:
 
 
 def _cmd_summary(args) -> int:
-    from stressflow.inference.postprocess.summaries import load_fit, summary
+    from stressflow.inference.postprocess.summaries import summary
+    from stressflow.inference.schema import load_fit
 
     try:
         result = load_fit(args.file)
@@ -92,6 +102,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--emission", choices=("gaussian", "student_t"), default="gaussian")
     p.add_argument("--transitions", choices=("full", "sequential"), default="full")
+    p.add_argument("--transition-covariates", metavar="NAME[,NAME...]",
+                   help="covariates driving the transition probabilities (time-varying P: "
+                        "the covariates of day t-1 drive the move into day t); bundled: "
+                        "ted, baa10y, vix, low_vol, d_ted, d_baa10y, d_vix (see `stressflow "
+                        "datasets`), or a column of the input file")
+    p.add_argument("--transition-model", choices=("logit", "ladder"),
+                   help="how the covariates act on P (default ladder when covariates are given)")
     p.add_argument("--store-draws", action="store_true",
                    help="also store per-draw stage probabilities (large)")
     p.add_argument("--pointwise-loglik", action="store_true",
@@ -108,21 +125,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("datasets", help="list the bundled datasets")
     p.set_defaults(func=_cmd_datasets)
 
-    # Subcommands of the result modules (episodes, plots, the risk feed): each module exposes
-    # ``register_cli(subparsers)`` and keeps its own handlers next to the code they call.
-    import importlib
+    from stressflow.inference.present.commands import (
+        register_episodes,
+        register_feed,
+        register_plot,
+    )
 
-    for module in _CLI_MODULES:
-        importlib.import_module(module).register_cli(sub)
+    register_episodes(sub)
+    register_plot(sub)
+    register_feed(sub)
     return parser
-
-
-#: Modules that add subcommands through ``register_cli(subparsers)``.
-_CLI_MODULES = (
-    "stressflow.inference.apps.episodes",
-    "stressflow.inference.present.plots",
-    "stressflow.inference.apps.feed",
-)
 
 
 def main(argv: list[str] | None = None) -> int:

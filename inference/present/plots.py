@@ -8,7 +8,6 @@ functions. The figures are built as :class:`matplotlib.figure.Figure` objects wi
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +21,6 @@ __all__ = [
     "plot_observables",
     "plot_transitions",
     "save_figure",
-    "register_cli",
 ]
 
 #: Colour of each stage, in :data:`stressflow.models.dims.STAGES` order.
@@ -177,42 +175,3 @@ def save_figure(fig, path: str | Path, dpi: int = 120) -> Path:
     path = Path(path)
     fig.savefig(path, dpi=dpi)
     return path
-
-
-def _cmd_plot(args) -> int:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from stressflow.inference.postprocess.summaries import load_fit
-
-    try:
-        fit = load_fit(args.file)
-        if args.kind == "overview":
-            fig = plot_overview(fit, drawdown=args.drawdown, runup=args.runup, seed=args.seed,
-                                n_draws=args.n_draws, paths_per_draw=args.paths_per_draw)
-        elif args.kind == "observables":
-            fig = plot_observables(fit)
-        else:
-            fig = plot_transitions(fit)
-        out = save_figure(fig, args.out)
-    except (FileNotFoundError, ValueError, OSError, ImportError) as exc:
-        print(f"stressflow plot: {exc}", file=sys.stderr)
-        return 1
-    print(f"wrote {out}")
-    return 0
-
-
-def register_cli(subparsers) -> None:
-    """Add ``stressflow plot FILE.nc --out fig.png [--kind overview|observables|transitions]``."""
-    p = subparsers.add_parser("plot", help="draw a figure of a saved fit")
-    p.add_argument("file", help="netCDF file written by `stressflow fit`")
-    p.add_argument("--out", required=True, help="image file to write (e.g. fig.png)")
-    p.add_argument("--kind", choices=_KINDS, default="overview",
-                   help="overview: price, stage probabilities and episodes; observables: "
-                        "their distributions by stage; transitions: the matrix P")
-    p.add_argument("--drawdown", type=float, default=0.10, help="selloff threshold (overview)")
-    p.add_argument("--runup", type=float, default=0.10, help="rally threshold (overview)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the path sampling (overview)")
-    p.add_argument("--n-draws", type=int, default=200, help="posterior draws used (overview)")
-    p.add_argument("--paths-per-draw", type=int, default=10, help="paths per draw (overview)")
-    p.set_defaults(func=_cmd_plot)

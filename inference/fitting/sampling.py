@@ -1,0 +1,112 @@
+"""The samplers behind :func:`stressflow.inference.fitting.fit.fit`: nutpie (default) or PyMC.
+
+Both start every chain from one data-driven point (:mod:`stressflow.inference.fitting.initialize`)
+plus a small seeded jitter. nutpie compiles the log density with numba; a compiled density is
+kept per process and key (the model options and feature names) and reused for new data with
+``with_data``, which skips the compile.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+
+import numpy as np
+
+__all__ = ["SAMPLERS", "ADAPTATIONS", "clear_compile_cache", "sample_nutpie", "sample_pymc"]
+
+SAMPLERS = ("nutpie", "pymc")
+#: nutpie mass-matrix adaptations offered by :func:`stressflow.inference.fitting.fit.fit`.
+ADAPTATIONS = ("low_rank", "diag")
+_JITTER_SD = 0.05
+
+#: Compiled nutpie log densities of this process, keyed by what changes the graph (the model
+#: options and the feature names); a later fit with the same key swaps in its data with
+#: ``with_data`` instead of compiling again (the data are shared variables of any length).
+_NUTPIE_CACHE: dict[str, tuple] = {}
+
+
+def clear_compile_cache() -> None:
+    """Forget the compiled log densities kept for reuse (see ``fit``'s ``timings``)."""
+    _NUTPIE_CACHE.clear()
+
+
+def _nutpie_compiled(model, start, cache_key):
+    """``(compiled, model_it_was_built_from, cached)`` for ``model``'s data."""
+    import nutpie
+
+    hit = _NUTPIE_CACHE.get(cache_key) if cache_key is not None else None
+    if hit is None:
+        compiled = nutpie.compile_pymc_model(model, initial_points=start, jitter_rvs=set())
+        if cache_key is not None:
+            _NUTPIE_CACHE[cache_key] = (model, compiled)
+        return compiled, model, False
+    base_model, compiled = hit
+    data = {var.name: var.get_value() for var in model.data_vars}
+    return compiled.with_data(**data), base_model, True
+
+
+def sample_nutpie(model, start, *, chains, draws, tune, seed, progress_bar, target_accept,
+                   cache_key=None, adaptation="low_rank"):
+    import nutpie
+    from pymc.initial_point import make_initial_point_fn
+
+    compiled, base_model, cached = _nutpie_compiled(model, start, cache_key)
+    # the start in nutpie's flat unconstrained order, from this fit's start values
+    point_fn = make_initial_point_fn(model=base_model, overrides=start, jitter_rvs=set(),
+                                     return_transformed=True)
+    # nutpie's flat vector: the free variables' unconstrained values in model.free_RVs order
+    names = [base_model.rvs_to_values[rv].name for rv in base_model.free_RVs]
+
+    def base_point(chain_seed):
+        point = point_fn(chain_seed)
+        return np.concatenate([np.ravel(point[name]) for name in names])
+
+    def jittered_point(chain_seed):
+        x = np.asarray(base_point(chain_seed), dtype=np.float64)
+        rng = np.random.default_rng([seed, int(chain_seed) % (2**63)])
+        return x + rng.normal(0.0, _JITTER_SD, size=x.shape)
+
+    compiled = dataclasses.replace(compiled, initial_point_func=jittered_point)
+    t0 = time.perf_counter()
+    trace = nutpie.sample(
+        compiled,
+        draws=draws,
+        tune=tune,
+        chains=chains,
+        cores=min(chains, os.cpu_count() or 1),
+        seed=seed,
+        progress_bar=progress_bar,
+        save_warmup=False,
+        target_accept=target_accept,
+        adaptation=adaptation,
+    )
+    return trace, time.perf_counter() - t0, cached
+
+
+def sample_pymc(model, start, *, chains, draws, tune, seed, progress_bar, target_accept,
+                 cache_key=None, adaptation=None):
+    import pymc as pm
+
+    rng = np.random.default_rng(seed)
+    initvals = []
+    for _ in range(chains):
+        initvals.append({k: np.asarray(v) for k, v in start.items()})
+    t0 = time.perf_counter()
+    with model:
+        trace = pm.sample(
+            draws=draws,
+            tune=tune,
+            chains=chains,
+            cores=min(chains, os.cpu_count() or 1),
+            random_seed=rng,
+            progress_bar=progress_bar,
+            initvals=initvals,
+            init="adapt_diag",
+            target_accept=target_accept,
+            compute_convergence_checks=False,
+        )
+    return trace, time.perf_counter() - t0, False
+
+

@@ -1,0 +1,204 @@
+"""Command-line handlers of the result commands: ``episodes``, ``plot``, ``update``, ``export``.
+
+Each ``register_*`` adds its subcommand to the parser of :mod:`stressflow.inference.present.cli`;
+the handlers print a message and return 1 on a user error instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+
+import pandas as pd
+from stressflow.data import DataError
+from stressflow.inference.apps.episodes import episodes
+from stressflow.inference.apps.feed import FEED_SCHEMA_VERSION, export, feed, update
+from stressflow.inference.present.plots import (
+    _KINDS,
+    plot_observables,
+    plot_overview,
+    plot_transitions,
+    save_figure,
+)
+
+__all__ = ["register_episodes", "register_plot", "register_feed", "add_score_options"]
+
+_SHOW = ["direction", "start", "extreme", "end", "move", "n_days", "volume_rel", "impact_rel",
+         "p_compulsion", "p_compulsion_q05", "p_compulsion_q95", "p_margin_pressure_or_worse",
+         "p_margin_lead_in", "label"]
+
+
+def _format(table: pd.DataFrame, columns: Sequence[str]) -> str:
+    show = table[[c for c in columns if c in table.columns]].copy()
+    for col in ("start", "extreme", "end"):
+        if col in show:
+            show[col] = pd.to_datetime(show[col]).dt.strftime("%Y-%m-%d")
+    with pd.option_context("display.width", 250, "display.max_columns", 40,
+                           "display.max_rows", 500):
+        return show.round(3).to_string()
+
+
+def add_score_options(p: argparse.ArgumentParser) -> None:
+    """Options shared by the ``episodes`` subcommand and the catalogue scoring."""
+    p.add_argument("--seed", type=int, default=0, help="seed of the path sampling")
+    p.add_argument("--n-draws", type=int, default=200, help="posterior draws used (thinned)")
+    p.add_argument("--paths-per-draw", type=int, default=10, help="FFBS paths per draw")
+    p.add_argument("--min-share", type=float, default=0.5,
+                   help="share of the episode's days that must be in the stage")
+    p.add_argument("--lead-in", type=int, default=5, help="days searched for margin pressure")
+    p.add_argument("--hi", type=float, default=0.7, help="p_compulsion for a forced label")
+    p.add_argument("--lo", type=float, default=0.3,
+                   help="p_compulsion at or below which the label is discretionary")
+
+
+def _cmd_episodes(args) -> int:
+    from stressflow.inference.apps.catalogue import score_catalogue
+    from stressflow.inference.postprocess.paths import sample_stage_paths
+    from stressflow.inference.schema import load_fit
+
+    try:
+        fit = load_fit(args.file)
+        paths = sample_stage_paths(fit, n_draws=args.n_draws, paths_per_draw=args.paths_per_draw,
+                                   seed=args.seed)
+        table = episodes(fit, drawdown=args.drawdown, runup=args.runup, min_share=args.min_share,
+                         lead_in=args.lead_in, hi=args.hi, lo=args.lo, paths=paths)
+    except (FileNotFoundError, ValueError, TypeError, OSError) as exc:
+        print(f"stressflow episodes: {exc}", file=sys.stderr)
+        return 1
+    print(f"Episodes of {args.file} (drawdown {args.drawdown:.0%}, run-up {args.runup:.0%}); "
+          f"p_compulsion = Pr(>= {args.min_share:.0%} of the episode's days in forced_flow "
+          "| y_1..y_T)")
+    print(_format(table, _SHOW) if len(table) else "(no episode beyond the thresholds)")
+    if args.out:
+        table.to_csv(args.out)
+        print(f"\nwrote {args.out}")
+    try:
+        cat = score_catalogue(fit, market=args.market, min_share=args.min_share,
+                              lead_in=args.lead_in, hi=args.hi, lo=args.lo, paths=paths)
+    except ValueError as exc:
+        print(f"\n(catalogue not scored: {exc})")
+        return 0
+    if len(cat):
+        print("\nCatalogued episodes in range (expected labels are for evaluation only):")
+        print(_format(cat, ["episode", "expected", "direction", "start", "end", "p_compulsion",
+                            "p_compulsion_q05", "p_compulsion_q95", "label", "agree"]))
+    else:
+        print("\n(no catalogued episode of this market inside the fitted range)")
+    return 0
+
+
+def register_episodes(subparsers) -> None:
+    """Add ``stressflow episodes FILE.nc [--out table.csv] [--seed N] [thresholds]``."""
+    p = subparsers.add_parser(
+        "episodes", help="selloffs and rallies of a saved fit, scored for compulsion"
+    )
+    p.add_argument("file", help="netCDF file written by `stressflow fit`")
+    p.add_argument("--out", help="also write the episode table to this CSV file")
+    p.add_argument("--drawdown", type=float, default=0.10, help="selloff threshold (0.10 = 10%%)")
+    p.add_argument("--runup", type=float, default=0.10, help="rally threshold (0.10 = 10%%)")
+    p.add_argument("--market", help="catalogue market of the fit's data (default: its source)")
+    add_score_options(p)
+    p.set_defaults(func=_cmd_episodes)
+
+
+def _cmd_plot(args) -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from stressflow.inference.schema import load_fit
+
+    try:
+        fit = load_fit(args.file)
+        if args.kind == "overview":
+            fig = plot_overview(fit, drawdown=args.drawdown, runup=args.runup, seed=args.seed,
+                                n_draws=args.n_draws, paths_per_draw=args.paths_per_draw)
+        elif args.kind == "observables":
+            fig = plot_observables(fit)
+        else:
+            fig = plot_transitions(fit)
+        out = save_figure(fig, args.out)
+    except (FileNotFoundError, ValueError, OSError, ImportError) as exc:
+        print(f"stressflow plot: {exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {out}")
+    return 0
+
+
+def register_plot(subparsers) -> None:
+    """Add ``stressflow plot FILE.nc --out fig.png [--kind overview|observables|transitions]``."""
+    p = subparsers.add_parser("plot", help="draw a figure of a saved fit")
+    p.add_argument("file", help="netCDF file written by `stressflow fit`")
+    p.add_argument("--out", required=True, help="image file to write (e.g. fig.png)")
+    p.add_argument("--kind", choices=_KINDS, default="overview",
+                   help="overview: price, stage probabilities and episodes; observables: "
+                        "their distributions by stage; transitions: the matrix P")
+    p.add_argument("--drawdown", type=float, default=0.10, help="selloff threshold (overview)")
+    p.add_argument("--runup", type=float, default=0.10, help="rally threshold (overview)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the path sampling (overview)")
+    p.add_argument("--n-draws", type=int, default=200, help="posterior draws used (overview)")
+    p.add_argument("--paths-per-draw", type=int, default=10, help="paths per draw (overview)")
+    p.set_defaults(func=_cmd_plot)
+
+
+def _cmd_update(args) -> int:
+    from stressflow.inference.schema import load_fit, save_fit
+
+    try:
+        fit = load_fit(args.fit)
+        t0 = time.perf_counter()
+        result = update(fit, args.new, date_column=args.date_column)
+        seconds = time.perf_counter() - t0
+    except (DataError, ValueError, FileNotFoundError, OSError) as exc:
+        print(f"stressflow update: {exc}", file=sys.stderr)
+        return 1
+    out = save_fit(result, args.out)
+    last = json.loads(result.attrs["feed_last_update"])
+    row = feed(result).iloc[-1]
+    print(
+        f"added {last['n_days']} day(s) {last['first']} .. {last['last']} in {seconds:.2f} s "
+        f"(no refit; parameters fitted to {result.attrs.get('start')} .. "
+        f"{result.attrs.get('end')})\n"
+        f"last day {last['last']}: p_compulsion {row['p_compulsion']:.3f} "
+        f"[{row['p_compulsion_q05']:.3f}, {row['p_compulsion_q95']:.3f}], p_margin_or_worse "
+        f"{row['p_margin_or_worse']:.3f}\nwrote {out}"
+    )
+    return 0
+
+
+def _cmd_export(args) -> int:
+    from stressflow.inference.schema import load_fit
+
+    try:
+        fit = load_fit(args.fit)
+        out = export(fit, args.out, format=args.format)
+    except (ValueError, FileNotFoundError, OSError) as exc:
+        print(f"stressflow export: {exc}", file=sys.stderr)
+        return 1
+    print(
+        f"wrote {out} ({out.stat().st_size / 1e3:.1f} kB, {len(feed(fit))} rows, feed schema "
+        f"version {FEED_SCHEMA_VERSION})"
+    )
+    return 0
+
+
+def register_feed(subparsers) -> None:
+    """Add ``stressflow update`` and ``stressflow export`` to the CLI's subparsers."""
+    p = subparsers.add_parser(
+        "update", help="extend a saved fit's filtered probabilities to new days (no refit)"
+    )
+    p.add_argument("fit", help="fit netCDF written by `stressflow fit` or an earlier update")
+    p.add_argument("new", help="CSV/Parquet with the new rows (date, high, low, close, volume)")
+    p.add_argument("--date-column", default="date", help="name of the date column")
+    p.add_argument("--out", required=True, help="output netCDF (the input is left unchanged)")
+    p.set_defaults(func=_cmd_update)
+
+    p = subparsers.add_parser(
+        "export", help=f"write the risk feed (schema version {FEED_SCHEMA_VERSION}) to a file"
+    )
+    p.add_argument("fit", help="fit netCDF")
+    p.add_argument("--format", choices=("csv", "parquet"), default="csv")
+    p.add_argument("--out", required=True, help="output file")
+    p.set_defaults(func=_cmd_export)

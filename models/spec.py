@@ -1,0 +1,133 @@
+"""The model specification: which components make up the stage model, and their options.
+
+A :class:`ModelSpec` names one **emission** component (``log p(y_t | stage_t = k)``, see
+:mod:`stressflow.models.emissions`) and one **transition** component (``log Pr(stage_t = j |
+stage_{t-1} = i)``, constant or driven by covariates, see :mod:`stressflow.models.transitions`),
+plus the priors and the identification rule. It is stored with every fit (``to_dict``) and read
+back with :meth:`ModelSpec.from_dict`, so every consumer of a fit knows the model it came from
+instead of guessing it from the variables present. The one evaluator that turns a spec,
+parameter values and data into ``(log_init, log_trans, log_lik)`` is
+:func:`stressflow.models.evaluate.evaluate`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Literal
+
+import numpy as np
+from stressflow.models import dims
+
+__all__ = ["ModelSpec", "allowed_transitions", "EMISSIONS", "STRUCTURES", "TRANSITION_MODELS"]
+
+#: Emission families (components in :mod:`stressflow.models.emissions`).
+EMISSIONS = ("gaussian", "student_t")
+#: Which transitions P may give positive mass (see :func:`allowed_transitions`).
+STRUCTURES = ("full", "sequential")
+#: Transition components (:mod:`stressflow.models.transitions`): one constant P, or P_t driven
+#: by the covariates of day t-1 through a multinomial logit or the stage ladder.
+TRANSITION_MODELS = ("constant", "logit", "ladder")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Options of the stage model (all serialisable, stored with every fit).
+
+    Attributes
+    ----------
+    emission : {"gaussian", "student_t"}
+        Per-stage emission family of each observable.
+    transitions : {"full", "sequential"}
+        Structure of P: ``"full"``, any stage can follow any stage; ``"sequential"``, stress
+        moves one stage at a time, with a direct return to orderly allowed.
+    transition_model : {"constant", "logit", "ladder"}
+        ``"constant"``: one P for every day. ``"logit"`` / ``"ladder"``: time-varying
+        ``P_t = P(z_{t-1})`` driven by ``transition_covariates`` (formulas in
+        :mod:`stressflow.models.transitions`).
+    transition_covariates : tuple of str
+        Names of the standardised covariates that drive P_t (required by, and only allowed
+        with, a time-varying ``transition_model``).
+    stickiness : float
+        Extra Dirichlet concentration on the diagonal of P (>= 0).
+    order_feature : str
+        Observable whose stage means are ordered to identify the labels.
+    mu_prior_sd : float
+        Prior standard deviation of the stage means (standardised units).
+    tvtp_prior_sd : float
+        Prior standard deviation of each transition coefficient (per standard deviation of
+        its covariate, on the logit scale).
+    """
+
+    emission: Literal["gaussian", "student_t"] = "gaussian"
+    transitions: Literal["full", "sequential"] = "full"
+    stickiness: float = 20.0
+    order_feature: str = "volatility"
+    mu_prior_sd: float = 2.0
+    transition_model: Literal["constant", "logit", "ladder"] = "constant"
+    transition_covariates: tuple[str, ...] = ()
+    tvtp_prior_sd: float = 1.0
+
+    def __post_init__(self):
+        object.__setattr__(self, "transition_covariates",
+                           tuple(str(c) for c in self.transition_covariates))
+        for name, allowed in (("emission", EMISSIONS), ("transitions", STRUCTURES),
+                              ("transition_model", TRANSITION_MODELS)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        if not (math.isfinite(self.stickiness) and self.stickiness >= 0):
+            raise ValueError(f"stickiness must be a finite number >= 0, got {self.stickiness!r}")
+        for name in ("mu_prior_sd", "tvtp_prior_sd"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be > 0, got {value!r}")
+        covs = self.transition_covariates
+        if len(set(covs)) != len(covs):
+            raise ValueError(f"transition_covariates must be unique, got {list(covs)}")
+        if self.transition_model == "constant" and covs:
+            raise ValueError(
+                "transition_covariates need a time-varying transition_model ('logit' or "
+                f"'ladder'); got transition_model='constant' with {list(covs)}"
+            )
+        if self.transition_model != "constant" and not covs:
+            raise ValueError(
+                f"transition_model={self.transition_model!r} needs at least one name in "
+                "transition_covariates"
+            )
+
+    @property
+    def n_stages(self) -> int:
+        """Number of hidden stages K."""
+        return len(dims.STAGES)
+
+    @property
+    def time_varying(self) -> bool:
+        """Whether P depends on the day (``log_trans`` has shape (T-1, K, K))."""
+        return self.transition_model != "constant"
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["transition_covariates"] = list(self.transition_covariates)
+        return out
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> ModelSpec:
+        """Inverse of :meth:`to_dict`; fields a fit file written by an older version lacks take
+        their defaults, unknown fields raise ``ValueError``."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown model options {unknown}: written by a newer stressflow?")
+        return cls(**values)
+
+
+def allowed_transitions(transitions: str, n_stages: int = len(dims.STAGES)) -> np.ndarray:
+    """Boolean ``(K, K)`` mask of the transitions ``i -> j`` that P may give positive mass."""
+    if transitions == "full":
+        return np.ones((n_stages, n_stages), dtype=bool)
+    if transitions == "sequential":
+        idx = np.arange(n_stages)
+        mask = np.abs(idx[:, None] - idx[None, :]) <= 1
+        mask[:, 0] = True  # a direct return to orderly is always possible
+        return mask
+    raise ValueError(f"transitions must be one of {STRUCTURES}, got {transitions!r}")
