@@ -163,7 +163,7 @@ def covariate_table(
             bad = (series <= 0).to_numpy()
             if bad.any():
                 raise DataError(
-                    f"covariate {name!r}: {label} is {series[bad].iloc[0]!r} (<= 0, log "
+                    f"covariate {name!r}: {label} is {float(series[bad].iloc[0])!r} (<= 0, log "
                     f"undefined) on {series.index[bad][0]:%Y-%m-%d}"
                 )
             series = np.log(series)
