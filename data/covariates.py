@@ -51,9 +51,9 @@ financial crises, *Review of Financial Studies* 31(7), 2774-2805: they find that
 persistently below its trend predicts banking crises through a build-up of credit (agents
 take more risk when measured risk is low). Leverage itself is not observed here; the proxy
 only measures the low-risk environment in which, by their evidence, leverage accumulates. It
-differs from their measure (annual data, a one-sided HP-filter trend, positive and negative
-deviations averaged separately over five years): a trailing mean is the simplest causal
-trend on daily data, and one signed mean keeps one covariate.
+is not their measure, which is built from annual data with a filtered trend and treats
+deviations above and below the trend separately: here a trailing mean is the simplest causal
+trend on daily data, and one signed mean keeps a single covariate.
 
 Alignment and treatments (all causal: the value on row :math:`t` uses observations dated
 :math:`\le t` only):
