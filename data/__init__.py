@@ -13,8 +13,9 @@ Typical use::
 Public API
 ----------
 list_datasets, load_dataset
-    The bundled real daily datasets (``sp500``, ``spy``, ``vix``, ``vw``, ``gme``); their
-    provenance and terms of use are in ``datasets/SOURCES.md``.
+    The bundled real daily datasets (prices ``sp500``, ``spy``, ``vix``, ``vw``, ``gme``;
+    rate series ``ted``, ``baa10y``, ``treasury``); their provenance and terms of use are in
+    ``datasets/SOURCES.md``.
 read_prices
     Read and validate a CSV/Parquet file, dataset or DataFrame.
 prepare, PreparedData
@@ -22,6 +23,11 @@ prepare, PreparedData
     :mod:`stressflow.data.observables`) and standardise them.
 FeatureTransform
     The fitted standardisation; serialisable with ``to_dict``/``from_dict``.
+compute_covariates, list_covariates, COVARIATES
+    Transition covariates (credit/funding spreads, VIX, a leverage build-up proxy, user
+    columns) on the price calendar; ``prepare(..., transition_covariates=...)`` adds them,
+    standardised, as ``PreparedData.covariates`` (formulas in
+    :mod:`stressflow.data.covariates`).
 DataReport
     Counts of each treatment applied to the data.
 DataError, DataWarning
@@ -31,6 +37,7 @@ DataError, DataWarning
 from __future__ import annotations
 
 from .bundled import list_datasets, load_dataset
+from .covariates import COVARIATES, compute_covariates, list_covariates
 from .errors import DataError, DataWarning
 from .observables import RETURN_FLOOR
 from .pipeline import GAP_BUSINESS_DAYS, PreparedData, prepare
@@ -39,6 +46,7 @@ from .report import DataReport
 from .transform import FeatureTransform
 
 __all__ = [
+    "COVARIATES",
     "GAP_BUSINESS_DAYS",
     "REQUIRED_COLUMNS",
     "RETURN_FLOOR",
@@ -47,6 +55,8 @@ __all__ = [
     "DataWarning",
     "FeatureTransform",
     "PreparedData",
+    "compute_covariates",
+    "list_covariates",
     "list_datasets",
     "load_dataset",
     "prepare",

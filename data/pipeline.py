@@ -10,11 +10,14 @@ import numpy as np
 import pandas as pd
 from stressflow.models.dims import FEATURE, FEATURES, TIME
 
-from .errors import DataError, format_dates, warn_data
+from .covariate_join import check_max_stale, check_names, window_covariates
+from .errors import DataError
 from .observables import compute_observables
 from .prices import REQUIRED_COLUMNS, Source, first_date, read_prices, to_numeric_column
-from .report import DataReport
+from .report import GAP_BUSINESS_DAYS, DataReport, emit_warnings, find_gaps, window_dates
 from .transform import (
+    COVARIATE,
+    DEFAULT_COVARIATE_MAX_STALE,
     DEFAULT_IMPACT_WINDOW,
     DEFAULT_SPREAD_WINDOW,
     DEFAULT_VOLUME_WINDOW,
@@ -22,12 +25,6 @@ from .transform import (
 )
 
 __all__ = ["GAP_BUSINESS_DAYS", "PreparedData", "prepare"]
-
-#: Two consecutive rows form a gap when ``numpy.busday_count(before, after)`` is at least
-#: this (four or more weekdays without a row). Regular closures stay below it: long weekends
-#: (2), Hurricane Sandy 2012 and the 2007 Ford funeral + New Year (3), Xetra Christmas (4);
-#: the 9/11 closure (2001-09-10 -> 2001-09-17) is 5.
-GAP_BUSINESS_DAYS = 5
 
 DateLike = str | _dt.date | pd.Timestamp | np.datetime64
 
@@ -53,6 +50,14 @@ class PreparedData:
         data on the same scale.
     report : DataReport
         Counts of every treatment applied.
+    covariates : pandas.DataFrame
+        Standardised transition covariates, shape ``(T, C)``: index = ``features.index``,
+        columns = the covariate names (axis named ``"covariate"``), no NaN; ``(T, 0)`` when
+        there are none. Row ``t`` is ``z_t``; a model uses ``z_{t-1}`` for the move into
+        day ``t`` (formulas in :mod:`stressflow.data.covariates`).
+    raw_covariates : pandas.DataFrame
+        Same shape, unstandardised: ``covariates = (raw_covariates - transform.covariate_center)
+        / transform.covariate_scale``.
     """
 
     features: pd.DataFrame
@@ -60,12 +65,26 @@ class PreparedData:
     prices: pd.DataFrame
     transform: FeatureTransform
     report: DataReport
+    covariates: pd.DataFrame | None = None
+    raw_covariates: pd.DataFrame | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("covariates", "raw_covariates"):
+            if getattr(self, name) is None:
+                empty = pd.DataFrame(
+                    index=self.features.index.copy(),
+                    columns=pd.Index([], name=COVARIATE, dtype=object),
+                    dtype="float64",
+                )
+                object.__setattr__(self, name, empty)
 
     def __repr__(self) -> str:
         rows, cols = self.features.shape
+        covariates = list(self.covariates.columns)
         return (
             f"PreparedData({rows} rows x {cols} features {list(self.features.columns)}, "
-            f"{self.report.start:%Y-%m-%d}..{self.report.end:%Y-%m-%d})"
+            + (f"covariates {covariates}, " if covariates else "")
+            + f"{self.report.start:%Y-%m-%d}..{self.report.end:%Y-%m-%d})"
         )
 
 
@@ -117,62 +136,6 @@ def _select_window(
     return mask
 
 
-def _find_gaps(index: pd.DatetimeIndex) -> list[tuple[pd.Timestamp, pd.Timestamp]]:
-    if len(index) < 2:
-        return []
-    days = index.values.astype("datetime64[D]")
-    counts = np.busday_count(days[:-1], days[1:])
-    return [(index[i], index[i + 1]) for i in np.flatnonzero(counts >= GAP_BUSINESS_DAYS)]
-
-
-def _emit_warnings(report: DataReport) -> None:
-    """One DataWarning per treatment that affected the window (count and first dates)."""
-    if report.n_empty_cells:
-        cells = ", ".join(f"{k}: {v}" for k, v in report.n_empty_cells.items())
-        warn_data(
-            f"empty cells in the window ({cells}); the observables that need them are missing "
-            "on those dates"
-        )
-    if report.n_zero_volume:
-        warn_data(
-            f"{report.n_zero_volume} zero-volume row(s) (non-trading days, e.g. exchange "
-            "holidays): all observables are missing on those dates, which stay in the index "
-            f"and enter no trailing window; first: {format_dates(report.zero_volume_dates)}"
-        )
-    if report.n_flat_range:
-        warn_data(
-            f"{report.n_flat_range} row(s) with high == low (no range information): spread "
-            f"and volatility are missing; first: {format_dates(report.flat_range_dates)}"
-        )
-    if report.n_range_inconsistent:
-        warn_data(
-            f"{report.n_range_inconsistent} row(s) with close outside [low, high] "
-            "(inconsistent prices): spread and volatility are missing; first: "
-            f"{format_dates(report.range_inconsistent_dates)}"
-        )
-    if report.n_zero_spread:
-        warn_data(
-            f"{report.n_zero_spread} day(s) with a zero Abdi-Ranaldo spread estimate (log "
-            f"undefined): spread is missing; first: {format_dates(report.zero_spread_dates)}"
-        )
-    if report.n_warmup:
-        warn_data(
-            f"{report.n_warmup} row(s) at the start of the data have too little trailing "
-            "history for at least one observable, which is missing there (warm-up)"
-        )
-    if report.n_gaps:
-        listed = ", ".join(f"{a:%Y-%m-%d} -> {b:%Y-%m-%d}" for a, b in report.gaps[:5])
-        warn_data(
-            f"{report.n_gaps} gap(s) of {GAP_BUSINESS_DAYS} or more business days between "
-            f"consecutive rows: {listed}; each gap is treated as a single step"
-        )
-
-
-def _window_dates(mask: pd.Series, window: np.ndarray) -> tuple[pd.Timestamp, ...]:
-    selected = mask.to_numpy() & window
-    return tuple(mask.index[selected])
-
-
 def prepare(
     source: Source,
     *,
@@ -187,6 +150,9 @@ def prepare(
     spread_window: int | None = None,
     min_rows: int = 60,
     transform: FeatureTransform | None = None,
+    transition_covariates: Iterable[str] = (),
+    covariate_data: pd.DataFrame | pd.Series | None = None,
+    covariate_max_stale: int | None = None,
 ) -> PreparedData:
     """Validate daily prices and compute standardised stress observables.
 
@@ -223,7 +189,19 @@ def prepare(
     transform : FeatureTransform, optional
         A transform fitted earlier (``PreparedData.transform``). If given, the new data are
         computed with its options and standardised with its centre and scale instead of
-        fitting new ones. Options passed explicitly must agree with it.
+        fitting new ones. Options passed explicitly must agree with it; its covariates
+        (names, centres, scales, carry limit) are used as well.
+    transition_covariates : iterable of str
+        Covariates for time-varying transition probabilities: registered names (``ted``,
+        ``hy_oas``, ``baa10y``, ``vix``, their ``d_*`` changes, ``low_vol``; see
+        :mod:`stressflow.data.covariates`) and/or user column names. Default: none, or the
+        given transform's.
+    covariate_data : pandas.DataFrame or named Series, optional
+        Date-indexed source columns for the covariates (user columns, or e.g. ``hy_oas_pct``,
+        which is not bundled); joined by date to the price rows. Never modified.
+    covariate_max_stale : int, optional
+        Most trading rows a covariate value is carried forward past its last observation;
+        default 5 or the given transform's.
 
     Returns
     -------
@@ -236,14 +214,18 @@ def prepare(
         extra column absent, non-numeric or (spread) <= 0; an extra column clashing with a
         feature name; start after end or a window outside the data (the message gives the
         data's range); fewer than ``min_rows`` rows in the window; a constant observable
-        (zero standard deviation) over the window.
+        (zero standard deviation) over the window; a covariate unknown, with bad source
+        data (non-numeric or infinite: the message names column and date), constant, or
+        without a value on some day of the window (the message names the first such date
+        and the dates its series covers).
 
     Warns
     -----
     DataWarning
         Once per treatment that affected the window, with the count and first dates: empty
         cells, zero-volume rows, flat (``high == low``) rows, close outside ``[low, high]``,
-        zero spread estimates, warm-up rows and gaps. The counts are in ``report``.
+        zero spread estimates, warm-up rows and gaps, and per covariate the days whose value
+        was carried forward. The counts are in ``report``.
     """
     volume_window = _check_window(
         "volume_window",
@@ -267,6 +249,19 @@ def prepare(
                 f"(extra features {list(fitted_extras)}); leave it out"
             )
         extra_columns = fitted_extras
+    names = check_names(transition_covariates)
+    max_stale = check_max_stale(
+        _resolve_option(
+            "covariate_max_stale", covariate_max_stale, transform, DEFAULT_COVARIATE_MAX_STALE
+        )
+    )
+    if transform is not None:
+        if names and names != transform.covariates:
+            raise ValueError(
+                f"transition_covariates={list(names)} conflicts with the given transform "
+                f"(covariates {list(transform.covariates)}); leave it out"
+            )
+        names = transform.covariates
     if isinstance(min_rows, bool) or not isinstance(min_rows, int | np.integer) or min_rows < 2:
         raise ValueError(f"min_rows must be an integer >= 2, got {min_rows!r}")
 
@@ -362,10 +357,12 @@ def prepare(
             )
         fitted = False
     features = transform.apply(raw)
+    cov = window_covariates(names, prices, covariate_data, window, transform, fitted, max_stale)
+    transform = cov.transform
 
     used = [*REQUIRED_COLUMNS, *wanted]
     empty = {c: int(in_window[c].isna().sum()) for c in used}
-    gaps = _find_gaps(in_window.index)
+    gaps = find_gaps(in_window.index)
     report = DataReport(
         start=in_window.index[0],
         end=in_window.index[-1],
@@ -374,21 +371,28 @@ def prepare(
         n_missing={c: int(features[c].isna().sum()) for c in features.columns},
         n_empty_cells={c: n for c, n in empty.items() if n},
         n_zero_volume=int(zero_volume.sum()),
-        zero_volume_dates=_window_dates(obs.zero_volume, window),
+        zero_volume_dates=window_dates(obs.zero_volume, window),
         n_flat_range=int((obs.flat_range.to_numpy() & window).sum()),
-        flat_range_dates=_window_dates(obs.flat_range, window),
+        flat_range_dates=window_dates(obs.flat_range, window),
         n_range_inconsistent=int((obs.range_inconsistent.to_numpy() & window).sum()),
-        range_inconsistent_dates=_window_dates(obs.range_inconsistent, window),
+        range_inconsistent_dates=window_dates(obs.range_inconsistent, window),
         n_zero_spread=int((obs.zero_spread.to_numpy() & window).sum()),
-        zero_spread_dates=_window_dates(obs.zero_spread, window),
+        zero_spread_dates=window_dates(obs.zero_spread, window),
         n_zero_return_floored=int((obs.return_floored.to_numpy() & window).sum()),
         n_warmup=int((obs.warmup.to_numpy() & window).sum()),
         n_gaps=len(gaps),
         gaps=tuple(gaps),
         log_transformed=tuple(log_columns),
         transform_fitted=fitted,
+        **cov.report,
     )
-    _emit_warnings(report)
+    emit_warnings(report)
     return PreparedData(
-        features=features, raw=raw, prices=in_window.copy(), transform=transform, report=report
+        features=features,
+        raw=raw,
+        prices=in_window.copy(),
+        transform=transform,
+        report=report,
+        covariates=cov.standardised,
+        raw_covariates=cov.raw,
     )

@@ -56,6 +56,12 @@ def _load_source(source: Source) -> pd.DataFrame:
     if isinstance(source, pd.DataFrame):
         return source.copy(deep=True)
     if isinstance(source, str) and source in DATASETS:
+        if DATASETS[source].kind != "prices":
+            raise DataError(
+                f"bundled dataset {source!r} is a rate series without prices; use it as a "
+                "transition covariate (prepare(..., transition_covariates=...)) or load it "
+                "with load_dataset"
+            )
         return load_dataset(source)
     if not isinstance(source, str | os.PathLike):
         raise TypeError(

@@ -5,9 +5,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-__all__ = ["DataReport"]
+from .errors import format_dates, warn_data
+
+__all__ = ["GAP_BUSINESS_DAYS", "DataReport", "emit_warnings"]
+
+#: Two consecutive rows form a gap when ``numpy.busday_count(before, after)`` is at least
+#: this (four or more weekdays without a row). Regular closures stay below it: long weekends
+#: (2), Hurricane Sandy 2012 and the 2007 Ford funeral + New Year (3), Xetra Christmas (4);
+#: the 9/11 closure (2001-09-10 -> 2001-09-17) is 5.
+GAP_BUSINESS_DAYS = 5
 
 
 def _iso(value: pd.Timestamp) -> str:
@@ -17,6 +26,21 @@ def _iso(value: pd.Timestamp) -> str:
 def _short(dates: tuple[pd.Timestamp, ...], limit: int = 5) -> str:
     text = ", ".join(_iso(d) for d in dates[:limit])
     return text + (f", ... (+{len(dates) - limit})" if len(dates) > limit else "")
+
+
+def find_gaps(index: pd.DatetimeIndex) -> list[tuple[pd.Timestamp, pd.Timestamp]]:
+    """Consecutive rows at least :data:`GAP_BUSINESS_DAYS` business days apart."""
+    if len(index) < 2:
+        return []
+    days = index.values.astype("datetime64[D]")
+    counts = np.busday_count(days[:-1], days[1:])
+    return [(index[i], index[i + 1]) for i in np.flatnonzero(counts >= GAP_BUSINESS_DAYS)]
+
+
+def window_dates(mask: pd.Series, window: np.ndarray) -> tuple[pd.Timestamp, ...]:
+    """Dates where ``mask`` is True inside ``window``."""
+    selected = mask.to_numpy() & window
+    return tuple(mask.index[selected])
 
 
 @dataclass(frozen=True)
@@ -64,6 +88,18 @@ class DataReport:
     transform_fitted : bool
         True if the standardisation was fitted on this window, False if a given
         :class:`~stressflow.data.FeatureTransform` was applied.
+    covariates : tuple of str
+        Transition covariates (see :mod:`stressflow.data.covariates`); empty if none.
+    covariate_sources : dict of str to str
+        Where each covariate's series came from (bundled dataset, a column, the price tape).
+    n_covariate_carried, covariate_carried_dates
+        Per covariate: window rows without an observation of their own, which carry the
+        last observed value forward (causal as-of join), and their dates.
+    covariate_max_carried : dict of str to int
+        Per covariate: the most trading rows a carried value was old in the window.
+    n_covariate_off_calendar : dict of str to int
+        Per covariate: source observations dated inside the window on a day that is not a
+        price row (used only as carried values for the following rows).
     """
 
     start: pd.Timestamp
@@ -86,6 +122,12 @@ class DataReport:
     gaps: tuple[tuple[pd.Timestamp, pd.Timestamp], ...] = ()
     log_transformed: tuple[str, ...] = ()
     transform_fitted: bool = True
+    covariates: tuple[str, ...] = ()
+    covariate_sources: dict[str, str] = field(default_factory=dict)
+    n_covariate_carried: dict[str, int] = field(default_factory=dict)
+    covariate_carried_dates: dict[str, tuple[pd.Timestamp, ...]] = field(default_factory=dict)
+    covariate_max_carried: dict[str, int] = field(default_factory=dict)
+    n_covariate_off_calendar: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable dict; dates become ISO ``YYYY-MM-DD`` strings."""
@@ -96,6 +138,10 @@ class DataReport:
                 value = _iso(value)
             elif f.name == "gaps":
                 value = [[_iso(a), _iso(b)] for a, b in value]
+            elif f.name == "covariate_carried_dates":
+                value = {str(k): [_iso(d) for d in v] for k, v in value.items()}
+            elif f.name == "covariate_sources":
+                value = {str(k): str(v) for k, v in value.items()}
             elif f.name.endswith("_dates"):
                 value = [_iso(d) for d in value]
             elif isinstance(value, dict):
@@ -143,4 +189,63 @@ class DataReport:
         lines.append(f"  gaps: {self.n_gaps}" + (f" [{gap_text}]" if self.n_gaps else ""))
         if self.log_transformed:
             lines.append(f"  log-transformed extra columns: {', '.join(self.log_transformed)}")
+        for name in self.covariates:
+            n = self.n_covariate_carried.get(name, 0)
+            lines.append(
+                f"  covariate {name} ({self.covariate_sources.get(name, '?')}): {n} day(s) "
+                f"carried forward (oldest {self.covariate_max_carried.get(name, 0)} rows), "
+                f"{self.n_covariate_off_calendar.get(name, 0)} off-calendar observation(s)"
+            )
         return "\n".join(lines)
+
+
+def emit_warnings(report: DataReport) -> None:
+    """One DataWarning per treatment that affected the window (count and first dates)."""
+    if report.n_empty_cells:
+        cells = ", ".join(f"{k}: {v}" for k, v in report.n_empty_cells.items())
+        warn_data(
+            f"empty cells in the window ({cells}); the observables that need them are missing "
+            "on those dates"
+        )
+    if report.n_zero_volume:
+        warn_data(
+            f"{report.n_zero_volume} zero-volume row(s) (non-trading days, e.g. exchange "
+            "holidays): all observables are missing on those dates, which stay in the index "
+            f"and enter no trailing window; first: {format_dates(report.zero_volume_dates)}"
+        )
+    if report.n_flat_range:
+        warn_data(
+            f"{report.n_flat_range} row(s) with high == low (no range information): spread "
+            f"and volatility are missing; first: {format_dates(report.flat_range_dates)}"
+        )
+    if report.n_range_inconsistent:
+        warn_data(
+            f"{report.n_range_inconsistent} row(s) with close outside [low, high] "
+            "(inconsistent prices): spread and volatility are missing; first: "
+            f"{format_dates(report.range_inconsistent_dates)}"
+        )
+    if report.n_zero_spread:
+        warn_data(
+            f"{report.n_zero_spread} day(s) with a zero Abdi-Ranaldo spread estimate (log "
+            f"undefined): spread is missing; first: {format_dates(report.zero_spread_dates)}"
+        )
+    if report.n_warmup:
+        warn_data(
+            f"{report.n_warmup} row(s) at the start of the data have too little trailing "
+            "history for at least one observable, which is missing there (warm-up)"
+        )
+    if report.n_gaps:
+        listed = ", ".join(f"{a:%Y-%m-%d} -> {b:%Y-%m-%d}" for a, b in report.gaps[:5])
+        warn_data(
+            f"{report.n_gaps} gap(s) of {GAP_BUSINESS_DAYS} or more business days between "
+            f"consecutive rows: {listed}; each gap is treated as a single step"
+        )
+    for name in report.covariates:
+        n = report.n_covariate_carried.get(name, 0)
+        if n:
+            warn_data(
+                f"transition covariate {name!r}: {n} day(s) without an observation of their "
+                "own carry the last observed value forward (at most "
+                f"{report.covariate_max_carried[name]} trading rows old); first: "
+                f"{format_dates(report.covariate_carried_dates[name])}"
+            )

@@ -3,7 +3,9 @@
 A :class:`FeatureTransform` stores everything needed to turn new price data into observables
 on exactly the same scale as the data a model was fitted on: the trailing-window lengths, the
 spread source, which extra columns were log-transformed, and the centre (mean) and scale
-(standard deviation) of each raw observable over the fitting window.
+(standard deviation) of each raw observable over the fitting window. If the model has
+time-varying transition probabilities it also stores the transition covariates' names, their
+centres and scales and the carry-forward limit (see :mod:`stressflow.data.covariates`).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -21,6 +23,8 @@ from stressflow.models.dims import FEATURE
 from .errors import DataError
 
 __all__ = [
+    "COVARIATE",
+    "DEFAULT_COVARIATE_MAX_STALE",
     "DEFAULT_IMPACT_WINDOW",
     "DEFAULT_SPREAD_WINDOW",
     "DEFAULT_VOLUME_WINDOW",
@@ -30,7 +34,14 @@ __all__ = [
 DEFAULT_VOLUME_WINDOW = 63
 DEFAULT_IMPACT_WINDOW = 252
 DEFAULT_SPREAD_WINDOW = 21
-_FORMAT_VERSION = 1
+#: A covariate value may be carried forward over at most this many trading rows.
+DEFAULT_COVARIATE_MAX_STALE = 5
+#: Name of the covariate columns' axis (the lead adds it to ``stressflow.models.dims``).
+COVARIATE = "covariate"
+#: Version 1: features only. Version 2 adds the ``covariate*`` fields; :meth:`to_dict` still
+#: writes version 1 when a transform has no covariates, so older readers load it.
+_FORMAT_VERSION = 2
+_COVARIATE_KEYS = ("covariates", "covariate_center", "covariate_scale", "covariate_max_stale")
 
 
 def _str_tuple(values: Any) -> tuple[str, ...]:
@@ -66,6 +77,13 @@ class FeatureTransform:
     log_columns : tuple of str
         Extra feature columns that were log-transformed (they were strictly positive over
         the fitting window).
+    covariates : tuple of str
+        Transition covariate names, in column order (empty without covariates).
+    covariate_center, covariate_scale : tuple of float
+        Mean and standard deviation (``ddof=0``) of each raw covariate over the fitting
+        window (covariates have no missing values there); scales > 0.
+    covariate_max_stale : int
+        Most trading rows a covariate value was allowed to be carried forward (>= 0).
 
     Notes
     -----
@@ -84,6 +102,10 @@ class FeatureTransform:
     spread_window: int = DEFAULT_SPREAD_WINDOW
     spread_column: str | None = None
     log_columns: tuple[str, ...] = ()
+    covariates: tuple[str, ...] = ()
+    covariate_center: tuple[float, ...] = ()
+    covariate_scale: tuple[float, ...] = ()
+    covariate_max_stale: int = DEFAULT_COVARIATE_MAX_STALE
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -115,6 +137,33 @@ class FeatureTransform:
         unknown = set(self.log_columns) - set(self.features)
         if unknown:
             raise ValueError(f"log_columns {sorted(unknown)} are not among the features")
+        self._check_covariates()
+
+    def _check_covariates(self) -> None:
+        set_ = object.__setattr__
+        set_(self, "covariates", _str_tuple(self.covariates))
+        set_(self, "covariate_center", _float_tuple(self.covariate_center))
+        set_(self, "covariate_scale", _float_tuple(self.covariate_scale))
+        m = len(self.covariates)
+        if len(set(self.covariates)) != m or "" in self.covariates:
+            raise ValueError(f"covariates must be unique non-empty names, got {self.covariates}")
+        if len(self.covariate_center) != m or len(self.covariate_scale) != m:
+            raise ValueError(
+                f"covariate_center and covariate_scale need one value per covariate ({m}), got "
+                f"{len(self.covariate_center)} and {len(self.covariate_scale)}"
+            )
+        for name, c, s in zip(
+            self.covariates, self.covariate_center, self.covariate_scale, strict=True
+        ):
+            if not math.isfinite(c) or not math.isfinite(s) or s <= 0:
+                raise ValueError(
+                    f"covariate {name!r}: center must be finite and scale finite and > 0, "
+                    f"got center={c}, scale={s}"
+                )
+        stale = self.covariate_max_stale
+        if isinstance(stale, bool) or int(stale) != stale or int(stale) < 0:
+            raise ValueError(f"covariate_max_stale must be an integer >= 0, got {stale!r}")
+        set_(self, "covariate_max_stale", int(stale))
 
     @property
     def options(self) -> dict[str, Any]:
@@ -125,6 +174,8 @@ class FeatureTransform:
             "spread_window": self.spread_window,
             "spread_column": self.spread_column,
             "log_columns": self.log_columns,
+            "covariates": self.covariates,
+            "covariate_max_stale": self.covariate_max_stale,
         }
 
     @classmethod
@@ -158,25 +209,7 @@ class FeatureTransform:
             If a feature has fewer than two non-missing values or is constant (zero standard
             deviation) over the window; the message names the feature.
         """
-        centers, scales = [], []
-        for name in raw.columns:
-            values = raw[name].to_numpy(dtype="float64")
-            values = values[np.isfinite(values)]
-            if values.size < 2:
-                raise DataError(
-                    f"observable {name!r} has {values.size} non-missing value(s) in the "
-                    "window; cannot standardise it (widen the window or check the column)"
-                )
-            center = float(values.mean())
-            scale = float(values.std())
-            if not scale > 1e-12 * max(1.0, abs(center)):
-                raise DataError(
-                    f"observable {name!r} is constant over the window (value {center:.6g}, "
-                    "zero standard deviation); it carries no information and cannot be "
-                    "standardised"
-                )
-            centers.append(center)
-            scales.append(scale)
+        centers, scales = _center_scale(raw, "observable")
         return cls(
             features=tuple(str(c) for c in raw.columns),
             center=tuple(centers),
@@ -186,6 +219,61 @@ class FeatureTransform:
             spread_window=spread_window,
             spread_column=spread_column,
             log_columns=tuple(log_columns),
+        )
+
+    def with_covariates(
+        self, raw_covariates: pd.DataFrame, *, max_stale: int = DEFAULT_COVARIATE_MAX_STALE
+    ) -> FeatureTransform:
+        """A copy of this transform with covariate centres and scales fitted to ``raw_covariates``.
+
+        Parameters
+        ----------
+        raw_covariates : pandas.DataFrame
+            Raw covariates over the fitting window (columns = covariate names), e.g.
+            :attr:`PreparedData.raw_covariates <stressflow.data.PreparedData.raw_covariates>`.
+        max_stale : int
+            The carry-forward limit they were computed with (recorded, not used here).
+
+        Raises
+        ------
+        DataError
+            If a covariate has fewer than two finite values or is constant over the window.
+        """
+        centers, scales = _center_scale(raw_covariates, "covariate")
+        return replace(
+            self,
+            covariates=tuple(str(c) for c in raw_covariates.columns),
+            covariate_center=tuple(centers),
+            covariate_scale=tuple(scales),
+            covariate_max_stale=max_stale,
+        )
+
+    def apply_covariates(self, raw_covariates: pd.DataFrame) -> pd.DataFrame:
+        """Standardise raw covariates: ``(raw - covariate_center) / covariate_scale``.
+
+        Parameters
+        ----------
+        raw_covariates : pandas.DataFrame
+            Columns must equal :attr:`covariates` (same order; may be empty).
+
+        Returns
+        -------
+        pandas.DataFrame
+            A new frame with the same index, columns named ``"covariate"``.
+        """
+        names = tuple(str(c) for c in raw_covariates.columns)
+        if names != self.covariates:
+            raise DataError(
+                f"covariate columns {list(names)} do not match the transform's covariates "
+                f"{list(self.covariates)}"
+            )
+        values = (
+            raw_covariates.to_numpy(dtype="float64") - np.asarray(self.covariate_center)
+        ) / np.asarray(self.covariate_scale)
+        return pd.DataFrame(
+            values.reshape(len(raw_covariates), len(names)),
+            index=raw_covariates.index.copy(),
+            columns=pd.Index(list(self.covariates), name=COVARIATE, dtype=object),
         )
 
     def _check_columns(self, frame: pd.DataFrame) -> None:
@@ -226,20 +314,35 @@ class FeatureTransform:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-serialisable dict (lists, str, int, float, None) with a format version."""
+        """JSON-serialisable dict (lists, str, int, float, None) with a format version.
+
+        Without covariates (and the default ``covariate_max_stale``) the dict is exactly the
+        version-1 format, without ``covariate*`` keys; otherwise it is version 2.
+        """
         out = asdict(self)
-        for key in ("features", "center", "scale", "log_columns"):
+        for key in ("features", "center", "scale", "log_columns", *_COVARIATE_KEYS[:3]):
             out[key] = list(out[key])
-        out["version"] = _FORMAT_VERSION
+        if self.covariates or self.covariate_max_stale != DEFAULT_COVARIATE_MAX_STALE:
+            out["version"] = _FORMAT_VERSION
+        else:
+            for key in _COVARIATE_KEYS:
+                del out[key]
+            out["version"] = 1
         return out
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> FeatureTransform:
-        """Rebuild a transform from :meth:`to_dict` output (or netCDF attributes)."""
+        """Rebuild a transform from :meth:`to_dict` output (or netCDF attributes).
+
+        Version-1 dicts (written before transition covariates existed) load as transforms
+        without covariates.
+        """
         d = dict(d)
-        version = int(np.asarray(d.pop("version", _FORMAT_VERSION)).item())
-        if version != _FORMAT_VERSION:
+        version = int(np.asarray(d.pop("version", 1)).item())
+        if version not in (1, _FORMAT_VERSION):
             raise ValueError(f"unsupported FeatureTransform format version {version}")
+        if version == 1 and set(_COVARIATE_KEYS) & set(d):
+            raise ValueError("a version-1 FeatureTransform dict cannot have covariate fields")
         known = {
             "features",
             "center",
@@ -249,11 +352,12 @@ class FeatureTransform:
             "spread_window",
             "spread_column",
             "log_columns",
+            *_COVARIATE_KEYS,
         }
         unknown = set(d) - known
         if unknown:
             raise ValueError(f"unknown FeatureTransform field(s): {sorted(unknown)}")
-        for key in ("volume_window", "impact_window", "spread_window"):
+        for key in ("volume_window", "impact_window", "spread_window", "covariate_max_stale"):
             if key in d:
                 d[key] = int(np.asarray(d[key]).item())
         if "spread_column" in d and d["spread_column"] is not None:
@@ -268,3 +372,27 @@ class FeatureTransform:
     def from_json(cls, text: str) -> FeatureTransform:
         """Inverse of :meth:`to_json`."""
         return cls.from_dict(json.loads(text))
+
+
+def _center_scale(raw: pd.DataFrame, what: str) -> tuple[list[float], list[float]]:
+    """Mean and sd (ddof=0) of each column's finite values; DataError if unusable."""
+    centers, scales = [], []
+    for name in raw.columns:
+        values = raw[name].to_numpy(dtype="float64")
+        values = values[np.isfinite(values)]
+        if values.size < 2:
+            raise DataError(
+                f"{what} {name!r} has {values.size} non-missing value(s) in the "
+                "window; cannot standardise it (widen the window or check the column)"
+            )
+        center = float(values.mean())
+        scale = float(values.std())
+        if not scale > 1e-12 * max(1.0, abs(center)):
+            raise DataError(
+                f"{what} {name!r} is constant over the window (value {center:.6g}, "
+                "zero standard deviation); it carries no information and cannot be "
+                "standardised"
+            )
+        centers.append(center)
+        scales.append(scale)
+    return centers, scales

@@ -1,0 +1,263 @@
+"""Joining transition covariates to the price calendar and cutting them to a fit window.
+
+The formulas and the treatments (as-of join, staleness limit, no value = error inside the
+window) are documented in :mod:`stressflow.data.covariates`; this module implements them for
+:func:`~stressflow.data.covariates.compute_covariates` and :func:`~stressflow.data.prepare`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from stressflow.models.dims import TIME
+
+from .bundled import load_dataset
+from .covariates import CHANGE_ROWS, COVARIATES, CovariateSpec, low_vol_series
+from .errors import DataError
+from .prices import _check_dates, _set_date_index, to_numeric_column
+from .transform import COVARIATE, FeatureTransform
+
+
+@dataclass(frozen=True)
+class CovariateTable:
+    """Raw covariates on the full price calendar, with what was done to them.
+
+    ``values`` (float, NaN = no value), ``stale`` (int: trading rows since the row of the last
+    observation, 0 = observed that day) share the price index; ``sources`` describes where
+    each came from; ``observed`` gives the first and last observation date of its source;
+    ``off_calendar`` the source dates that are not price rows.
+    """
+
+    values: pd.DataFrame
+    stale: pd.DataFrame
+    sources: dict[str, str]
+    observed: dict[str, tuple[pd.Timestamp, pd.Timestamp]]
+    off_calendar: dict[str, pd.DatetimeIndex]
+    max_stale: int
+
+
+def check_names(names: Iterable[str]) -> tuple[str, ...]:
+    names = (names,) if isinstance(names, str) else tuple(names)
+    for name in names:
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"covariate names must be non-empty strings, got {name!r}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"covariate names must be distinct, got {list(names)}")
+    return names
+
+
+def check_max_stale(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 0:
+        raise ValueError(f"covariate_max_stale must be an integer >= 0, got {value!r}")
+    return int(value)
+
+
+def read_covariate_data(covariate_data: pd.DataFrame | pd.Series | None) -> pd.DataFrame | None:
+    """A validated copy of ``covariate_data`` indexed by sorted unique dates (or None)."""
+    if covariate_data is None:
+        return None
+    if isinstance(covariate_data, pd.Series):
+        if covariate_data.name is None:
+            raise DataError("a covariate_data Series needs a name (the column it supplies)")
+        covariate_data = covariate_data.to_frame()
+    if not isinstance(covariate_data, pd.DataFrame):
+        raise TypeError(
+            "covariate_data must be a pandas DataFrame (date column 'date' or a "
+            f"DatetimeIndex), not {type(covariate_data).__name__}"
+        )
+    try:
+        frame = _set_date_index(covariate_data.copy(deep=True), "date")
+        _check_dates(frame.index)
+    except DataError as exc:
+        raise DataError(f"covariate_data: {exc}") from None
+    return frame
+
+
+def _source(spec_column: str, name: str, prices: pd.DataFrame, data: pd.DataFrame | None,
+            spec: CovariateSpec | None) -> tuple[pd.Series, str]:  # fmt: skip
+    """The source column as a float series without empty cells, and where it came from."""
+    in_data = data is not None and spec_column in data.columns
+    in_prices = spec_column in prices.columns
+    if in_data and in_prices:
+        raise DataError(
+            f"column {spec_column!r} (covariate {name!r}) is both in covariate_data and in the "
+            "price frame; drop one of them"
+        )
+    if in_data or in_prices:
+        frame, where = (data, "covariate_data") if in_data else (prices, "the price frame")
+        series = to_numeric_column(frame, spec_column)
+        label = f"column {spec_column!r} of {where}"
+    elif spec is not None and spec.dataset is not None:
+        series = load_dataset(spec.dataset)[spec.dataset_column].rename(spec_column)
+        label = f"bundled dataset {spec.dataset!r}"
+    elif spec is not None:
+        raise DataError(
+            f"covariate {name!r} ({spec.description}) needs a column {spec_column!r} in "
+            "covariate_data or the price frame: the series is not bundled (e.g. read the "
+            "FRED/ICE file with pd.read_csv(path, index_col='date', parse_dates=True) and "
+            "pass it as covariate_data)"
+        )
+    else:
+        available = sorted({*prices.columns, *(data.columns if data is not None else ())})
+        raise DataError(
+            f"transition covariate {name!r} is neither registered ({', '.join(COVARIATES)}) "
+            f"nor a column of covariate_data or the price frame (columns: {available})"
+        )
+    series = series.dropna()
+    if series.empty:
+        raise DataError(f"covariate {name!r}: {label} has no values")
+    return series, label
+
+
+def _align(series: pd.Series, calendar: pd.DatetimeIndex) -> tuple[np.ndarray, np.ndarray]:
+    """As-of values on ``calendar`` and rows since the row of the last observation (-1: none)."""
+    obs = series.index.values.astype("datetime64[ns]")
+    cal = calendar.values.astype("datetime64[ns]")
+    pos = np.searchsorted(obs, cal, side="right") - 1
+    has = pos >= 0
+    last = obs[np.clip(pos, 0, None)]
+    row_of_last = np.searchsorted(cal, last, side="right") - 1
+    stale = np.where(has, np.arange(len(cal)) - row_of_last, -1)
+    values = np.where(has, series.to_numpy(dtype="float64")[np.clip(pos, 0, None)], np.nan)
+    return values, stale
+
+
+def covariate_table(
+    names: tuple[str, ...],
+    prices: pd.DataFrame,
+    data: pd.DataFrame | None,
+    max_stale: int,
+) -> CovariateTable:
+    """Compute raw covariates on the calendar of validated ``prices`` (see module docstring)."""
+    calendar = prices.index
+    values, stale, sources, observed, off = {}, {}, {}, {}, {}
+
+    def level(name: str) -> None:
+        if name in values:
+            return
+        spec = COVARIATES.get(name)
+        for frame, where in ((data, "covariate_data"), (prices, "the price frame")):
+            if spec is not None and frame is not None and name in frame.columns:
+                raise DataError(
+                    f"column {name!r} in {where} has the name of the registered covariate "
+                    f"{name!r} ({spec.description}); rename it (to {spec.column!r} to supply "
+                    "the source series, or to another name to use it as a user covariate)"
+                )
+        if spec is not None and spec.op == "change":
+            level(spec.base)
+            base = pd.Series(values[spec.base], index=calendar)
+            values[name] = (base - base.shift(CHANGE_ROWS)).to_numpy()
+            stale[name] = stale[spec.base]
+            for store in (sources, observed, off):
+                store[name] = store[spec.base]
+            return
+        if spec is not None and spec.op == "low_vol":
+            series, label = low_vol_series(prices).dropna(), "the price tape (Parkinson volatility)"
+        else:
+            series, label = _source(spec.column if spec else name, name, prices, data, spec)
+        if spec is not None and spec.op == "log":
+            bad = (series <= 0).to_numpy()
+            if bad.any():
+                raise DataError(
+                    f"covariate {name!r}: {label} is {float(series[bad].iloc[0])!r} (<= 0, log "
+                    f"undefined) on {series.index[bad][0]:%Y-%m-%d}"
+                )
+            series = np.log(series)
+        aligned, rows = _align(series, calendar)
+        covered = (rows >= 0) & (rows <= max_stale)
+        values[name] = np.where(covered, aligned, np.nan)
+        stale[name] = np.where(covered, rows, -1)
+        sources[name] = label
+        observed[name] = (series.index[0], series.index[-1])
+        off[name] = series.index[~series.index.isin(calendar)]
+
+    for name in names:
+        level(name)
+    columns = pd.Index(list(names), name=COVARIATE, dtype=object)
+    return CovariateTable(
+        values=pd.DataFrame({n: values[n] for n in names}, index=calendar, columns=columns),
+        stale=pd.DataFrame({n: stale[n] for n in names}, index=calendar, columns=columns),
+        sources={n: sources[n] for n in names},
+        observed={n: observed[n] for n in names},
+        off_calendar={n: off[n] for n in names},
+        max_stale=max_stale,
+    )
+
+
+@dataclass(frozen=True)
+class WindowCovariates:
+    """Covariates of one fit window: raw and standardised frames, transform, report fields."""
+
+    raw: pd.DataFrame
+    standardised: pd.DataFrame
+    transform: FeatureTransform
+    report: dict[str, Any]
+
+
+def _uncovered_error(table: CovariateTable, name: str, window: np.ndarray) -> DataError:
+    values = table.values[name]
+    bad = values.isna().to_numpy() & window
+    dates = values.index
+    valid = dates[values.notna().to_numpy()]
+    first_obs, last_obs = table.observed[name]
+    span = f"{dates[window][0]:%Y-%m-%d} .. {dates[window][-1]:%Y-%m-%d}"
+    covered = (
+        f"it has values on the price rows {valid[0]:%Y-%m-%d} .. {valid[-1]:%Y-%m-%d}"
+        if len(valid)
+        else "it has no value on any price row"
+    )
+    return DataError(
+        f"transition covariate {name!r} has no value on {dates[bad][0]:%Y-%m-%d}, the first "
+        f"of {int(bad.sum())} uncovered day(s) in the window {span}: its source "
+        f"({table.sources[name]}) covers {first_obs:%Y-%m-%d} .. {last_obs:%Y-%m-%d} and {covered} "
+        f"(values are carried forward at most covariate_max_stale={table.max_stale} trading "
+        "rows; changes and low_vol need trailing history). A transition needs a value every "
+        "day: choose a window inside the covered dates or supply a longer series"
+    )
+
+
+def window_covariates(
+    names: tuple[str, ...],
+    prices: pd.DataFrame,
+    covariate_data: pd.DataFrame | pd.Series | None,
+    window: np.ndarray,
+    transform: FeatureTransform,
+    fit: bool,
+    max_stale: int,
+) -> WindowCovariates:
+    """Covariates on the rows ``window`` of validated ``prices``, standardised.
+
+    If ``fit``, covariate centres and scales are fitted on the window and added to
+    ``transform``; otherwise ``transform``'s are applied. Raises DataError if a covariate has
+    no value on a window row (see :mod:`stressflow.data.covariates`).
+    """
+    table = covariate_table(names, prices, read_covariate_data(covariate_data), max_stale)
+    for name in names:
+        if (table.values[name].isna().to_numpy() & window).any():
+            raise _uncovered_error(table, name, window)
+    raw = table.values.loc[window].copy()
+    raw.index = raw.index.rename(TIME)
+    if fit and names:
+        transform = transform.with_covariates(raw, max_stale=max_stale)
+    elif fit:
+        transform = replace(transform, covariate_max_stale=max_stale)
+    standardised = transform.apply_covariates(raw)
+    stale = table.stale.loc[window]
+    start, end = raw.index[0], raw.index[-1]
+    carried = {n: stale.index[(stale[n] > 0).to_numpy()] for n in names}
+    off = {n: table.off_calendar[n] for n in names}
+    report = {
+        "covariates": names,
+        "covariate_sources": dict(table.sources),
+        "n_covariate_carried": {n: len(carried[n]) for n in names},
+        "covariate_carried_dates": {n: tuple(carried[n]) for n in names},
+        "covariate_max_carried": {n: int(stale[n].max()) if len(stale) else 0 for n in names},
+        "n_covariate_off_calendar": {
+            n: int(((off[n] >= start) & (off[n] <= end)).sum()) for n in names
+        },
+    }
+    return WindowCovariates(raw=raw, standardised=standardised, transform=transform, report=report)
