@@ -32,28 +32,13 @@ import warnings
 import numpy as np
 import pandas as pd
 import xarray as xr
-from stressflow.inference.apps.catalogue import (
-    CALM_MAX,
-    EXPECTED_LABELS,
-    FORCED_LABELS,
-    agreement,
-    fit_market,
-    load_catalogue,
-    score_catalogue,
-)
+from stressflow.inference.apps import catalogue as _cat
+from stressflow.inference.apps.catalogue import CALM_MAX, agreement, fit_market, load_catalogue
 from stressflow.models import dims
 
-__all__ = [
-    "CALENDAR_PERIODS",
-    "STLFSI_PEAK_WEEK_END",
-    "STLFSI_SOURCE",
-    "Evaluation",
-    "SampleEvaluation",
-    "evaluate_in_sample",
-    "evaluate_out_of_time",
-    "evaluation_metrics",
-    "run_evaluation",
-]
+__all__ = ["CALENDAR_PERIODS", "STLFSI_PEAK_WEEK_END", "STLFSI_SOURCE", "Evaluation",
+           "SampleEvaluation", "evaluate_in_sample", "evaluate_out_of_time",
+           "evaluation_metrics", "run_evaluation"]
 
 #: Last day of the week in which the St. Louis Fed Financial Stress Index peaked in 2008.
 STLFSI_PEAK_WEEK_END = pd.Timestamp("2008-10-17")
@@ -104,25 +89,20 @@ def evaluation_metrics(table: pd.DataFrame, *, prob_column: str, hi: float = 0.7
     if missing:
         raise ValueError(f"the episode table lacks column(s) {missing}")
     labels = table["expected"].astype(str)
-    unknown = sorted(set(labels) - set(EXPECTED_LABELS))
+    unknown = sorted(set(labels) - set(_cat.EXPECTED_LABELS))
     if unknown:
         raise ValueError(f"column expected has unknown label(s) {unknown}; known: "
-                         f"{list(EXPECTED_LABELS)}")
+                         f"{list(_cat.EXPECTED_LABELS)}")
     score = pd.to_numeric(table[prob_column], errors="coerce").to_numpy(dtype=np.float64)
     finite = np.isfinite(score)
     if ((score[finite] < 0) | (score[finite] > 1)).any():
         raise ValueError(f"column {prob_column} has values outside [0, 1]")
-    forced = labels.isin(FORCED_LABELS).to_numpy()
+    forced = labels.isin(_cat.FORCED_LABELS).to_numpy()
     disc = (labels == "D").to_numpy()
     pos, neg = score[forced & finite], score[disc & finite]
-    if pos.size and neg.size:
-        auc, note = _auc(pos, neg), ""
-    else:
-        auc = float("nan")
-        note = ("no forced (F-/F+) episode scored" if not pos.size else
-                "no discretionary (D) episode scored")
-        if not pos.size and not neg.size:
-            note = "no forced (F-/F+) and no discretionary (D) episode scored"
+    auc = _auc(pos, neg) if pos.size and neg.size else float("nan")
+    note = " and ".join([*(["no forced (F-/F+) episode scored"] if not pos.size else []),
+                         *(["no discretionary (D) episode scored"] if not neg.size else [])])
     both = np.concatenate([pos, neg])
     truth = np.concatenate([np.ones(pos.size), np.zeros(neg.size)])
     return {
@@ -195,12 +175,11 @@ def _forced(fit: xr.DataTree, kind: str) -> tuple[pd.Series, np.ndarray]:
 def _period_figures(p: pd.Series, first: pd.Timestamp, what: str) -> dict:
     """Mean of ``p`` over each :data:`CALENDAR_PERIODS` entry covered by ``p``'s days on or
     after ``first``."""
-    out = {}
-    days = p.index[p.index >= first]
+    out, q = {}, p[p.index >= first]
     for name, (a, b) in CALENDAR_PERIODS.items():
         a, b = pd.Timestamp(a), pd.Timestamp(b)
-        if len(days) and days[0] <= a + _SLACK and days[-1] >= b - _SLACK:
-            out[f"mean {what} Pr(forced_flow), calendar {name}"] = float(p.loc[a:b].mean())
+        if len(q) and q.index[0] <= a + _SLACK and q.index[-1] >= b - _SLACK:
+            out[f"mean {what} Pr(forced_flow), calendar {name}"] = float(q.loc[a:b].mean())
     return out
 
 
@@ -219,17 +198,10 @@ def _calm_figures(table: pd.DataFrame, column: str, what: str) -> dict:
             for e, v in zip(calm["episode"], calm[column], strict=True)}
 
 
-def evaluate_in_sample(
-    fit: xr.DataTree,
-    *,
-    market: str | None = None,
-    catalogue: pd.DataFrame | None = None,
-    hi: float = 0.7,
-    lo: float = 0.3,
-    n_draws: int | None = 200,
-    paths_per_draw: int = 10,
-    seed: int = 0,
-) -> SampleEvaluation:
+def evaluate_in_sample(fit: xr.DataTree, *, market: str | None = None,
+                       catalogue: pd.DataFrame | None = None, hi: float = 0.7, lo: float = 0.3,
+                       n_draws: int | None = 200, paths_per_draw: int = 10,
+                       seed: int = 0) -> SampleEvaluation:
     """Score every catalogued episode of ``market`` inside the fit, from the smoothed posterior.
 
     The table is :func:`~stressflow.inference.apps.catalogue.score_catalogue` (``p_compulsion =
@@ -239,12 +211,14 @@ def evaluate_in_sample(
     ``Pr(stage_t = FF | y_1..y_T) > 0.5``; that probability's mean over all days, over each
     calm period of the catalogue and over calendar 2005-2006 and 2017 when the fit covers them;
     the expected forced-flow duration ``1 / (1 - P[FF, FF])`` (posterior mean, 5%, 95%).
-    Metrics: :func:`evaluation_metrics` of ``p_compulsion``. ``fit`` is not modified.
+    Metrics: :func:`evaluation_metrics` of ``p_compulsion``. Returns a
+    :class:`SampleEvaluation` whose table has one row per episode. ``fit`` is not modified.
     """
     market = fit_market(fit, market)
-    table = score_catalogue(fit, market=market, catalogue=catalogue, hi=hi, lo=lo,
-                            n_draws=n_draws, paths_per_draw=paths_per_draw, seed=seed)
-    table = table.reset_index(drop=True)
+    table = _cat.score_catalogue(fit, market=market, catalogue=catalogue, hi=hi, lo=lo,
+                                 n_draws=n_draws, paths_per_draw=paths_per_draw,
+                                 seed=seed)
+    table = table.sort_values("start", kind="stable").reset_index(drop=True)
     p, _ = _forced(fit, "smoothed")
     figures = {"days": len(p), "first day": p.index[0], "last day": p.index[-1],
                "share of days with smoothed Pr(forced_flow) > 0.5": float((p > 0.5).mean()),
@@ -261,16 +235,9 @@ def evaluate_in_sample(
                             evaluation_metrics(table, prob_column="p_compulsion", hi=hi, lo=lo))
 
 
-def evaluate_out_of_time(
-    fit_to_cut: xr.DataTree,
-    fit_updated: xr.DataTree,
-    *,
-    cut,
-    market: str | None = None,
-    catalogue: pd.DataFrame | None = None,
-    hi: float = 0.7,
-    lo: float = 0.3,
-) -> SampleEvaluation:
+def evaluate_out_of_time(fit_to_cut: xr.DataTree, fit_updated: xr.DataTree, *, cut,
+                         market: str | None = None, catalogue: pd.DataFrame | None = None,
+                         hi: float = 0.7, lo: float = 0.3) -> SampleEvaluation:
     """Score the catalogued episodes after ``cut`` from filtered probabilities only.
 
     ``fit_updated`` is ``fit_to_cut`` (whose data end on or before ``cut``) extended past the
@@ -284,7 +251,9 @@ def evaluate_out_of_time(
     its mean, its mean over calendar 2005-2006 / 2017 when after the cut and covered; the
     cut fit's expected forced-flow duration; and the first day of 2008 with filtered
     ``Pr(stage_t = forced_flow | y_1..y_t) > 0.5`` against :data:`STLFSI_PEAK_WEEK_END`
-    (positive lead = the model crossed before the peak week ended).
+    (positive lead = the model crossed before the peak week ended). Returns a
+    :class:`SampleEvaluation` whose table has one row per episode after the cut (columns
+    ``episode, market, expected, start, end, n_days, p_filtered, max_filtered, agree``).
 
     Raises
     ------
@@ -306,7 +275,7 @@ def evaluate_out_of_time(
     cat = load_catalogue() if catalogue is None else catalogue
     after = cat[(cat["market"] == market) & (cat["start"] > cut) & (cat["end"] <= p.index[-1])]
     rows = []
-    for ep in after.itertuples(index=False):
+    for ep in after.sort_values("start", kind="stable").itertuples(index=False):
         inside = (p.index >= ep.start) & (p.index <= ep.end) & observed
         vals = p[inside]
         score = float(vals.mean()) if len(vals) else float("nan")
@@ -385,19 +354,9 @@ class Evaluation:
         return self.to_markdown()
 
 
-def run_evaluation(
-    *,
-    spec=None,
-    cut="2006-12-31",
-    start="1985-01-01",
-    end="2018-12-31",
-    vw=("2005-01-01", "2012-12-31"),
-    chains: int = 4,
-    draws: int = 1000,
-    tune: int = 2000,
-    seed: int = 0,
-    progress: bool = False,
-) -> Evaluation:
+def run_evaluation(*, spec=None, cut="2006-12-31", start="1985-01-01", end="2018-12-31",
+                   vw=("2005-01-01", "2012-12-31"), chains: int = 4, draws: int = 1000,
+                   tune: int = 2000, seed: int = 0, progress: bool = False) -> Evaluation:
     """Fit, then evaluate: S&P 500 ``start..end`` and VW ``vw`` in sample (``vw=None`` skips
     it); S&P 500 ``start..cut`` then updated with the rows ``cut < t <= end`` (no refit) out
     of time. The catalogue is read after all fits. ``progress`` shows the sampler's bar and
@@ -423,21 +382,23 @@ def run_evaluation(
     jobs = [("sp500", start, end), ("sp500 to the cut", start, cut)]
     if vw is not None:
         jobs.insert(1, ("vw", vw[0], vw[1]))
-    fits = {}
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        for name, a, b in jobs:
-            if progress:
-                print(f"stressflow evaluate: fitting {name} {a} .. {b}", file=sys.stderr)
-            t0 = time.perf_counter()
-            fits[name] = fit(name.split()[0], start=a, end=b, **kw)
-            settings[f"fit wall time, {name} (s)"] = round(time.perf_counter() - t0, 1)
-        prices = read_prices("sp500")
-        last = pd.Timestamp(fits["sp500 to the cut"]["observed_data"][dims.TIME].values[-1])
-        new = prices[(prices.index > last) & (prices.index <= t_end)]
-        updated = update(fits["sp500 to the cut"], new)
-    notes = tuple(dict.fromkeys(f"{w.category.__name__}: {w.message}" for w in caught))
+    fits, notes = {}, []
+    for name, a, b in [*jobs, ("update", cut, end)]:
+        if progress:
+            print(f"stressflow evaluate: {name} {a} .. {b}", file=sys.stderr)
+        t0 = time.perf_counter()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            if name == "update":  # the rows after the cut, filtered with the cut fit's draws
+                prices = read_prices("sp500")
+                last = fits["sp500 to the cut"]["observed_data"][dims.TIME].values[-1]
+                new = prices[(prices.index > last) & (prices.index <= t_end)]
+                updated = update(fits["sp500 to the cut"], new)
+            else:
+                fits[name] = fit(name.split()[0], start=a, end=b, **kw)
+        settings[f"wall time, {name} (s)"] = round(time.perf_counter() - t0, 1)
+        notes += [f"{name}: {w.category.__name__}: {w.message}" for w in caught]
     in_sample = {m: evaluate_in_sample(fits[m], market=m, seed=seed)
                  for m in ("sp500", "vw") if m in fits}
     oot = evaluate_out_of_time(fits["sp500 to the cut"], updated, cut=t_cut, market="sp500")
-    return Evaluation(in_sample, oot, settings, notes)
+    return Evaluation(in_sample, oot, settings, tuple(dict.fromkeys(notes)))
