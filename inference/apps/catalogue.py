@@ -4,16 +4,21 @@
 lists episodes up to 2018 with the label a public source gives them:
 
 - ``F-``: forced selling / liquidation;  ``F+``: forced buying / short covering;
-- ``D``: discretionary or information-driven (a control);  ``M``: mixed, mechanical or contested.
+- ``D``: discretionary or information-driven (a control);  ``M``: mixed, mechanical or contested;
+- ``calm``: a calm period (a control over months: orderly or fragile nearly every day).
 
 :func:`score_catalogue` scores every catalogued episode of the fit's market that lies inside
 the fitted range as a user window (:func:`stressflow.inference.apps.episodes.window_episodes`), with
 ``p_compulsion = Pr(#{t in D : stage_t = forced_flow} >= min_share * |D| | y_1..y_T)``, and
-states whether the score agrees with the label:
+adds ``mean_forced = mean_{t in D} Pr(stage_t = forced_flow | y_1..y_T)`` (the smoothed
+probability averaged over the same days ``D``), and states whether the score agrees with the
+label:
 
 - ``F-``/``F+``: ``"yes"`` if ``p_compulsion >= hi`` (a forced label), else ``"no"``;
 - ``D``: ``"yes"`` if ``p_compulsion <= lo`` (a discretionary label), else ``"no"``;
-- ``M``: ``"n/a"`` (a mixed or contested label is not a test of the score).
+- ``M``: ``"n/a"`` (a mixed or contested label is not a test of the score);
+- ``calm``: scored by ``mean_forced`` instead: ``"yes"`` if ``mean_forced < calm_max``
+  (:data:`CALM_MAX` = 0.02), else ``"no"``.
 
 The labels are never used to fit or tune anything: they are read only here, after the fit.
 """
@@ -28,7 +33,15 @@ import pandas as pd
 import xarray as xr
 from stressflow.models import dims
 
-__all__ = ["EXPECTED_LABELS", "load_catalogue", "fit_market", "score_catalogue", "agreement"]
+__all__ = [
+    "CALM_MAX",
+    "EXPECTED_LABELS",
+    "FORCED_LABELS",
+    "load_catalogue",
+    "fit_market",
+    "score_catalogue",
+    "agreement",
+]
 
 #: The catalogue's label vocabulary.
 EXPECTED_LABELS = {
@@ -36,13 +49,18 @@ EXPECTED_LABELS = {
     "F+": "forced buying / short covering",
     "D": "discretionary or information-driven (control)",
     "M": "mixed, mechanical or contested",
+    "calm": "calm period (orderly or fragile nearly every day; a control)",
 }
+#: The labels of forced episodes (the positives of an evaluation).
+FORCED_LABELS = ("F-", "F+")
+#: A ``calm`` period agrees when its mean ``Pr(stage_t = forced_flow | ...)`` is below this.
+CALM_MAX = 0.02
 _FILE = "crisis_catalogue.csv"
 _COLUMNS = ("episode", "start", "end", "market", "expected", "source")
 
 
-def load_catalogue() -> pd.DataFrame:
-    """The bundled crisis catalogue, validated.
+def load_catalogue(path: str | Path | None = None) -> pd.DataFrame:
+    """The bundled crisis catalogue (or the catalogue CSV at ``path``), validated.
 
     Returns
     -------
@@ -58,13 +76,17 @@ def load_catalogue() -> pd.DataFrame:
     """
     from stressflow.data.bundled import DATASETS
 
-    with resources.files("stressflow.data").joinpath("datasets", _FILE).open("rb") as handle:
-        cat = pd.read_csv(handle, dtype=str, keep_default_na=False)
+    name = _FILE if path is None else Path(path).name
+    if path is None:
+        with resources.files("stressflow.data").joinpath("datasets", _FILE).open("rb") as handle:
+            cat = pd.read_csv(handle, dtype=str, keep_default_na=False)
+    else:
+        cat = pd.read_csv(path, dtype=str, keep_default_na=False)
     missing = [c for c in _COLUMNS if c not in cat.columns]
     if missing:
-        raise ValueError(f"{_FILE} lacks columns {missing}")
+        raise ValueError(f"{name} lacks columns {missing}")
     for i, row in cat.iterrows():
-        where = f"{_FILE} row {i + 1} ({row['episode']!r})"
+        where = f"{name} row {i + 1} ({row['episode']!r})"
         for col in _COLUMNS:
             if not row[col].strip():
                 raise ValueError(f"{where}: empty {col}")
@@ -77,13 +99,13 @@ def load_catalogue() -> pd.DataFrame:
         cat[col] = pd.to_datetime(cat[col], format="%Y-%m-%d", errors="coerce")
         bad = cat[col].isna()
         if bad.any():
-            raise ValueError(f"{_FILE} row {int(np.argmax(bad.to_numpy())) + 1}: {col} is not "
+            raise ValueError(f"{name} row {int(np.argmax(bad.to_numpy())) + 1}: {col} is not "
                              "a YYYY-MM-DD date")
     late = cat["end"] < cat["start"]
     if late.any():
-        raise ValueError(f"{_FILE} row {int(np.argmax(late.to_numpy())) + 1}: end before start")
+        raise ValueError(f"{name} row {int(np.argmax(late.to_numpy())) + 1}: end before start")
     if cat["episode"].duplicated().any():
-        raise ValueError(f"{_FILE}: duplicate episode names")
+        raise ValueError(f"{name}: duplicate episode names")
     return cat
 
 
@@ -116,17 +138,32 @@ def fit_market(fit: xr.DataTree, market: str | None = None) -> str:
     )
 
 
-def agreement(expected: str, p_compulsion: float, *, hi: float = 0.7, lo: float = 0.3) -> str:
-    """``"yes"``/``"no"``/``"n/a"``: does ``p_compulsion`` agree with a catalogue label?
+def agreement(expected: str, p_compulsion: float, *, hi: float = 0.7, lo: float = 0.3,
+              mean_forced: float | None = None, calm_max: float = CALM_MAX) -> str:
+    """``"yes"``/``"no"``/``"n/a"``: does a score agree with a catalogue label?
 
     ``F-``/``F+`` agree iff ``p_compulsion >= hi``; ``D`` agrees iff ``p_compulsion <= lo``;
-    ``M`` is ``"n/a"``; a NaN score is ``"n/a"``.
+    ``M`` is ``"n/a"``; ``calm`` agrees iff ``mean_forced < calm_max``, where ``mean_forced``
+    is the period's mean probability of ``forced_flow`` (``p_compulsion`` is ignored for it).
+    A NaN score is ``"n/a"``.
+
+    Raises
+    ------
+    ValueError
+        Unknown label, or ``calm`` without ``mean_forced``.
     """
     if expected not in EXPECTED_LABELS:
         raise ValueError(f"expected must be one of {list(EXPECTED_LABELS)}, got {expected!r}")
+    if expected == "calm":
+        if mean_forced is None:
+            raise ValueError("a calm period is scored by its mean Pr(forced_flow): pass "
+                             "mean_forced=...")
+        if not np.isfinite(mean_forced):
+            return "n/a"
+        return "yes" if mean_forced < calm_max else "no"
     if expected == "M" or not np.isfinite(p_compulsion):
         return "n/a"
-    if expected in ("F-", "F+"):
+    if expected in FORCED_LABELS:
         return "yes" if p_compulsion >= hi else "no"
     return "yes" if p_compulsion <= lo else "no"
 
@@ -168,8 +205,10 @@ def score_catalogue(
     -------
     pandas.DataFrame
         One row per scored episode: ``episode, market, expected`` and the columns of
-        :func:`~stressflow.inference.apps.episodes.episodes`, plus ``agree`` (:func:`agreement`).
-        Empty (with these columns) when no episode is in range.
+        :func:`~stressflow.inference.apps.episodes.episodes`, plus ``mean_forced``
+        (``mean_{t in D} Pr(stage_t = forced_flow | y_1..y_T)``, NaN when ``D`` is empty) and
+        ``agree`` (:func:`agreement`; a ``calm`` row by ``mean_forced``). Empty (with these
+        columns) when no episode is in range.
     """
     from stressflow.inference.apps.episodes import EPISODE, episodes
 
@@ -181,12 +220,26 @@ def score_catalogue(
     rows = rows.reset_index(drop=True)
     if rows.empty:
         cols = ["episode", "market", "expected", "start", "end", "p_compulsion", "label",
-                "agree"]
+                "mean_forced", "agree"]
         return pd.DataFrame(columns=cols).rename_axis(EPISODE)
     table = episodes(fit, windows=rows, min_share=min_share, lead_in=lead_in, hi=hi, lo=lo,
                      n_draws=n_draws, paths_per_draw=paths_per_draw, seed=seed, paths=paths)
     if "p_compulsion" not in table:  # no window had a day with an observation
         table["p_compulsion"] = np.nan
-    table["agree"] = [agreement(e, p, hi=hi, lo=lo)
-                      for e, p in zip(table["expected"], table["p_compulsion"], strict=True)]
+    table["mean_forced"] = [_mean_forced(fit, s, e) for s, e in zip(rows["start"], rows["end"],
+                                                                      strict=True)]
+    table["agree"] = [agreement(e, p, hi=hi, lo=lo, mean_forced=m) for e, p, m in
+                      zip(table["expected"], table["p_compulsion"], table["mean_forced"],
+                          strict=True)]
     return table
+
+
+def _mean_forced(fit: xr.DataTree, start, end) -> float:
+    """``mean_{t in D} Pr(stage_t = forced_flow | y_1..y_T)`` over the fit's days in
+    ``[start, end]`` with at least one observable (NaN if none)."""
+    smoothed = fit["stages"]["smoothed"].sel({dims.STAGE: "forced_flow"}).to_series()
+    feats = fit["observed_data"]["features"].transpose(dims.TIME, dims.FEATURE).values
+    observed = pd.Series(np.isfinite(feats).any(axis=1), index=smoothed.index)
+    inside = (smoothed.index >= pd.Timestamp(start)) & (smoothed.index <= pd.Timestamp(end))
+    vals = smoothed[inside & observed.to_numpy()]
+    return float(vals.mean()) if len(vals) else float("nan")
