@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from stressflow.models import dims
 from stressflow.models.dims import FEATURE
 
 from .errors import DataError
@@ -36,8 +37,8 @@ DEFAULT_IMPACT_WINDOW = 252
 DEFAULT_SPREAD_WINDOW = 21
 #: A covariate value may be carried forward over at most this many trading rows.
 DEFAULT_COVARIATE_MAX_STALE = 5
-#: Name of the covariate columns' axis (the lead adds it to ``stressflow.models.dims``).
-COVARIATE = "covariate"
+#: Name of the covariate columns' axis (:data:`stressflow.models.dims.COVARIATE`).
+COVARIATE = dims.COVARIATE
 #: Version 1: features only. Version 2 adds the ``covariate*`` fields; :meth:`to_dict` still
 #: writes version 1 when a transform has no covariates, so older readers load it.
 _FORMAT_VERSION = 2

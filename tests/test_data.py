@@ -35,6 +35,12 @@ EXPECTED = {
     "vw": (5321, "1997-01-02", "2017-10-31", 6),
     "gme": (4250, "2002-02-13", "2018-12-31", 6),
 }
+#: Bundled rate series (kind "series"; transition covariates), as stated in SOURCES.md.
+EXPECTED_SERIES = {
+    "ted": (7815, "1986-01-02", "2017-10-30", 1),
+    "baa10y": (7967, "1986-01-02", "2017-11-03", 1),
+    "treasury": (14234, "1962-01-02", "2018-12-31", 4),
+}
 OHLCV = ["open", "high", "low", "close", "adj_close", "volume"]
 
 
@@ -65,9 +71,10 @@ def vw_full():
 
 def test_list_datasets_describes_every_file():
     table = list_datasets()
-    assert list(table.index) == list(EXPECTED)
+    assert list(table.index) == list(EXPECTED) + list(EXPECTED_SERIES)
+    assert list(list_datasets(kind="prices").index) == list(EXPECTED)
     assert {"description", "first", "last", "rows", "columns", "source_file"} <= set(table.columns)
-    for name, (rows, first, last, _) in EXPECTED.items():
+    for name, (rows, first, last, _) in {**EXPECTED, **EXPECTED_SERIES}.items():
         assert table.loc[name, "rows"] == rows
         assert table.loc[name, "first"] == pd.Timestamp(first)
         assert table.loc[name, "last"] == pd.Timestamp(last)
@@ -108,7 +115,7 @@ def test_bundled_files_have_sources_and_no_ice_series():
     bundled = REPO_ROOT / "data" / "datasets"
     names = {p.name for p in bundled.iterdir()} - CATALOGUE_FILES
     assert not any("oas" in n for n in names)
-    assert {"SOURCES.md"} | {list_datasets().loc[n, "source_file"] for n in EXPECTED} == names
+    assert {"SOURCES.md"} | set(list_datasets()["source_file"]) == names
     sources = (bundled / "SOURCES.md").read_text()
     assert "Terms of use" in sources and "How they were prepared" in sources
     for name in names - {"SOURCES.md"}:

@@ -125,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("datasets", help="list the bundled datasets")
     p.set_defaults(func=_cmd_datasets)
 
+    from stressflow.inference.present.cli_evaluate import register_cli as register_evaluate
     from stressflow.inference.present.commands import (
         register_episodes,
         register_feed,
@@ -134,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_episodes(sub)
     register_plot(sub)
     register_feed(sub)
+    register_evaluate(sub)
     return parser
 
 

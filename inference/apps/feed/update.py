@@ -88,7 +88,8 @@ def _extend(ds: xr.Dataset, new_index: pd.DatetimeIndex, computed: dict) -> xr.D
     return xr.Dataset(out, coords=coords, attrs=dict(ds.attrs))
 
 
-def update(fit: xr.DataTree, new_rows, *, columns=None, date_column: str = "date") -> xr.DataTree:
+def update(fit: xr.DataTree, new_rows, *, columns=None, date_column: str = "date",
+           covariate_data=None) -> xr.DataTree:
     """Extend a fit's filtered probabilities to new days without refitting.
 
     For every posterior draw theta_s the forward filter continues from the stored state
@@ -111,6 +112,11 @@ def update(fit: xr.DataTree, new_rows, *, columns=None, date_column: str = "date
         (``high, low, close, volume``, and the spread / extra columns if any).
     columns, date_column
         As in :func:`stressflow.data.read_prices`.
+    covariate_data : DataFrame, optional
+        For a fit with covariate-driven transitions whose covariates are user columns (or
+        ``hy_oas``): their values over the new days (and the trailing rows their formulas need),
+        as in :func:`stressflow.data.prepare`. Bundled covariates are read from the bundled
+        series; columns of ``new_rows`` are used as given.
 
     Returns
     -------
@@ -157,14 +163,16 @@ def update(fit: xr.DataTree, new_rows, *, columns=None, date_column: str = "date
             f"available: {list(new.columns)}"
         )
     kept = list(stored.columns)
-    history = _history_rows(stored, tr)
+    # covariates computed on trailing windows (e.g. low_vol: 1,512 rows) need the whole stored
+    # history; the observables need only their own windows
+    history = stored if tr.covariates else _history_rows(stored, tr)
     combined = pd.concat([history, new[[c for c in kept if c in new.columns]]])
     combined.index.name = "date"
     # The window starts at the last stored day (prepare needs >= 2 rows); that day's
     # observables are recomputed here only to be dropped: the stored ones are kept.
     prep = prepare(
         combined, start=history.index[-1], transform=tr, spread_column=tr.spread_column,
-        extra_columns=extras, min_rows=2,
+        extra_columns=extras, min_rows=2, covariate_data=covariate_data,
     )
     new_features = prep.features.iloc[1:]
     new_raw = prep.raw.iloc[1:]
