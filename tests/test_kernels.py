@@ -11,7 +11,7 @@ import itertools
 import numpy as np
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
-from stressflow.models.numerics import kernels
+from stressflow.models.numerics import compiled, fast, kernels
 
 try:  # rootdir on sys.path (python -m pytest, or tests/ as a package)
     from tests.oracles import (
@@ -471,6 +471,14 @@ def test_ffbs_reproducible(ffbs_problem):
 # --------------------------------------------------------------------------------------------
 
 
+def forward_fast(li, lt, ll):
+    """The fast forward pass alone (K-tuple specialisation), see ``fast.forward_fast``."""
+    zero, zero2, vec = fast.specialise(li.shape[0])
+    trans, ok = fast.transitions(lt, zero2, vec)
+    assert ok
+    return fast.forward_fast(li, trans, ll, zero, vec)
+
+
 def _array_specialisation(k):
     from stressflow.models.numerics.vecmath import vector_flag
 
@@ -483,8 +491,8 @@ def test_tuple_and_array_specialisations_agree(k, structure):
     """The K-tuple specialisation (Python callers, static-K graphs) and the array one (graphs
     whose K is known only at run time) run the same code: same numbers."""
     li, lt, ll = random_problem(k, 3000, 40 + k, structure, scale=4.0)
-    by_tuple = kernels._logp_and_grad(li, lt, ll, *kernels._specialise(k))
-    by_array = kernels._logp_and_grad(li, lt, ll, *_array_specialisation(k))
+    by_tuple = compiled.logp_and_grad(li, lt, ll, *fast.specialise(k))
+    by_array = compiled.logp_and_grad(li, lt, ll, *_array_specialisation(k))
     for a, b in zip(by_tuple, by_array, strict=True):
         assert_allclose(a, b, rtol=1e-13, atol=1e-15)
     ref_filtered, ref_smoothed, ref_log_norm, ref_xi = reference_forward_backward(li, lt, ll)
@@ -497,7 +505,7 @@ def test_fast_path_is_taken_and_rescales_on_long_series():
     """A typical long series runs the linear-space path (the log-space path is ~10x slower)
     through many rescalings of the forward message, and matches the log-space oracle."""
     li, lt, ll = random_problem(4, 10_000, 77, "dense", scale=3.0)
-    alpha, _, shift, ratio, logp, ok = kernels._forward_fast(li, lt, ll, *kernels._specialise(4))
+    alpha, _, shift, ratio, logp, ok = forward_fast(li, lt, ll)
     assert ok
     # the unnormalised forward message shrinks below 1e-20 many times over 10,000 days
     assert np.log(ratio).sum() < 20 * np.log(1e-20)
@@ -597,7 +605,7 @@ def test_subnormal_forward_message_falls_back_to_log_space():
     lt = np.log(np.array([[1 - 1e-200, 1e-200], [1e-200, 1 - 1e-200]]))
     ll = np.array([[0.0, -50.0], [0.0, -50.0], [-45.0, 0.0], [-697.0, 0.0], [0.0, -700.0]])
     bf = brute_force(li, lt, ll)
-    assert not kernels._forward_fast(li, lt, ll, *kernels._specialise(2))[-1]
+    assert not forward_fast(li, lt, ll)[-1]
     assert_allclose(kernels.log_marginal(li, lt, ll), bf.log_marginal, rtol=1e-13)
     logp, g_init, g_trans, g_lik = kernels.logp_and_grad(li, lt, ll)
     assert_allclose(logp, bf.log_marginal, rtol=1e-13)
