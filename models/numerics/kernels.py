@@ -68,12 +68,12 @@ def _float_array(x):
     return np.ascontiguousarray(x, dtype=np.float64)
 
 
-def _check_trans(log_trans, k: int, n_t: int, where: str = "log_trans") -> None:
+def _check_trans(log_trans, k: int, n_t: int) -> None:
     """Raise a ValueError unless ``log_trans`` is ``(K, K)`` or ``(T-1, K, K)``."""
     if log_trans.shape == (k, k) or log_trans.shape == (n_t - 1, k, k):
         return
     raise ValueError(
-        f"expected {where} of shape (K, K) = ({k}, {k}) (constant) or (T-1, K, K) = "
+        f"expected log_trans of shape (K, K) = ({k}, {k}) (constant) or (T-1, K, K) = "
         f"({n_t - 1}, {k}, {k}) (time-varying, entry t-1 for the move into day t); "
         f"got {log_trans.shape}"
     )

@@ -95,9 +95,14 @@ def backward_log(log_trans, log_lik, log_alpha):
             for j in range(k):
                 lxi[i, j] = log_alpha[t, i] + trans_at(log_trans, t + 1, i, j, k) + lw[j]
         c = _logsumexp(lxi.ravel())
+        tot = 0.0
         for i in range(k):
             for j in range(k):
-                pair_add(xi, t, i, j, np.exp(lxi[i, j] - c))
+                lxi[i, j] = np.exp(lxi[i, j] - c)
+                tot += lxi[i, j]
+        for i in range(k):  # renormalised: the rounding of c leaves tot off 1 by ~1e-11
+            for j in range(k):
+                pair_add(xi, t, i, j, lxi[i, j] / tot)
         for i in range(k):
             for j in range(k):
                 row[j] = trans_at(log_trans, t + 1, i, j, k) + lw[j]
