@@ -33,8 +33,8 @@ __all__ = ["filter_probs", "log_marginal", "smooth", "logp_and_grad", "smooth_ma
 
 @njit(cache=True, nogil=True)
 def filter_probs(log_init, log_trans, log_lik, zero, zero2, vec):
-    """``(alpha, log_norm, log_alpha, fast)``: ``alpha[T, K] = Pr(stage_t = k | y_1..y_t)``,
-    ``log_norm[T] = log p(y_t | y_1..y_{t-1})``, and ``log_alpha = log(alpha)`` from the
+    """``(alpha, log_norm, log_alpha, fast)``: ``alpha[T, K] = Pr(stage_t = k | y_0..y_t)``,
+    ``log_norm[T] = log p(y_t | y_0..y_{t-1})``, and ``log_alpha = log(alpha)`` from the
     log-space path (``fast = False``) or an empty ``(0, 0)`` array (``fast = True``)."""
     trans, ok = transitions(log_trans, zero2, vec)
     if ok:
@@ -47,7 +47,7 @@ def filter_probs(log_init, log_trans, log_lik, zero, zero2, vec):
 
 @njit(cache=True, nogil=True)
 def log_marginal(log_init, log_trans, log_lik, zero, zero2, vec):
-    """``log p(y_1..y_T)``."""
+    """``log p(y_0..y_{T-1})``."""
     trans, ok = transitions(log_trans, zero2, vec)
     if ok:
         _, _, _, _, logp, ok = forward_fast(log_init, trans, log_lik, zero, vec)
@@ -60,11 +60,11 @@ def log_marginal(log_init, log_trans, log_lik, zero, zero2, vec):
 def smooth(log_init, log_trans, log_lik, zero, zero2, vec, want_log_norm):
     """``(gamma, xi, alpha, log_norm, logp)``.
 
-    ``gamma[T, K] = Pr(stage_t = k | y_1..y_T)``; ``xi`` the pairwise marginals
-    ``Pr(stage_{t-1} = i, stage_t = j | y_1..y_T)``, summed over t to ``(K, K)`` for a constant
+    ``gamma[T, K] = Pr(stage_t = k | y_0..y_{T-1})``; ``xi`` the pairwise marginals
+    ``Pr(stage_{t-1} = i, stage_t = j | y_0..y_{T-1})``, summed over t to ``(K, K)`` for a constant
     ``log_trans``, shape ``(T-1, K, K)`` for a time-varying one; ``alpha[T, K] = Pr(stage_t = k
-    | y_1..y_t)``; ``log_norm[T] = log p(y_t | y_1..y_{t-1})``, computed only if
-    ``want_log_norm`` (an empty array otherwise); ``logp = log p(y_1..y_T)``. If ``logp`` is
+    | y_0..y_t)``; ``log_norm[T] = log p(y_t | y_0..y_{t-1})``, computed only if
+    ``want_log_norm`` (an empty array otherwise); ``logp = log p(y_0..y_{T-1})``. If ``logp`` is
     ``-inf`` or NaN, ``gamma`` and ``xi`` are NaN.
     """
     trans, ok = transitions(log_trans, zero2, vec)

@@ -16,7 +16,7 @@ import numpy as np
 from numba import njit, types
 from numba.cpython.unsafe.tuple import tuple_setitem
 from numba.extending import overload
-from stressflow.models.numerics.steps import pair_add, pairs_blank, pairs_scale, trans_at
+from stressflow.models.numerics.steps import trans_at
 from stressflow.models.numerics.vecmath import exp_inplace, vector_flag
 
 __all__ = ["specialise", "transitions", "forward_fast", "backward_fast", "log_norm_from"]
@@ -59,6 +59,26 @@ def _exp_table(log_trans, zero2, vec):
     raise NotImplementedError
 
 
+def _pairs_out(trans, k):
+    """Storage for :func:`backward_fast`'s pairwise marginals: new ``(K, K)`` zeros for a
+    constant ``trans``; a time-varying ``trans`` table itself, overwritten step by step (it
+    has the output's shape and each step is read for the last time just before it is
+    written, so no second array of T K^2 floats is needed). numba only."""
+    raise NotImplementedError
+
+
+def _pair_put(acc, t, i, j, value):
+    """Pair ``(stage_t = i, stage_{t+1} = j)`` without its transition factor: ``acc[i, j] +=
+    value`` (constant), or ``acc[t, i, j] *= value`` on the table (time-varying). numba only."""
+    raise NotImplementedError
+
+
+def _pairs_finish(acc, trans, k):
+    """Apply the constant transition factor, ``acc[i, j] *= P[i, j]``, once for all steps (the
+    time-varying table already holds it). numba only."""
+    raise NotImplementedError
+
+
 @overload(_blank, inline="always")
 def _blank_impl(zero):
     if isinstance(zero, types.BaseTuple):
@@ -80,7 +100,7 @@ def _setitem_impl(vec, i, value):
 
 @overload(_exp_table, inline="always")
 def _exp_table_impl(log_trans, zero2, vec):
-    if isinstance(log_trans, types.Array) and log_trans.ndim == 3:
+    if _time_varying(log_trans):
 
         def impl(log_trans, zero2, vec):
             table = log_trans.copy()  # C-contiguous
@@ -89,6 +109,45 @@ def _exp_table_impl(log_trans, zero2, vec):
 
         return impl
     return lambda log_trans, zero2, vec: _flat(np.exp(log_trans), zero2)
+
+
+def _time_varying(trans) -> bool:
+    return isinstance(trans, types.Array) and trans.ndim == 3
+
+
+@overload(_pairs_out, inline="always")
+def _pairs_out_impl(trans, k):
+    if _time_varying(trans):
+        return lambda trans, k: trans
+    return lambda trans, k: np.zeros((k, k))
+
+
+@overload(_pair_put, inline="always")
+def _pair_put_impl(acc, t, i, j, value):
+    if _time_varying(acc):
+
+        def impl(acc, t, i, j, value):
+            acc[t, i, j] *= value
+
+        return impl
+
+    def impl_sum(acc, t, i, j, value):
+        acc[i, j] += value
+
+    return impl_sum
+
+
+@overload(_pairs_finish, inline="always")
+def _pairs_finish_impl(acc, trans, k):
+    if _time_varying(trans):
+        return lambda acc, trans, k: None
+
+    def impl(acc, trans, k):
+        for i in range(k):
+            for j in range(k):
+                acc[i, j] *= trans_at(trans, 1, i, j, k)
+
+    return impl
 
 
 @njit(cache=True, nogil=True)
@@ -133,11 +192,11 @@ def forward_fast(log_init, trans, log_lik, zero, vec):
 
     Returns ``(alpha, emis, shift, ratio, logp, ok)``:
 
-    - ``alpha[T, K] = Pr(stage_t = k | y_1..y_t)``;
+    - ``alpha[T, K] = Pr(stage_t = k | y_0..y_t)``;
     - ``emis[T, K] = exp(log_lik[t, k] - shift[t])`` with ``shift[t] = max_k log_lik[t, k]``,
       the shifted emission factors reused by the backward pass;
-    - ``ratio[T]``: ``log p(y_t | y_1..y_{t-1}) = shift[t] + log(ratio[t])``;
-    - ``logp = log p(y_1..y_T)``, accumulated without a logarithm per day;
+    - ``ratio[T]``: ``log p(y_t | y_0..y_{t-1}) = shift[t] + log(ratio[t])``;
+    - ``logp = log p(y_0..y_{T-1})``, accumulated without a logarithm per day;
     - ``ok = False`` if any filtered probability fell below ``_LOSSY``, an entry of the
       unnormalised message below ``_NORMAL`` (a subnormal float), its sum below ``_TINY``, or
       ``log_lik`` is not finite: the caller must then use the exact log-space path.
@@ -212,12 +271,13 @@ def forward_fast(log_init, trans, log_lik, zero, vec):
 def backward_fast(trans, alpha, emis, zero):
     """Scaled backward pass in linear space given the fast forward pass.
 
-    Returns ``(gamma, xi, ok)`` with ``gamma[T, K] = Pr(stage_t = k | y_1..y_T)``, the
+    Returns ``(gamma, xi, ok)`` with ``gamma[T, K] = Pr(stage_t = k | y_0..y_{T-1})``, the
     pairwise marginals ``xi`` and ``ok = False`` if a normaliser fell below ``_TINY`` or an
     entry of the unnormalised message below ``_NORMAL``. For a constant ``trans``, ``xi[K, K] =
-    sum_{t=1..T-1} Pr(stage_{t-1} = i, stage_t = j | y_1..y_T)``; for a time-varying one,
-    ``xi[t-1, i, j] = Pr(stage_{t-1} = i, stage_t = j | y_1..y_T)``, shape ``(T-1, K, K)``
-    (days 0-based).
+    sum_{t=1..T-1} Pr(stage_{t-1} = i, stage_t = j | y_0..y_{T-1})``; for a time-varying one,
+    ``xi[t-1, i, j] = Pr(stage_{t-1} = i, stage_t = j | y_0..y_{T-1})``, shape ``(T-1, K, K)``
+    (days 0-based): the time-varying ``trans`` array itself, overwritten (also when ``ok`` is
+    False, so it must not be used again).
 
     The unnormalised message ``b_t = P_{t+1} (emis_{t+1} * b_{t+1})`` is rescaled only when
     ``alpha_t . b_t`` (the normaliser of ``gamma_t``) leaves ``[_RESCALE, 1 / _RESCALE]``; the
@@ -227,7 +287,7 @@ def backward_fast(trans, alpha, emis, zero):
     n_t = alpha.shape[0]
     k = len(zero)
     gamma = np.empty((n_t, k))
-    acc = pairs_blank(trans, k)
+    acc = _pairs_out(trans, k)
     beta = _blank(zero)
     for j in range(k):
         beta = _setitem(beta, j, 1.0)
@@ -255,20 +315,20 @@ def backward_fast(trans, alpha, emis, zero):
             ai = alpha[t, i] * inv
             gamma[t, i] = ai * b[i]
             for j in range(k):
-                pair_add(acc, t, i, j, ai * w[j])
+                _pair_put(acc, t, i, j, ai * w[j])
         if tot < _RESCALE or tot > 1.0 / _RESCALE:
             for i in range(k):
                 b = _setitem(b, i, b[i] * inv)
         beta = b
     if not bmin >= _NORMAL:
         return gamma, acc, False
-    pairs_scale(acc, trans, k)
+    _pairs_finish(acc, trans, k)
     return gamma, acc, True
 
 
 @njit(cache=True, nogil=True)
 def log_norm_from(shift, ratio):
-    """``log p(y_t | y_1..y_{t-1}) = shift[t] + log(ratio[t])`` from :func:`forward_fast`."""
+    """``log p(y_t | y_0..y_{t-1}) = shift[t] + log(ratio[t])`` from :func:`forward_fast`."""
     out = np.empty_like(shift)
     for t in range(shift.shape[0]):
         out[t] = shift[t] + np.log(ratio[t])

@@ -1,7 +1,7 @@
 """The exact log-space path of the HMM kernels, Viterbi and backward sampling (compiled code).
 
 See :mod:`stressflow.models.numerics.kernels` for the conventions. These recursions carry
-``log Pr(stage_t | y_1..y_t)`` with log-sum-exp, so they neither underflow nor overflow for any
+``log Pr(stage_t | y_0..y_t)`` with log-sum-exp, so they neither underflow nor overflow for any
 finite input; the kernels use them when the fast path (:mod:`stressflow.models.numerics.fast`)
 reports a possible loss of precision. ``log_trans`` is ``(K, K)`` or ``(T-1, K, K)`` (see
 :mod:`stressflow.models.numerics.steps`).
@@ -41,8 +41,8 @@ def _logsumexp(v):
 def forward_log(log_init, log_trans, log_lik):
     """Exact forward pass in log space.
 
-    Returns ``log_alpha[T, K] = log Pr(stage_t = k | y_1..y_t)`` and ``log_norm[T] =
-    log p(y_t | y_1..y_{t-1})``. After an observation that is impossible under every reachable
+    Returns ``log_alpha[T, K] = log Pr(stage_t = k | y_0..y_t)`` and ``log_norm[T] =
+    log p(y_t | y_0..y_{t-1})``. After an observation that is impossible under every reachable
     stage, ``log_norm`` is ``-inf`` from that day on and ``log_alpha`` is NaN.
     """
     n_t, k = log_lik.shape
@@ -75,8 +75,8 @@ def forward_log(log_init, log_trans, log_lik):
 def backward_log(log_trans, log_lik, log_alpha):
     """Exact backward pass in log space; returns ``(gamma, xi)`` as
     :func:`stressflow.models.numerics.fast.backward_fast` does: ``gamma[T, K] = Pr(stage_t = k
-    | y_1..y_T)``, ``xi`` the pairwise marginals ``Pr(stage_{t-1} = i, stage_t = j |
-    y_1..y_T)``, summed over t to ``(K, K)`` for a constant ``log_trans``, one ``(K, K)``
+    | y_0..y_{T-1})``, ``xi`` the pairwise marginals ``Pr(stage_{t-1} = i, stage_t = j |
+    y_0..y_{T-1})``, summed over t to ``(K, K)`` for a constant ``log_trans``, one ``(K, K)``
     matrix per step, shape ``(T-1, K, K)``, for a time-varying one."""
     n_t, k = log_lik.shape
     gamma = np.empty((n_t, k))
@@ -148,7 +148,7 @@ def log_rows(p):
 
 @njit(cache=True, nogil=True)
 def viterbi_path(log_init, log_trans, log_lik):
-    """Most probable stage path ``argmax_s Pr(stage_1..stage_T = s | y_1..y_T)``, int64 of
+    """Most probable stage path ``argmax_s Pr(stage_0..stage_{T-1} = s | y_0..y_{T-1})``, int64 of
     shape (T,); ties go to the lower index."""
     n_t, k = log_lik.shape
     delta = np.empty(k)
@@ -181,15 +181,15 @@ def viterbi_path(log_init, log_trans, log_lik):
 @njit(cache=True, nogil=True)
 def sample_backward(log_trans, log_alpha, uniforms):
     """Backward sampling of FFBS: paths of shape ``uniforms.shape`` (int64) drawn from
-    ``Pr(stage_1..stage_T | y_1..y_T)`` given ``log_alpha[T, K] = log Pr(stage_t = k |
-    y_1..y_t)``, one uniform per path and day."""
+    ``Pr(stage_0..stage_{T-1} | y_0..y_{T-1})`` given ``log_alpha[T, K] = log Pr(stage_t = k |
+    y_0..y_t)``, one uniform per path and day."""
     n_draws, n_t = uniforms.shape
     k = log_alpha.shape[1]
     paths = np.empty((n_draws, n_t), dtype=np.int64)
     lw = np.empty(k)
     w = np.empty(k)
     for d in range(n_draws):
-        # stage_T ~ Pr(stage_T | y_1..y_T); stage_t | stage_{t+1} = s ~ alpha_t[i] P_{t+1}[i, s]
+        # stage_T ~ Pr(stage_T | y_0..y_{T-1}); stage_t | stage_{t+1} = s ~ alpha_t[i] P_{t+1}[i, s]
         s = 0
         for t in range(n_t - 1, -1, -1):
             for i in range(k):

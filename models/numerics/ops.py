@@ -96,12 +96,12 @@ _hmm_logp_op = HMMLogpOp()
 
 
 def hmm_logp(log_init, log_trans, log_lik):
-    """Symbolic ``log p(y_1..y_T)`` of an HMM with the stages marginalised out.
+    """Symbolic ``log p(y_0..y_{T-1})`` of an HMM with the stages marginalised out.
 
     Parameters
     ----------
     log_init : tensor, shape (K,)
-        ``log Pr(stage_1 = k)``.
+        ``log Pr(stage_0 = k)``.
     log_trans : tensor, shape (K, K) or (T-1, K, K)
         Constant: ``log_trans[i, j] = log Pr(stage_t = j | stage_{t-1} = i)``; time-varying:
         ``log_trans[t-1, i, j] = log Pr(stage_t = j | stage_{t-1} = i)``, t = 1..T-1 (days

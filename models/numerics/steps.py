@@ -19,7 +19,7 @@ import numpy as np
 from numba import types
 from numba.extending import overload
 
-__all__ = ["trans_at", "pairs_blank", "pair_add", "pairs_scale"]
+__all__ = ["trans_at", "pairs_blank", "pair_add"]
 
 
 def _time_varying(trans) -> bool:
@@ -44,12 +44,6 @@ def pairs_blank(trans, k):
 def pair_add(acc, t, i, j, value):
     """Add ``value`` to the pair ``(stage_t = i, stage_{t+1} = j)`` of ``acc`` (from
     :func:`pairs_blank`): ``acc[i, j]`` summed over steps, or ``acc[t, i, j]``."""
-    raise NotImplementedError
-
-
-def pairs_scale(acc, trans, k):
-    """``acc`` times the transition probabilities entry by entry, in place: ``acc[i, j] *=
-    P[i, j]`` (constant) or ``acc[t, i, j] *= P_{t+1}[i, j]`` (time-varying)."""
     raise NotImplementedError
 
 
@@ -80,25 +74,5 @@ def _pair_add_impl(acc, t, i, j, value):
 
     def impl_sum(acc, t, i, j, value):
         acc[i, j] += value
-
-    return impl_sum
-
-
-@overload(pairs_scale, inline="always")
-def _pairs_scale_impl(acc, trans, k):
-    if _time_varying(acc):
-
-        def impl(acc, trans, k):
-            for t in range(acc.shape[0]):
-                for i in range(k):
-                    for j in range(k):
-                        acc[t, i, j] *= trans[t, i, j]
-
-        return impl
-
-    def impl_sum(acc, trans, k):
-        for i in range(k):
-            for j in range(k):
-                acc[i, j] *= trans_at(trans, 1, i, j, k)
 
     return impl_sum
