@@ -11,9 +11,10 @@ import itertools
 import numpy as np
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
-from stressflow.models.numerics import compiled, fast, kernels
+from stressflow.models.numerics import kernels
 
 try:  # rootdir on sys.path (python -m pytest, or tests/ as a package)
+    from tests.kernel_problems import random_log_trans, random_problem, sequential_mask
     from tests.oracles import (
         brute_force,
         brute_force_filtered,
@@ -21,46 +22,13 @@ try:  # rootdir on sys.path (python -m pytest, or tests/ as a package)
         reference_forward_backward,
     )
 except ImportError:  # pytest's default rootdir-less "prepend" import of tests/test_*.py
+    from kernel_problems import random_log_trans, random_problem, sequential_mask
     from oracles import (
         brute_force,
         brute_force_filtered,
         path_log_score,
         reference_forward_backward,
     )
-
-# --------------------------------------------------------------------------------------------
-# parameter builders
-# --------------------------------------------------------------------------------------------
-
-
-def sequential_mask(k):
-    """Stress builds one stage at a time: i->i, i->i+1, i->i-1 and any -> 0 are allowed."""
-    i, j = np.indices((k, k))
-    return (np.abs(i - j) <= 1) | (j == 0)
-
-
-def random_log_trans(k, rng, structure="dense"):
-    mask = np.ones((k, k), bool) if structure == "dense" else sequential_mask(k)
-    w = rng.gamma(1.0, size=(k, k)) * mask
-    with np.errstate(divide="ignore"):
-        return np.log(w / w.sum(axis=1, keepdims=True))
-
-
-def random_log_init(k, rng, structure="dense"):
-    w = rng.gamma(1.0, size=k)
-    if structure == "sequential" and k > 2:
-        w[2:] = 0.0  # stress starts in one of the first two stages
-    with np.errstate(divide="ignore"):
-        return np.log(w / w.sum())
-
-
-def random_problem(k, n_t, seed, structure="dense", scale=2.0):
-    rng = np.random.default_rng(seed)
-    li = random_log_init(k, rng, structure)
-    lt = random_log_trans(k, rng, structure)
-    ll = rng.normal(scale=scale, size=(n_t, k))
-    return li, lt, ll
-
 
 SHAPES = [(2, 1), (2, 6), (3, 5), (4, 6)]
 STRUCTURES = ["dense", "sequential"]
@@ -393,221 +361,3 @@ def test_missing_days_propagate_filter(structure):
     for t in range(n_t):
         assert_allclose(smoothed0[t], prior, rtol=0, atol=1e-12)
         prior = prior @ p
-
-
-# --------------------------------------------------------------------------------------------
-# 6. forward-filtering backward-sampling
-# --------------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def ffbs_problem():
-    k, n_t, n_paths = 4, 30, 20_000
-    li, lt, ll = random_problem(k, n_t, 31, "sequential", scale=1.5)
-    paths = kernels.sample_paths(li, lt, ll, n_paths, np.random.default_rng(42))
-    return li, lt, ll, paths
-
-
-def test_ffbs_marginals_and_transitions(ffbs_problem):
-    li, lt, ll, paths = ffbs_problem
-    n_paths, n_t = paths.shape
-    k = li.shape[0]
-    assert paths.dtype == np.int64
-    assert paths.min() >= 0 and paths.max() < k
-
-    smoothed, xi, _, _ = kernels.smooth(li, lt, ll)
-    _, ref_smoothed, _, ref_xi = reference_forward_backward(li, lt, ll)
-    assert_allclose(smoothed, ref_smoothed, atol=1e-12)
-    assert_allclose(xi, ref_xi, atol=1e-12)
-    assert (smoothed > 0.05).sum() > 2 * n_t  # the posterior is not degenerate
-
-    # marginals: binomial standard errors, floored at one count
-    emp = (paths[:, :, None] == np.arange(k)).mean(axis=0)
-    se = np.sqrt(np.maximum(smoothed * (1 - smoothed), 1.0 / n_paths) / n_paths)
-    assert np.all(np.abs(emp - smoothed) <= 5 * se)
-
-    # pairwise transition counts per path; standard error from their sample variance
-    pair = paths[:, :-1] * k + paths[:, 1:]
-    counts = (pair[:, :, None] == np.arange(k * k)).sum(axis=1).reshape(n_paths, k, k)
-    emp_xi = counts.mean(axis=0)
-    se_xi = np.sqrt((counts.var(axis=0) + 1.0 / n_paths) / n_paths)
-    assert np.all(np.abs(emp_xi - xi) <= 5 * se_xi)
-
-    # forbidden moves and impossible initial stages never appear
-    assert np.all(np.isfinite(lt[paths[:, :-1], paths[:, 1:]]))
-    assert np.all(np.isfinite(li[paths[:, 0]]))
-
-
-def test_ffbs_joint_path_distribution():
-    """On a small problem the frequency of every whole path matches its exact posterior."""
-    k, n_t, n_paths = 3, 4, 20_000
-    li, lt, ll = random_problem(k, n_t, 77, "sequential", scale=1.0)
-    bf = brute_force(li, lt, ll)
-    paths = kernels.sample_paths(li, lt, ll, n_paths, np.random.default_rng(3))
-    codes = paths @ (k ** np.arange(n_t)[::-1])
-    emp = np.bincount(codes, minlength=k**n_t) / n_paths
-    all_paths = np.array(list(itertools.product(range(k), repeat=n_t)))
-    with np.errstate(invalid="ignore"):
-        prob = np.exp(
-            np.array([path_log_score(li, lt, ll, p) for p in all_paths]) - bf.log_marginal
-        )
-    assert_allclose(prob.sum(), 1.0, atol=1e-12)
-    assert (prob > 0.01).sum() >= 10  # several paths carry real mass
-    se = np.sqrt(np.maximum(prob * (1 - prob), 1.0 / n_paths) / n_paths)
-    assert np.all(np.abs(emp - prob) <= 5 * se)
-    assert np.all(emp[prob == 0] == 0)
-
-
-def test_ffbs_reproducible(ffbs_problem):
-    li, lt, ll, paths = ffbs_problem
-    again = kernels.sample_paths(li, lt, ll, paths.shape[0], np.random.default_rng(42))
-    assert_array_equal(again, paths)
-    other = kernels.sample_paths(li, lt, ll, 200, np.random.default_rng(43))
-    assert not np.array_equal(other, paths[:200])
-
-
-# --------------------------------------------------------------------------------------------
-# 8. compiled specialisations and the vectorised exp
-# --------------------------------------------------------------------------------------------
-
-
-def forward_fast(li, lt, ll):
-    """The fast forward pass alone (K-tuple specialisation), see ``fast.forward_fast``."""
-    zero, zero2, vec = fast.specialise(li.shape[0])
-    trans, ok = fast.transitions(lt, zero2, vec)
-    assert ok
-    return fast.forward_fast(li, trans, ll, zero, vec)
-
-
-def _array_specialisation(k):
-    from stressflow.models.numerics.vecmath import vector_flag
-
-    return np.zeros(k), np.zeros(k * k), vector_flag()
-
-
-@pytest.mark.parametrize("k", [2, 3, 4, 5])
-@pytest.mark.parametrize("structure", STRUCTURES)
-def test_tuple_and_array_specialisations_agree(k, structure):
-    """The K-tuple specialisation (Python callers, static-K graphs) and the array one (graphs
-    whose K is known only at run time) run the same code: same numbers."""
-    li, lt, ll = random_problem(k, 3000, 40 + k, structure, scale=4.0)
-    by_tuple = compiled.logp_and_grad(li, lt, ll, *fast.specialise(k))
-    by_array = compiled.logp_and_grad(li, lt, ll, *_array_specialisation(k))
-    for a, b in zip(by_tuple, by_array, strict=True):
-        assert_allclose(a, b, rtol=1e-13, atol=1e-15)
-    ref_filtered, ref_smoothed, ref_log_norm, ref_xi = reference_forward_backward(li, lt, ll)
-    assert_allclose(by_tuple[0], ref_log_norm.sum(), rtol=1e-11)
-    assert_allclose(by_tuple[3], ref_smoothed, rtol=0, atol=1e-10)
-    assert_allclose(by_tuple[2], ref_xi, rtol=1e-9, atol=1e-9)
-
-
-def test_fast_path_is_taken_and_rescales_on_long_series():
-    """A typical long series runs the linear-space path (the log-space path is ~10x slower)
-    through many rescalings of the forward message, and matches the log-space oracle."""
-    li, lt, ll = random_problem(4, 10_000, 77, "dense", scale=3.0)
-    alpha, _, shift, ratio, logp, ok = forward_fast(li, lt, ll)
-    assert ok
-    # the unnormalised forward message shrinks below 1e-20 many times over 10,000 days
-    assert np.log(ratio).sum() < 20 * np.log(1e-20)
-    _, ref_smoothed, ref_log_norm, _ = reference_forward_backward(li, lt, ll)
-    assert_allclose(logp, ref_log_norm.sum(), rtol=1e-11)
-    assert_allclose(shift + np.log(ratio), ref_log_norm, rtol=1e-9, atol=1e-9)
-    assert_allclose(kernels.smooth(li, lt, ll)[0], ref_smoothed, rtol=0, atol=1e-9)
-
-
-def test_smooth_many_matches_smooth_per_draw():
-    rng = np.random.default_rng(8)
-    n_draws, n_t, k = 5, 300, 4
-    li = np.full(k, -np.log(k))
-    lt = np.stack([random_log_trans(k, rng, s) for s in ["dense", "sequential"] * 2 + ["dense"]])
-    ll = rng.normal(scale=2.0, size=(n_draws, n_t, k))
-    smoothed, filtered, log_norm = kernels.smooth_many(li, lt, ll)
-    no_norm = kernels.smooth_many(li, lt, ll, log_norm=False)
-    assert no_norm[2].shape == (n_draws, 0)
-    for s in range(n_draws):
-        one = kernels.smooth(li, lt[s], ll[s])
-        assert_array_equal(smoothed[s], one[0])
-        assert_array_equal(filtered[s], one[2])
-        assert_array_equal(log_norm[s], one[3])
-        assert_array_equal(no_norm[0][s], one[0])
-    with pytest.raises(ValueError, match="log_trans"):
-        kernels.smooth_many(li, lt[:2], ll)
-
-
-def test_public_kernels_reject_mismatched_shapes():
-    li, lt, ll = random_problem(3, 10, 1)
-    with pytest.raises(ValueError, match="shapes"):
-        kernels.logp_and_grad(li, lt, ll[:, :2])
-    with pytest.raises(ValueError, match="T = 0"):
-        kernels.smooth(li, lt, ll[:0])
-
-
-def _exp_values():
-    rng = np.random.default_rng(3)
-    special = [-np.inf, np.inf, np.nan, 0.0, -0.0, 1e-310, -745.2, -708.4, 709.7, 1.0]
-    return np.concatenate([rng.uniform(-740.0, 705.0, 20_003), special])
-
-
-def _libmvec_expected():
-    import platform
-    import sys
-
-    from llvmlite import binding
-
-    features = binding.get_host_cpu_features()
-    return (sys.platform.startswith("linux") and platform.machine() == "x86_64"
-            and bool(features.get("avx2")) and bool(features.get("fma")))
-
-
-def test_vector_maths_is_loaded_where_it_can_be():
-    from stressflow.models.numerics import vecmath
-
-    if not _libmvec_expected():
-        pytest.skip("libmvec's AVX2 exp needs x86_64 Linux with AVX2 and FMA")
-    assert vecmath.load_vector_math()
-    assert vecmath.vector_flag() == (0,)
-
-
-@pytest.mark.parametrize("vectorised", [True, False])
-def test_vector_exp_matches_numpy(vectorised):
-    """exp_inplace (libmvec's AVX2 exp, or the scalar loop) is within 4 ulp of numpy's exp,
-    with IEEE special values, for lengths that are and are not multiples of the vector
-    width."""
-    from numba import njit
-    from stressflow.models.numerics.vecmath import exp_inplace, vector_flag
-
-    flag = vector_flag() if vectorised else ()
-    if vectorised and flag == ():
-        pytest.skip("libmvec is not usable on this machine (the scalar loop is tested)")
-
-    @njit
-    def run(x, flag):
-        y = x.copy()
-        exp_inplace(y, flag)
-        return y
-
-    x = _exp_values()
-    for n in (x.size, x.size - 1, 3, 1):
-        got, want = run(x[-n:], flag), np.exp(x[-n:])
-        assert_array_equal(np.isnan(got), np.isnan(want))
-        ok = ~np.isnan(want)
-        assert_allclose(got[ok], want[ok], rtol=4 * np.finfo(float).eps, atol=0)
-    grid = run(x[:20_000].reshape(-1, 4), flag)  # 2-d C-contiguous input
-    assert_allclose(grid.ravel(), np.exp(x[:20_000]), rtol=4 * np.finfo(float).eps, atol=0)
-
-
-def test_subnormal_forward_message_falls_back_to_log_space():
-    """The unnormalised forward message may not pass through subnormal floats: here a sharp
-    drop of the one-step normaliser would leave it at ~1e-320 with ~3 significant digits while
-    the filtered probabilities still look fine; the fast path must hand over to the log-space
-    path (found in review: the fast path returned -742.0422 instead of -742.0)."""
-    li = np.log([0.5, 0.5])
-    lt = np.log(np.array([[1 - 1e-200, 1e-200], [1e-200, 1 - 1e-200]]))
-    ll = np.array([[0.0, -50.0], [0.0, -50.0], [-45.0, 0.0], [-697.0, 0.0], [0.0, -700.0]])
-    bf = brute_force(li, lt, ll)
-    assert not forward_fast(li, lt, ll)[-1]
-    assert_allclose(kernels.log_marginal(li, lt, ll), bf.log_marginal, rtol=1e-13)
-    logp, g_init, g_trans, g_lik = kernels.logp_and_grad(li, lt, ll)
-    assert_allclose(logp, bf.log_marginal, rtol=1e-13)
-    assert_allclose(g_lik, bf.smoothed, rtol=0, atol=1e-12)
-    assert_allclose(g_trans, bf.expected_transitions, rtol=0, atol=1e-12)

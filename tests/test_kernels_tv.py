@@ -16,6 +16,7 @@ from numpy.testing import assert_allclose, assert_array_equal
 from stressflow.models.numerics import compiled, fast, kernels, logspace
 
 try:  # rootdir on sys.path (python -m pytest, or tests/ as a package)
+    from tests.kernel_problems import sequential_mask
     from tests.oracles import (
         brute_force,
         brute_force_filtered,
@@ -24,6 +25,7 @@ try:  # rootdir on sys.path (python -m pytest, or tests/ as a package)
         reference_forward_backward,
     )
 except ImportError:  # pytest's default rootdir-less "prepend" import of tests/test_*.py
+    from kernel_problems import sequential_mask
     from oracles import (
         brute_force,
         brute_force_filtered,
@@ -36,8 +38,7 @@ except ImportError:  # pytest's default rootdir-less "prepend" import of tests/t
 def random_steps(k, n_steps, rng, structure="dense"):
     """``(n_steps, K, K)`` log transition matrices, each row a log-probability vector; the
     sequential structure forbids (``-inf``) all moves but i->i, i->i+1, i->i-1 and any->0."""
-    i, j = np.indices((k, k))
-    mask = np.ones((k, k), bool) if structure == "dense" else (np.abs(i - j) <= 1) | (j == 0)
+    mask = np.ones((k, k), bool) if structure == "dense" else sequential_mask(k)
     w = rng.gamma(0.7, size=(n_steps, k, k)) * mask
     with np.errstate(divide="ignore"):
         return np.log(w / w.sum(axis=2, keepdims=True))

@@ -1,5 +1,5 @@
-"""Tests for the PyTensor Op ``stressflow.models.numerics.ops.hmm_logp`` (Python, numba and PyMC
-use)."""
+"""Tests for the PyTensor Op ``stressflow.models.numerics.ops.hmm_logp``: Python, numba and
+PyMC use, with a constant ``log_trans[K, K]`` and a time-varying ``log_trans[T-1, K, K]``."""
 
 from __future__ import annotations
 

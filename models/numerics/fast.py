@@ -16,7 +16,7 @@ import numpy as np
 from numba import njit, types
 from numba.cpython.unsafe.tuple import tuple_setitem
 from numba.extending import overload
-from stressflow.models.numerics.steps import trans_at
+from stressflow.models.numerics.steps import is_time_varying, trans_at
 from stressflow.models.numerics.vecmath import exp_inplace, vector_flag
 
 __all__ = ["specialise", "transitions", "forward_fast", "backward_fast", "log_norm_from"]
@@ -100,7 +100,7 @@ def _setitem_impl(vec, i, value):
 
 @overload(_exp_table, inline="always")
 def _exp_table_impl(log_trans, zero2, vec):
-    if _time_varying(log_trans):
+    if is_time_varying(log_trans):
 
         def impl(log_trans, zero2, vec):
             table = log_trans.copy()  # C-contiguous
@@ -111,20 +111,16 @@ def _exp_table_impl(log_trans, zero2, vec):
     return lambda log_trans, zero2, vec: _flat(np.exp(log_trans), zero2)
 
 
-def _time_varying(trans) -> bool:
-    return isinstance(trans, types.Array) and trans.ndim == 3
-
-
 @overload(_pairs_out, inline="always")
 def _pairs_out_impl(trans, k):
-    if _time_varying(trans):
+    if is_time_varying(trans):
         return lambda trans, k: trans
     return lambda trans, k: np.zeros((k, k))
 
 
 @overload(_pair_put, inline="always")
 def _pair_put_impl(acc, t, i, j, value):
-    if _time_varying(acc):
+    if is_time_varying(acc):
 
         def impl(acc, t, i, j, value):
             acc[t, i, j] *= value
@@ -139,7 +135,7 @@ def _pair_put_impl(acc, t, i, j, value):
 
 @overload(_pairs_finish, inline="always")
 def _pairs_finish_impl(acc, trans, k):
-    if _time_varying(trans):
+    if is_time_varying(trans):
         return lambda acc, trans, k: None
 
     def impl(acc, trans, k):

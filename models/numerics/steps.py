@@ -19,10 +19,10 @@ import numpy as np
 from numba import types
 from numba.extending import overload
 
-__all__ = ["trans_at", "pairs_blank", "pair_add"]
+__all__ = ["is_time_varying", "trans_at", "pairs_blank", "pair_add"]
 
 
-def _time_varying(trans) -> bool:
+def is_time_varying(trans) -> bool:
     """Whether the numba type ``trans`` is a per-step ``(T-1, K, K)`` array."""
     return isinstance(trans, types.Array) and trans.ndim == 3
 
@@ -49,7 +49,7 @@ def pair_add(acc, t, i, j, value):
 
 @overload(trans_at, inline="always")
 def _trans_at_impl(trans, day, i, j, k):
-    if _time_varying(trans):
+    if is_time_varying(trans):
         return lambda trans, day, i, j, k: trans[day - 1, i, j]
     if isinstance(trans, types.Array) and trans.ndim == 2:
         return lambda trans, day, i, j, k: trans[i, j]
@@ -58,14 +58,14 @@ def _trans_at_impl(trans, day, i, j, k):
 
 @overload(pairs_blank, inline="always")
 def _pairs_blank_impl(trans, k):
-    if _time_varying(trans):
+    if is_time_varying(trans):
         return lambda trans, k: np.zeros((trans.shape[0], k, k))
     return lambda trans, k: np.zeros((k, k))
 
 
 @overload(pair_add, inline="always")
 def _pair_add_impl(acc, t, i, j, value):
-    if _time_varying(acc):
+    if is_time_varying(acc):
 
         def impl(acc, t, i, j, value):
             acc[t, i, j] += value
