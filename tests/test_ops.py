@@ -1,5 +1,5 @@
-"""Tests for the PyTensor Op ``stressflow.models.numerics.ops.hmm_logp``: Python, numba and
-PyMC use, with a constant ``log_trans[K, K]`` and a time-varying ``log_trans[T-1, K, K]``."""
+"""Tests for the PyTensor Op ``stressflow.models.numerics.ops.hmm_logp`` with a constant
+``log_trans[K, K]``: Python, numba and PyMC use (time-varying: ``tests/test_ops_tv.py``)."""
 
 from __future__ import annotations
 
@@ -11,13 +11,15 @@ import pytensor
 import pytensor.tensor as pt
 import pytest
 from numpy.testing import assert_allclose
-from pytensor.compile.mode import Mode
 from pytensor.gradient import verify_grad
 from pytensor.graph.traversal import io_toposort
 from stressflow.models.numerics import kernels
 from stressflow.models.numerics.ops import HMMLogpOp, hmm_logp
 
-PY_MODE = Mode(linker="py", optimizer="fast_run")  # runs HMMLogpOp.perform
+try:  # rootdir on sys.path (python -m pytest, or tests/ as a package)
+    from tests.pymc_checks import PY_MODE, fd_check
+except ImportError:  # pytest's default rootdir-less "prepend" import of tests/test_*.py
+    from pymc_checks import PY_MODE, fd_check
 
 
 def random_inputs(k, n_t, seed):
@@ -231,30 +233,9 @@ def pymc_fns(pymc_model):
     return pymc_model.compile_logp(mode=PY_MODE), pymc_model.compile_dlogp(mode=PY_MODE)
 
 
-def _fd_check(model, fns, point, h=1e-6):
-    logp_fn, dlogp_fn = fns
-    logp0 = logp_fn(point)
-    grad = dlogp_fn(point)
-    assert np.isfinite(logp0) and np.all(np.isfinite(grad))
-    fd = []
-    for v in model.value_vars:  # compile_dlogp concatenates the gradients in this order
-        base = np.asarray(point[v.name], dtype=float)
-        for idx in np.ndindex(base.shape):
-            up, down = dict(point), dict(point)
-            up[v.name] = base.copy()
-            up[v.name][idx] += h
-            down[v.name] = base.copy()
-            down[v.name][idx] -= h
-            fd.append((logp_fn(up) - logp_fn(down)) / (2 * h))
-    fd = np.array(fd)
-    assert grad.shape == fd.shape
-    assert_allclose(grad, fd, rtol=1e-5, atol=1e-5)
-    return logp0, grad
-
-
 def test_pymc_logp_and_dlogp_at_initial_point(pymc_model, pymc_fns):
     point = pymc_model.initial_point()
-    _, grad = _fd_check(pymc_model, pymc_fns, point)
+    _, grad = fd_check(pymc_model, pymc_fns, point)
     assert np.any(grad != 0)
     pot = _compile_on_values(pymc_model, pymc_model.potentials[0])
     assert np.isfinite(pot(point)) and pot(point) < 0
@@ -264,7 +245,7 @@ def test_pymc_logp_and_dlogp_at_random_point(pymc_model, pymc_fns):
     rng = np.random.default_rng(9)
     start = pymc_model.initial_point()
     point = {k: v + rng.normal(scale=0.5, size=np.shape(v)) for k, v in start.items()}
-    _fd_check(pymc_model, pymc_fns, point)
+    fd_check(pymc_model, pymc_fns, point)
 
 
 def test_pymc_default_mode_dlogp_matches_python_mode(pymc_model, pymc_fns):
@@ -316,97 +297,3 @@ def test_static_and_dynamic_stage_count_give_the_same_numba_graph_result():
     keys = {_cache_key(3, 1, 2), _cache_key(4, 1, 2), _cache_key(-1, 1, 2), _cache_key(4, 0, 2),
             _cache_key(4, 1, 3)}
     assert len(keys) == 5
-
-
-# --------------------------------------------------------------------------------------------
-# 10. time-varying log_trans, shape (T-1, K, K)
-# --------------------------------------------------------------------------------------------
-
-
-def tv_inputs(k, n_t, seed):
-    """Inputs with one log transition matrix per step (entry t-1: the move into day t)."""
-    rng = np.random.default_rng(seed)
-    li = np.log(rng.dirichlet(np.ones(k)))
-    lt = np.log(rng.dirichlet(np.ones(k), size=(n_t - 1, k)))
-    ll = rng.normal(scale=2.0, size=(n_t, k))
-    return li, lt, ll
-
-
-@pytest.fixture(scope="module")
-def symbolic_tv():
-    li, lt, ll = pt.vector("li"), pt.tensor3("lt"), pt.matrix("ll")
-    logp = hmm_logp(li, lt, ll)
-    return [li, lt, ll], [logp, *pytensor.grad(logp, [li, lt, ll])]
-
-
-def test_time_varying_value_and_grad_match_kernel(symbolic_tv):
-    li, lt, ll = tv_inputs(3, 8, 0)
-    k_out = kernels.logp_and_grad(li, lt, ll)
-    assert k_out[2].shape == (7, 3, 3)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("error", message=".*object mode.*")
-        fns = {mode: compile_fn(symbolic_tv, mode) for mode in (PY_MODE, "NUMBA")}
-    for fn in fns.values():
-        out = fn(li, lt, ll)
-        assert out[2].shape == lt.shape
-        for got, want in zip(out, k_out, strict=True):
-            assert_allclose(got, want, rtol=1e-13, atol=1e-15)
-    # a wrongly sized time axis is refused by both backends
-    for fn in fns.values():
-        with pytest.raises(ValueError):
-            fn(li, lt[1:], ll)
-
-
-@pytest.mark.parametrize("seed", [0, 1])
-def test_time_varying_verify_grad(seed):
-    li, lt, ll = tv_inputs(3, 6, seed)
-    verify_grad(
-        hmm_logp,
-        [li, lt, ll],
-        rng=np.random.default_rng(200 + seed),
-        n_tests=3,
-        mode=PY_MODE,
-        abs_tol=1e-6,
-        rel_tol=1e-6,
-    )
-
-
-def test_time_varying_numba_static_and_dynamic_stage_count():
-    """Static K (the K-tuple specialisation) and run-time K (the array one), ndim 3: same
-    numbers as the kernel; the cache key differs from the constant case's."""
-    from stressflow.models.numerics.ops import _cache_key
-
-    li_v, lt_v, ll_v = tv_inputs(4, 300, 9)
-    k_out = kernels.logp_and_grad(li_v, lt_v, ll_v)
-    for static in (True, False):
-        li = pt.tensor("li", shape=(4 if static else None,))
-        lt = pt.tensor("lt", shape=(None, 4, 4) if static else (None, None, None))
-        ll = pt.tensor("ll", shape=(None, 4) if static else (None, None))
-        logp = hmm_logp(li, lt, ll)
-        fn = pytensor.function([li, lt, ll], [logp, *pytensor.grad(logp, [li, lt, ll])],
-                               mode="NUMBA")
-        for got, want in zip(fn(li_v, lt_v, ll_v), k_out, strict=True):
-            assert_allclose(got, want, rtol=1e-13, atol=1e-15)
-    assert _cache_key(4, 1, 3) != _cache_key(4, 1, 2)
-
-
-def test_time_varying_pymc_model_default_mode():
-    """A PyMC model whose transition matrix moves with a covariate (logit link): the default
-    (numba) mode's gradient equals the Python linker's, which matches finite differences."""
-    rng = np.random.default_rng(12)
-    k, n_t = 2, 30
-    x = np.sin(np.arange(n_t - 1) / 4.0)  # covariate of the move into day t = 1..T-1
-    y = rng.normal(np.where(np.arange(n_t) % 10 < 5, -1.0, 1.0), 1.0)
-    with pm.Model() as model:
-        base = pm.Normal("base", 0.0, 1.0, shape=(k, k))
-        slope = pm.Normal("slope", 0.0, 1.0, shape=(k, k))
-        logits = base[None] + slope[None] * x[:, None, None]
-        log_trans = logits - pt.logsumexp(logits, axis=2, keepdims=True)
-        mu = pm.Normal("mu", np.array([-1.0, 1.0]), 1.0)
-        log_lik = pm.logp(pm.Normal.dist(mu[None, :], 1.0), y[:, None])
-        pm.Potential("hmm", hmm_logp(np.full(k, -np.log(k)), log_trans, log_lik))
-    fns = (model.compile_logp(mode=PY_MODE), model.compile_dlogp(mode=PY_MODE))
-    point = {name: v + rng.normal(scale=0.3, size=np.shape(v))
-             for name, v in model.initial_point().items()}
-    _, grad = _fd_check(model, fns, point)
-    assert_allclose(model.compile_dlogp()(point), grad, rtol=1e-10, atol=1e-12)
