@@ -3,10 +3,11 @@
 The gradient of the marginal log-likelihood is the hot path of every NUTS step. This script
 times, on the same simulated 4-stage data and in one run:
 
-- ``stressflow``: the forward-backward Op (``stressflow.models.numerics.ops.hmm_logp``) inside the
-full
-  PyMC model, compiled by nutpie's numba backend (what ``fit`` samples);
-- ``stressflow kernel``: the numba kernel alone (``kernels.logp_and_grad``);
+- ``stressflow``: the forward-backward Op (``stressflow.models.numerics.ops.hmm_logp``) inside
+  the full PyMC model, compiled by nutpie's numba backend (what ``fit`` samples);
+- ``stressflow kernel``: the numba kernel alone (``kernels.logp_and_grad``), constant P;
+- ``kernel, time-varying P``: the same kernel with one transition matrix per step,
+  ``log_trans[T-1, K, K]`` (the constant matrix with per-step noise, rows renormalised);
 - ``pytensor scan``: the same model with a normalised log-space forward pass written as a
   PyTensor ``scan`` and differentiated by PyTensor (the usual way to write an HMM in PyMC),
   compiled to numba as well;
@@ -17,8 +18,9 @@ Usage::
 
     .venv/bin/python bench/bench_loglik.py [--sizes 1000 5000 20000 50000] [--out FILE]
 
-It prints a Markdown table (milliseconds per evaluation, ratio to stressflow) and writes it
-to ``bench/results/loglik.md`` unless ``--out`` says otherwise.
+It prints a Markdown table (milliseconds per evaluation, ratio to stressflow, and the ratio of
+the time-varying kernel to the constant one) and writes it to ``bench/results/loglik.md``
+unless ``--out`` says otherwise.
 """
 
 from __future__ import annotations
@@ -65,6 +67,10 @@ def bench(sizes) -> pd.DataFrame:
         li = np.full(K, -np.log(K))
         lt = np.log(np.full((K, K), 0.01) + np.eye(K) * 0.96)
         row["stressflow kernel"] = time_call(lambda a: kernels.logp_and_grad(*a), (li, lt, ll))
+        lt_tv = lt + rng.normal(scale=0.1, size=(n_t - 1, K, K))
+        lt_tv -= np.logaddexp.reduce(lt_tv, axis=2, keepdims=True)
+        row["kernel, time-varying P"] = time_call(lambda a: kernels.logp_and_grad(*a),
+                                                  (li, lt_tv, ll))
         try:
             fn, x = nutpie_logp(scan_model(features))
             row["pytensor scan"] = time_call(fn, x)
@@ -85,6 +91,8 @@ def bench(sizes) -> pd.DataFrame:
     table = pd.DataFrame(rows).set_index("T")
     for col in ["pytensor scan", "hmmlearn (no gradient)"]:
         table[f"{col} / stressflow"] = table[col] / table["stressflow"]
+    table["time-varying / constant kernel"] = (table["kernel, time-varying P"]
+                                               / table["stressflow kernel"])
     return table
 
 

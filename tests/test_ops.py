@@ -1,5 +1,5 @@
-"""Tests for the PyTensor Op ``stressflow.models.numerics.ops.hmm_logp`` (Python, numba and PyMC
-use)."""
+"""Tests for the PyTensor Op ``stressflow.models.numerics.ops.hmm_logp`` with a constant
+``log_trans[K, K]``: Python, numba and PyMC use (time-varying: ``tests/test_ops_tv.py``)."""
 
 from __future__ import annotations
 
@@ -11,13 +11,15 @@ import pytensor
 import pytensor.tensor as pt
 import pytest
 from numpy.testing import assert_allclose
-from pytensor.compile.mode import Mode
 from pytensor.gradient import verify_grad
 from pytensor.graph.traversal import io_toposort
 from stressflow.models.numerics import kernels
 from stressflow.models.numerics.ops import HMMLogpOp, hmm_logp
 
-PY_MODE = Mode(linker="py", optimizer="fast_run")  # runs HMMLogpOp.perform
+try:  # rootdir on sys.path (python -m pytest, or tests/ as a package)
+    from tests.pymc_checks import PY_MODE, fd_check
+except ImportError:  # pytest's default rootdir-less "prepend" import of tests/test_*.py
+    from pymc_checks import PY_MODE, fd_check
 
 
 def random_inputs(k, n_t, seed):
@@ -231,30 +233,9 @@ def pymc_fns(pymc_model):
     return pymc_model.compile_logp(mode=PY_MODE), pymc_model.compile_dlogp(mode=PY_MODE)
 
 
-def _fd_check(model, fns, point, h=1e-6):
-    logp_fn, dlogp_fn = fns
-    logp0 = logp_fn(point)
-    grad = dlogp_fn(point)
-    assert np.isfinite(logp0) and np.all(np.isfinite(grad))
-    fd = []
-    for v in model.value_vars:  # compile_dlogp concatenates the gradients in this order
-        base = np.asarray(point[v.name], dtype=float)
-        for idx in np.ndindex(base.shape):
-            up, down = dict(point), dict(point)
-            up[v.name] = base.copy()
-            up[v.name][idx] += h
-            down[v.name] = base.copy()
-            down[v.name][idx] -= h
-            fd.append((logp_fn(up) - logp_fn(down)) / (2 * h))
-    fd = np.array(fd)
-    assert grad.shape == fd.shape
-    assert_allclose(grad, fd, rtol=1e-5, atol=1e-5)
-    return logp0, grad
-
-
 def test_pymc_logp_and_dlogp_at_initial_point(pymc_model, pymc_fns):
     point = pymc_model.initial_point()
-    _, grad = _fd_check(pymc_model, pymc_fns, point)
+    _, grad = fd_check(pymc_model, pymc_fns, point)
     assert np.any(grad != 0)
     pot = _compile_on_values(pymc_model, pymc_model.potentials[0])
     assert np.isfinite(pot(point)) and pot(point) < 0
@@ -264,7 +245,7 @@ def test_pymc_logp_and_dlogp_at_random_point(pymc_model, pymc_fns):
     rng = np.random.default_rng(9)
     start = pymc_model.initial_point()
     point = {k: v + rng.normal(scale=0.5, size=np.shape(v)) for k, v in start.items()}
-    _fd_check(pymc_model, pymc_fns, point)
+    fd_check(pymc_model, pymc_fns, point)
 
 
 def test_pymc_default_mode_dlogp_matches_python_mode(pymc_model, pymc_fns):
@@ -313,4 +294,6 @@ def test_static_and_dynamic_stage_count_give_the_same_numba_graph_result():
     for out in outs:
         for got, want in zip(out, k_out, strict=True):
             assert_allclose(got, want, rtol=1e-13, atol=1e-15)
-    assert len({_cache_key(3, 1), _cache_key(4, 1), _cache_key(-1, 1), _cache_key(4, 0)}) == 4
+    keys = {_cache_key(3, 1, 2), _cache_key(4, 1, 2), _cache_key(-1, 1, 2), _cache_key(4, 0, 2),
+            _cache_key(4, 1, 3)}
+    assert len(keys) == 5

@@ -12,8 +12,9 @@ The choice is therefore part of every compiled signature, so numba's cache never
 that calls ``_ZGVdN4v_exp`` to a process that has not loaded it (the JIT resolves the symbol
 from the loaded libraries; an unresolved one would abort). Nothing happens at import.
 
-numba caches the kernels by the timestamp of ``kernels.py``: after editing this module, touch
-``kernels.py`` (or clear its ``__pycache__``) so that they are recompiled.
+numba caches each compiled kernel by the timestamp of its own source file only, not of the
+modules it calls: after editing this module (or ``steps.py``, ``fast.py``, ``logspace.py``),
+clear ``models/numerics/__pycache__`` so that every kernel is recompiled.
 """
 
 from __future__ import annotations
