@@ -5,6 +5,9 @@ times, on the same simulated 4-stage data and in one run:
 
 - ``stressflow``: the forward-backward Op (``stressflow.models.numerics.ops.hmm_logp``) inside
   the full PyMC model, compiled by nutpie's numba backend (what ``fit`` samples);
+- ``stressflow TVTP ladder`` / ``logit``: the same model with covariate-driven transitions
+  (two covariates; ``P_t`` from the ``ladder`` or the multinomial ``logit`` component, so the
+  log density also forms ``log_trans[T-1, K, K]`` and its gradient);
 - ``stressflow kernel``: the numba kernel alone (``kernels.logp_and_grad``), constant P;
 - ``kernel, time-varying P``: the same kernel with one transition matrix per step,
   ``log_trans[T-1, K, K]`` (the constant matrix with per-step noise, rows renormalised);
@@ -35,6 +38,7 @@ import pandas as pd
 from common import D, K, scan_model, simulate
 from stressflow.models.numerics import kernels
 from stressflow.models.pymc_model import build_model
+from stressflow.models.spec import ModelSpec
 
 
 def time_call(fn, x, min_time: float = 1.0) -> float:
@@ -62,6 +66,12 @@ def bench(sizes) -> pd.DataFrame:
         row = {"T": n_t}
         fn, x = nutpie_logp(build_model(features))
         row["stressflow"] = time_call(fn, x)
+        covs = pd.DataFrame(np.random.default_rng(2).normal(size=(n_t, 2)),
+                            index=features.index, columns=["a", "b"])
+        for model_name in ("ladder", "logit"):
+            spec = ModelSpec(transition_model=model_name, transition_covariates=("a", "b"))
+            fn, x = nutpie_logp(build_model(features, spec, covs))
+            row[f"stressflow TVTP {model_name}"] = time_call(fn, x)
         rng = np.random.default_rng(1)
         ll = rng.normal(size=(n_t, K))
         li = np.full(K, -np.log(K))
@@ -93,6 +103,9 @@ def bench(sizes) -> pd.DataFrame:
         table[f"{col} / stressflow"] = table[col] / table["stressflow"]
     table["time-varying / constant kernel"] = (table["kernel, time-varying P"]
                                                / table["stressflow kernel"])
+    for model_name in ("ladder", "logit"):
+        table[f"TVTP {model_name} / stressflow"] = (table[f"stressflow TVTP {model_name}"]
+                                                    / table["stressflow"])
     return table
 
 

@@ -37,7 +37,8 @@ DataError, DataWarning
 from __future__ import annotations
 
 from .bundled import list_datasets, load_dataset
-from .covariates import COVARIATES, compute_covariates, list_covariates
+from .covariate_join import compute_covariates
+from .covariates import COVARIATES, list_covariates
 from .errors import DataError, DataWarning
 from .observables import RETURN_FLOOR
 from .pipeline import GAP_BUSINESS_DAYS, PreparedData, prepare

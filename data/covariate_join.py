@@ -18,8 +18,8 @@ from stressflow.models.dims import TIME
 from .bundled import load_dataset
 from .covariates import CHANGE_ROWS, COVARIATES, CovariateSpec, low_vol_series
 from .errors import DataError
-from .prices import _check_dates, _set_date_index, to_numeric_column
-from .transform import COVARIATE, FeatureTransform
+from .prices import Source, _check_dates, _set_date_index, read_prices, to_numeric_column
+from .transform import COVARIATE, DEFAULT_COVARIATE_MAX_STALE, FeatureTransform
 
 
 @dataclass(frozen=True)
@@ -261,3 +261,47 @@ def window_covariates(
         },
     }
     return WindowCovariates(raw=raw, standardised=standardised, transform=transform, report=report)
+
+
+def compute_covariates(
+    names: Iterable[str],
+    prices: Source,
+    *,
+    covariate_data: pd.DataFrame | pd.Series | None = None,
+    max_stale: int = DEFAULT_COVARIATE_MAX_STALE,
+) -> pd.DataFrame:
+    """Raw transition covariates on the price calendar.
+
+    Parameters
+    ----------
+    names : iterable of str
+        Registered covariate names (:data:`COVARIATES`) and/or user column names.
+    prices : str, path-like or pandas.DataFrame
+        Daily prices as accepted by :func:`~stressflow.data.read_prices` (never modified);
+        their dates are the calendar, and user columns may be among their columns.
+    covariate_data : pandas.DataFrame or named Series, optional
+        Date-indexed (or with a ``date`` column) source columns: user covariates and/or the
+        source columns of registered ones (e.g. ``hy_oas_pct``). Never modified.
+    max_stale : int, default 5
+        Most trading rows a value is carried forward past its observation.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Index = the price dates (``"date"``), columns = ``names`` (axis named
+        ``"covariate"``), raw values (formulas in the module docstring); NaN where a
+        covariate has no value (before its series starts, warm-up, past ``max_stale``).
+
+    Raises
+    ------
+    DataError
+        Unknown name; a source column missing, ambiguous (in both frames), non-numeric or
+        infinite (the message names column and date); VIX <= 0; bad ``covariate_data`` dates.
+    """
+    table = covariate_table(
+        check_names(names),
+        read_prices(prices),
+        read_covariate_data(covariate_data),
+        check_max_stale(max_stale),
+    )
+    return table.values.copy()

@@ -71,7 +71,8 @@ Alignment and treatments (all causal: the value on row :math:`t` uses observatio
   observation have no value.
 * **No value.** Before a series starts, during a warm-up (``d_*``: 5 rows; ``low_vol``: 756
   rows at least) or beyond the staleness limit (e.g. ``ted`` after 2017-10-30) a covariate has
-  no value (NaN in :func:`compute_covariates`). :func:`~stressflow.data.prepare` raises
+  no value (NaN in :func:`~stressflow.data.compute_covariates`). :func:`~stressflow.data.prepare`
+  raises
   :class:`~stressflow.data.DataError` if that happens inside the fit window, naming the
   covariate, the first uncovered date and the dates the series covers: a transition needs a
   value every day, and no value is invented.
@@ -87,14 +88,11 @@ date it by publication, and raise ``max_stale`` to cover a month, e.g. 25 rows).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 import pandas as pd
 
 from .observables import compute_observables
-from .prices import Source, read_prices
-from .transform import DEFAULT_COVARIATE_MAX_STALE
 
 __all__ = [
     "CHANGE_ROWS",
@@ -102,7 +100,6 @@ __all__ = [
     "LOW_VOL_MEAN_WINDOW",
     "LOW_VOL_TREND_WINDOW",
     "CovariateSpec",
-    "compute_covariates",
     "list_covariates",
 ]
 
@@ -215,54 +212,3 @@ def low_vol_series(prices: pd.DataFrame) -> pd.Series:
     trend = v.rolling(LOW_VOL_TREND_WINDOW, min_periods=LOW_VOL_TREND_WINDOW // 2).mean()
     mean_dev = (v - trend).rolling(LOW_VOL_MEAN_WINDOW, min_periods=LOW_VOL_MEAN_WINDOW // 2)
     return -mean_dev.mean()
-
-
-def compute_covariates(
-    names: Iterable[str],
-    prices: Source,
-    *,
-    covariate_data: pd.DataFrame | pd.Series | None = None,
-    max_stale: int = DEFAULT_COVARIATE_MAX_STALE,
-) -> pd.DataFrame:
-    """Raw transition covariates on the price calendar.
-
-    Parameters
-    ----------
-    names : iterable of str
-        Registered covariate names (:data:`COVARIATES`) and/or user column names.
-    prices : str, path-like or pandas.DataFrame
-        Daily prices as accepted by :func:`~stressflow.data.read_prices` (never modified);
-        their dates are the calendar, and user columns may be among their columns.
-    covariate_data : pandas.DataFrame or named Series, optional
-        Date-indexed (or with a ``date`` column) source columns: user covariates and/or the
-        source columns of registered ones (e.g. ``hy_oas_pct``). Never modified.
-    max_stale : int, default 5
-        Most trading rows a value is carried forward past its observation.
-
-    Returns
-    -------
-    pandas.DataFrame
-        Index = the price dates (``"date"``), columns = ``names`` (axis named
-        ``"covariate"``), raw values (formulas in the module docstring); NaN where a
-        covariate has no value (before its series starts, warm-up, past ``max_stale``).
-
-    Raises
-    ------
-    DataError
-        Unknown name; a source column missing, ambiguous (in both frames), non-numeric or
-        infinite (the message names column and date); VIX <= 0; bad ``covariate_data`` dates.
-    """
-    from .covariate_join import (  # deferred: covariate_join builds on this module
-        check_max_stale,
-        check_names,
-        covariate_table,
-        read_covariate_data,
-    )
-
-    table = covariate_table(
-        check_names(names),
-        read_prices(prices),
-        read_covariate_data(covariate_data),
-        check_max_stale(max_stale),
-    )
-    return table.values.copy()

@@ -49,7 +49,17 @@ class ModelSpec:
         Names of the standardised covariates that drive P_t (required by, and only allowed
         with, a time-varying ``transition_model``).
     stickiness : float
-        Extra Dirichlet concentration on the diagonal of P (>= 0).
+        Extra Dirichlet concentration on the diagonal of P (>= 0), the same for every stage
+        (used when ``stage_durations`` is not given).
+    stage_durations : tuple of float, optional
+        Prior expected duration of each stage in trading days (> 1), e.g. forced flow days to
+        weeks, fragile hundreds of days. Row k of P then has the Dirichlet concentration
+        ``1 + duration_strength (1 - 1/d_k)`` on the diagonal and ``1 + duration_strength /
+        (d_k m_k)`` on each of its ``m_k`` allowed moves, i.e. ``duration_strength``
+        pseudo-transitions whose stay share is ``1 - 1/d_k`` (the prior mode of P[k, k] is
+        then ``1 - 1/d_k``).
+    duration_strength : float
+        Number of pseudo-transitions per row behind ``stage_durations`` (> 0).
     order_feature : str
         Observable whose stage means are ordered to identify the labels.
     mu_prior_sd : float
@@ -67,6 +77,8 @@ class ModelSpec:
     transition_model: Literal["constant", "logit", "ladder"] = "constant"
     transition_covariates: tuple[str, ...] = ()
     tvtp_prior_sd: float = 1.0
+    stage_durations: tuple[float, ...] | None = None
+    duration_strength: float = 100.0
 
     def __post_init__(self):
         object.__setattr__(self, "transition_covariates",
@@ -77,7 +89,14 @@ class ModelSpec:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
         if not (math.isfinite(self.stickiness) and self.stickiness >= 0):
             raise ValueError(f"stickiness must be a finite number >= 0, got {self.stickiness!r}")
-        for name in ("mu_prior_sd", "tvtp_prior_sd"):
+        if self.stage_durations is not None:
+            durations = tuple(float(d) for d in self.stage_durations)
+            object.__setattr__(self, "stage_durations", durations)
+            if len(durations) != self.n_stages or not all(
+                    math.isfinite(d) and d > 1 for d in durations):
+                raise ValueError(f"stage_durations must be {self.n_stages} finite durations > 1 "
+                                 f"(trading days), got {self.stage_durations!r}")
+        for name in ("mu_prior_sd", "tvtp_prior_sd", "duration_strength"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be > 0, got {value!r}")
@@ -108,6 +127,8 @@ class ModelSpec:
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["transition_covariates"] = list(self.transition_covariates)
+        if self.stage_durations is not None:
+            out["stage_durations"] = list(self.stage_durations)
         return out
 
     @classmethod

@@ -1,5 +1,7 @@
 """Transition components: ``log Pr(stage_t = j | stage_{t-1} = i)``, constant or covariate-driven.
 
+The prior expected duration of each stage is set by the Dirichlet concentrations
+(:func:`dirichlet_concentration`: one stickiness for all stages, or per-stage durations).
 Every component registers its priors in a PyMC model (:meth:`add_priors`), gives initial values
 (:meth:`start`) and evaluates ``log_trans`` from parameter values (:meth:`log_trans`) for
 ``xp=numpy`` (arrays with any leading draw dimensions) or ``xp=pytensor.tensor`` (the graph).
@@ -44,10 +46,21 @@ _MIN_TRANS = 1e-4
 
 
 def dirichlet_concentration(spec: ModelSpec) -> np.ndarray:
-    """``(K, K)`` Dirichlet concentrations of the rows of P: ``1 + stickiness`` on the diagonal,
-    1 elsewhere (forbidden entries are dropped from their row's Dirichlet)."""
+    """``(K, K)`` Dirichlet concentrations of the rows of P (forbidden entries are dropped from
+    their row's Dirichlet): ``1 + stickiness`` on the diagonal and 1 elsewhere, or, with
+    ``spec.stage_durations`` ``d_k``, ``1 + n (1 - 1/d_k)`` on the diagonal and
+    ``1 + n / (d_k m_k)`` on each of row k's ``m_k`` allowed moves (``n`` =
+    ``duration_strength``)."""
     k = spec.n_stages
-    return np.where(np.eye(k, dtype=bool), 1.0 + spec.stickiness, 1.0)
+    eye = np.eye(k, dtype=bool)
+    if spec.stage_durations is None:
+        return np.where(eye, 1.0 + spec.stickiness, 1.0)
+    allowed = allowed_transitions(spec.transitions, k)
+    d = np.asarray(spec.stage_durations)
+    moves = (allowed & ~eye).sum(axis=1)
+    n = spec.duration_strength
+    off = 1.0 + n / (d * np.maximum(moves, 1))
+    return np.where(eye, (1.0 + n * (1.0 - 1.0 / d))[:, None], off[:, None])
 
 
 def ladder_signs(n_stages: int) -> np.ndarray:

@@ -6,7 +6,10 @@ The returned ``xarray.DataTree`` (ArviZ 1.x's container) holds:
     ``mu`` (chain, draw, stage, feature), ``sigma`` (chain, draw, stage, feature),
     ``P`` (chain, draw, stage_from, stage_to) with ``P[i, j] = Pr(stage_t = j | stage_{t-1} = i)``,
     ``expected_duration`` (chain, draw, stage) ``= 1 / (1 - P[k, k])`` trading days, ``nu``
-    (Student-t only), ``filtered_last`` (chain, draw, stage) ``= Pr(stage_T = k | y_1..y_T,
+    (Student-t only), for covariate-driven transitions ``gamma`` (chain, draw, covariate;
+    ladder) or ``beta`` (chain, draw, covariate, stage_from, stage_to; logit), with ``P`` and
+    ``expected_duration`` then taken at every covariate's fit-window mean (z = 0),
+    ``filtered_last`` (chain, draw, stage) ``= Pr(stage_T = k | y_1..y_T,
     theta)`` per draw at the last day (the filter state that
     :func:`stressflow.inference.apps.feed.update` continues), and, with ``store_draws=True``, the
     per-draw probabilities ``filtered_prob`` / ``smoothed_prob`` (chain, draw, time, stage).
@@ -29,7 +32,9 @@ The returned ``xarray.DataTree`` (ArviZ 1.x's container) holds:
     ``features`` (time, feature): the standardised observables the model saw (NaN = missing);
     ``raw_features``: the same before standardising; ``close`` (time) and, where the input
     has them, ``open``, ``high``, ``low``, ``volume`` and the spread / extra input columns
-    (``input_<name>``), the validated rows listed in the attribute ``price_columns``.
+    (``input_<name>``), the validated rows listed in the attribute ``price_columns``; for
+    covariate-driven transitions ``covariates`` (time, covariate), the standardised ``z_t``
+    (day t-1's row drives the move into day t), and ``raw_covariates``.
 
 Root attributes carry the package and schema versions, the model options, the feature
 transform, the data report, a hash of the data, the date range and the timings.
@@ -92,7 +97,10 @@ def fit(
     start, end : date-like, optional
         Fit window (inclusive); trailing-window observables use history before ``start``.
     spec : ModelSpec, optional
-        Emission family, transition structure and priors.
+        Emission family, transition structure and model (constant or covariate-driven P),
+        priors. With ``transition_covariates`` the covariates are prepared from the bundled
+        series (or ``covariate_data=`` / columns of the input, passed through to
+        :func:`stressflow.data.prepare`).
     chains, draws, tune : int
         NUTS chains, kept draws and tuning iterations per chain. The default tuning is long
         (2000): on the S&P 500 1990-2018 (7,307 days, 4 x 1000 draws, ``diag`` adaptation)

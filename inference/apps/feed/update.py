@@ -166,6 +166,7 @@ def update(fit: xr.DataTree, new_rows, *, columns=None, date_column: str = "date
     # covariates computed on trailing windows (e.g. low_vol: 1,512 rows) need the whole stored
     # history; the observables need only their own windows
     history = stored if tr.covariates else _history_rows(stored, tr)
+    _warn_short_covariate_history(stored, tr)
     combined = pd.concat([history, new[[c for c in kept if c in new.columns]]])
     combined.index.name = "date"
     # The window starts at the last stored day (prepare needs >= 2 rows); that day's
@@ -303,3 +304,31 @@ def _new_covariates(prep, spec) -> pd.DataFrame:
         raise DataError(f"the new rows give no values of the transition covariates {missing} "
                         "that the fit's transition model needs")
     return covs.iloc[1:][list(spec.transition_covariates)]
+
+
+def _warn_short_covariate_history(stored: pd.DataFrame, tr: FeatureTransform) -> None:
+    """Warn when the stored rows are fewer than a covariate's trailing windows need: its values
+    on the new days then use a shorter history than :func:`stressflow.data.prepare` on the
+    whole series would (the fit stores its window's rows only)."""
+    from stressflow.data.covariates import (
+        CHANGE_ROWS,
+        LOW_VOL_MEAN_WINDOW,
+        LOW_VOL_TREND_WINDOW,
+    )
+
+    need = 0
+    for name in tr.covariates:
+        if name == "low_vol":
+            need = max(need, LOW_VOL_MEAN_WINDOW + LOW_VOL_TREND_WINDOW)
+        elif name.startswith("d_"):
+            need = max(need, CHANGE_ROWS + 1)
+    if len(stored) < need:
+        import warnings
+
+        warnings.warn(
+            f"the fit stores {len(stored)} rows, fewer than the {need} its covariates' trailing "
+            f"windows need ({', '.join(tr.covariates)}); the new days' covariates use that "
+            "shorter history and can differ from prepare() on the whole series. Fit on a "
+            "longer window to avoid this",
+            DataWarning, stacklevel=3,
+        )
