@@ -376,6 +376,8 @@ def test_model_spec_defaults_and_dict():
         "transition_model": "constant",
         "transition_covariates": [],
         "tvtp_prior_sd": 1.0,
+        "stage_durations": None,
+        "duration_strength": 100.0,
     }
     assert ModelSpec(**spec.to_dict()) == spec
     assert ModelSpec(stickiness=0).stickiness == 0
