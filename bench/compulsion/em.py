@@ -1,0 +1,308 @@
+"""EM (MAP) fits of the stage HMM designs screened for compulsion.
+
+Model: ``K`` stages with ``P[i, j] = Pr(stage_t = j | stage_{t-1} = i)``, uniform initial
+distribution, and per day the emission
+
+    log p(y_t, r_t | stage_t = k) = sum_d m_td log N(y_td | mu_kd, sigma_kd^2)
+                                    + a_t log N(r_t | x_t . b_k, s_k^2)
+
+where ``m_td`` / ``a_t`` are 1 where the value is observed (a missing value contributes 0,
+as in the library's kernels), and the second term (the autoregressive return emission, only
+when the design has ``ar=True``) has ``x_t = (1, r_{t-1}, V_{t-1} r_{t-1})``. With
+``Design.nu`` set, the first term uses Student-t densities with that FIXED number of degrees of
+freedom instead of Gaussians (ECM: the M step weights each observation by
+``u = (nu + 1) / (nu + ((y - mu) / sigma)^2)``, Liu & Rubin 1995); nu is not estimated.
+
+Prior on P: each row ``P[k, :] ~ Dirichlet(conc[k, :])`` on its allowed entries. Default
+(as the library): ``conc = 1 + stickiness`` on the diagonal, 1 elsewhere. With per-stage
+duration priors (``Design.durations``, expected durations ``d_k`` in days, ``strength`` = n
+pseudo-transitions per row): ``conc[k, k] = 1 + n (1 - 1/d_k)`` and each allowed off-diagonal
+entry ``1 + n / (d_k * #off_k)``, so the prior mode of ``P[k, k]`` is about ``1 - 1/d_k``.
+
+E step: :func:`stressflow.models.numerics.kernels.smooth`. M step: weighted means and
+variances (floored at ``0.05^2``), per-stage weighted least squares for ``b_k, s_k``, and the
+MAP of P under the Dirichlet prior. Starts: k-means (K clusters) on the trailing 1-, 5- and
+21-day means of the observables (missing set to 0, the standardised mean) for each k-means
+seed (0 and 1, as :func:`stressflow.inference.fitting.initialize.em_start` does; see
+:data:`bench.compulsion.scores.SEEDS`). The stages are named by the
+design's ordering rule (:func:`order_stages`), re-applied after every M step so that the
+per-stage priors and the transition mask always refer to the named stages.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.special import gammaln
+from sklearn.cluster import KMeans
+from stressflow.models.emissions import emission_loglik, masked_observations
+from stressflow.models.numerics import kernels
+
+__all__ = ["Design", "Fit", "fit_em", "log_lik", "order_stages", "prior_concentration"]
+
+_MIN_SIGMA = 0.05
+_LOG_2PI = float(np.log(2.0 * np.pi))
+#: Named stages in model index order (``discretionary*`` only when K >= 5).
+NAMES = ("orderly", "fragile", "margin_pressure", "forced_flow", "discretionary",
+         "discretionary2")
+FF = 3
+
+
+@dataclass(frozen=True)
+class Design:
+    """A model design.
+
+    ``order``: ``("rank", f)`` sorts the K stages by their mean of observable ``f`` (orderly
+    lowest ... forced_flow highest); ``("shortest", f)`` sorts by ``f`` and then names
+    forced_flow the SHORTER-lived (smaller ``P[k, k]``) of the two highest stages;
+    ``("k5", f_ff, f_level)`` (K >= 5) names forced_flow the stage with the highest mean of
+    ``f_ff``, sorts the others by ``f_level`` and names them orderly, fragile,
+    margin_pressure and (the highest K - 4) discretionary, discretionary2.
+    ``nu``: fixed Student-t degrees of freedom of the observables' emission (None: Gaussian).
+    ``ar_intercept=False`` fixes ``b0_k = 0`` (the harness zeroes the constant regressor), so
+    no stage is defined by the SIGN of the return (compulsion, not direction).
+    """
+
+    n_stages: int = 4
+    transitions: str = "full"
+    stickiness: float = 20.0
+    durations: tuple[float, ...] | None = None
+    strength: float = 100.0
+    ar: bool = False
+    order: tuple = ("rank", "volatility")
+    nu: float | None = None
+    ar_intercept: bool = True
+
+
+@dataclass
+class Fit:
+    """EM point estimate. ``mu, sigma``: (K, D); ``beta``: (K, 3) or None; ``s``: (K,) or
+    None; ``P``: (K, K); ``log_post``: ``log p(y | theta) + log p(P)``; ``columns``: names."""
+
+    mu: np.ndarray
+    sigma: np.ndarray
+    beta: np.ndarray | None
+    s: np.ndarray | None
+    P: np.ndarray
+    log_post: float
+    columns: tuple[str, ...]
+    n_iter: int
+    nu: float | None = None
+
+
+def allowed(design: Design) -> np.ndarray:
+    """Boolean (K, K) mask of allowed transitions.
+
+    ``sequential``: among the four named stages stay, move one stage or return to orderly;
+    the discretionary stage (K = 5) may be entered from and left to any stage.
+    """
+    k = design.n_stages
+    if design.transitions == "full":
+        return np.ones((k, k), dtype=bool)
+    if design.transitions != "sequential":
+        raise ValueError(f"transitions must be 'full' or 'sequential', got {design.transitions!r}")
+    mask = np.ones((k, k), dtype=bool)
+    idx = np.arange(4)
+    mask[:4, :4] = np.abs(idx[:, None] - idx[None, :]) <= 1
+    mask[:4, 0] = True
+    return mask
+
+
+def prior_concentration(design: Design) -> np.ndarray:
+    """Dirichlet concentration (K, K) of the rows of P (0 where a transition is forbidden)."""
+    k = design.n_stages
+    ok = allowed(design)
+    if design.durations is None:
+        conc = np.where(np.eye(k, dtype=bool), 1.0 + design.stickiness, 1.0)
+    else:
+        if len(design.durations) != k:
+            raise ValueError(f"durations needs {k} values, got {design.durations!r}")
+        conc = np.ones((k, k))
+        for i, d in enumerate(design.durations):
+            off = ok[i].sum() - 1
+            conc[i] = 1.0 + design.strength / (d * off)
+            conc[i, i] = 1.0 + design.strength * (1.0 - 1.0 / d)
+    return np.where(ok, conc, 0.0)
+
+
+def _ar_loglik(r, x, a, beta, s):
+    resid = r[:, None] - x @ beta.T  # (T, K)
+    return a[:, None] * (-0.5 * _LOG_2PI - np.log(s)[None, :] - 0.5 * (resid / s[None, :]) ** 2)
+
+
+def log_lik(fit: Fit, y: np.ndarray, ar: tuple | None = None) -> np.ndarray:
+    """``log p(y_t, r_t | stage_t = k)`` under ``fit``, shape (T, K) (missing values skipped).
+
+    ``y``: (T, D) standardised observables with NaN for missing; ``ar``: ``(r, x)`` with
+    ``r`` (T,) and ``x`` (T, 3) (NaN for missing) when the fit has an AR emission.
+    """
+    y0, mask = masked_observations(y)
+    ll = _obs_loglik(y0, mask, fit.mu, fit.sigma, fit.nu)
+    if fit.beta is not None:
+        r, x, a = _ar_arrays(ar)
+        ll = ll + _ar_loglik(r, x, a, fit.beta, fit.s)
+    return ll
+
+
+def _obs_loglik(y0, mask, mu, sigma, nu):
+    if nu is None:
+        return emission_loglik(y0, mask, mu, sigma)
+    return emission_loglik(y0, mask, mu, sigma, np.full(mu.shape[0], float(nu)),
+                           gammaln=gammaln)
+
+
+def _t_weights(y0, mask, mu, sigma, nu):
+    """ECM weights ``u[t, k, d] = (nu + 1) / (nu + z^2)`` (1 where missing or Gaussian)."""
+    if nu is None:
+        return None
+    z = (y0[:, None, :] - mu[None]) / sigma[None]
+    u = (nu + 1.0) / (nu + z**2)
+    return np.where(mask[:, None, :] > 0, u, 1.0)
+
+
+def _ar_arrays(ar):
+    if ar is None:
+        raise ValueError("this design has an AR return emission: pass ar=(r, x)")
+    r, x = (np.asarray(v, dtype=np.float64) for v in ar)
+    a = (np.isfinite(r) & np.isfinite(x).all(axis=1)).astype(np.float64)
+    return np.where(a > 0, r, 0.0), np.where(a[:, None] > 0, x, 0.0), a
+
+
+def order_stages(design: Design, mu, trans, columns) -> np.ndarray:
+    """Permutation ``perm`` such that named stage ``i`` is current stage ``perm[i]``."""
+    kind = design.order[0]
+    if kind in ("rank", "shortest"):
+        perm = np.argsort(mu[:, columns.index(design.order[1])], kind="stable")
+        if kind == "shortest":
+            a, b = perm[-2], perm[-1]
+            if trans[a, a] < trans[b, b]:
+                perm[-2], perm[-1] = b, a
+        return perm
+    if kind == "k5":
+        ff = int(np.argmax(mu[:, columns.index(design.order[1])]))
+        rest = [i for i in range(mu.shape[0]) if i != ff]
+        rest = sorted(rest, key=lambda i: mu[i, columns.index(design.order[2])])
+        return np.array(rest[:3] + [ff] + rest[3:])
+    raise ValueError(f"unknown ordering rule {design.order!r}")
+
+
+def _permute(params, perm):
+    mu, sigma, beta, s, trans = params
+    trans = trans[np.ix_(perm, perm)]
+    return (mu[perm], sigma[perm], None if beta is None else beta[perm],
+            None if s is None else s[perm], trans)
+
+
+def _start(y, y0, mask, arr, design, columns, seed, window):
+    k = design.n_stages
+    filled = np.where(np.isfinite(y), y, 0.0)
+    if window > 1:
+        kern = np.ones(window) / window
+        filled = np.vstack([np.convolve(filled[:, d], kern)[: len(filled)]
+                            for d in range(filled.shape[1])]).T
+    labels = KMeans(n_clusters=k, n_init=3, random_state=seed).fit(filled).labels_
+    w = np.eye(k)[labels]  # hard responsibilities (T, K)
+    return _m_step(w, None, y0, mask, arr, design, None, None)
+
+
+def _m_step(gamma, xi_sum, y0, mask, arr, design, conc, u):
+    k = gamma.shape[1]
+    wsum = np.maximum(gamma.T @ mask, 1e-12)
+    if u is None:
+        mu = (gamma.T @ (mask * y0)) / wsum
+        second = (gamma.T @ (mask * y0**2)) / wsum
+        sigma = np.sqrt(np.maximum(second - mu**2, _MIN_SIGMA**2))
+    else:  # Student-t ECM: weights gamma[t, k] * mask[t, d] * u[t, k, d]
+        wu = gamma[:, :, None] * mask[:, None, :] * u
+        mu = (wu * y0[:, None, :]).sum(axis=0) / np.maximum(wu.sum(axis=0), 1e-12)
+        dev = (wu * (y0[:, None, :] - mu[None]) ** 2).sum(axis=0)
+        sigma = np.sqrt(np.maximum(dev / wsum, _MIN_SIGMA**2))
+    beta = s = None
+    if arr is not None:
+        r, x, a = arr
+        beta = np.empty((k, x.shape[1]))
+        s = np.empty(k)
+        for j in range(k):
+            w = gamma[:, j] * a
+            xtw = x.T * w
+            beta[j] = np.linalg.solve(xtw @ x + 1e-6 * np.eye(x.shape[1]), xtw @ r)
+            resid = r - x @ beta[j]
+            s[j] = np.sqrt(max(float(w @ resid**2) / max(w.sum(), 1e-12), _MIN_SIGMA**2))
+    if xi_sum is None:  # from a hard clustering: P from the label sequence
+        lab = gamma.argmax(axis=1)
+        xi_sum = np.zeros((k, k))
+        np.add.at(xi_sum, (lab[:-1], lab[1:]), 1.0)
+    counts = xi_sum + (np.where(np.eye(k, dtype=bool), 1.0 + design.stickiness, 1.0)
+                       if conc is None else conc - 1.0)
+    ok = allowed(design)
+    counts = np.where(ok, np.maximum(counts, 1e-10), 0.0)
+    trans = counts / counts.sum(axis=1, keepdims=True)
+    return mu, sigma, beta, s, trans
+
+
+def _run(params, y, y0, mask, arr, design, columns, max_iter, tol):
+    conc = prior_concentration(design)
+    ok = allowed(design)
+    log_init = np.full(design.n_stages, -np.log(design.n_stages))
+    prev = -np.inf
+    n_iter = 0
+    for _ in range(max_iter):
+        n_iter += 1
+        perm = order_stages(design, params[0], params[4], columns)
+        if not np.array_equal(perm, np.arange(design.n_stages)):
+            params = _permute(params, perm)
+        mu, sigma, beta, s, trans = params
+        trans = np.where(ok, np.maximum(trans, 1e-12), 0.0)
+        trans = trans / trans.sum(axis=1, keepdims=True)
+        with np.errstate(divide="ignore"):
+            log_trans = np.where(ok, np.log(trans), -np.inf)
+        ll = _obs_loglik(y0, mask, mu, sigma, design.nu)
+        if beta is not None:
+            ll = ll + _ar_loglik(*arr, beta, s)
+        gamma, xi_sum, _, log_norm = kernels.smooth(log_init, log_trans, ll)
+        use = ok & (conc != 1.0)
+        cur = float(log_norm.sum()) + float(np.sum((conc[use] - 1.0) * np.log(trans[use])))
+        if not np.isfinite(cur):
+            break
+        u = _t_weights(y0, mask, mu, sigma, design.nu)
+        params = _m_step(gamma, xi_sum, y0, mask, arr, design, conc, u)
+        done = abs(cur - prev) < tol * max(1.0, abs(cur))
+        prev = cur
+        if done:
+            break
+    perm = order_stages(design, params[0], params[4], columns)
+    params = _permute(params, perm)
+    return params, prev, n_iter
+
+
+def fit_em(y: np.ndarray, columns, design: Design, *, ar: tuple | None = None,
+           seeds=(0, 1), windows=(1, 5, 21), max_iter: int = 300, tol: float = 1e-8) -> Fit:
+    """MAP estimate by multi-start EM; the start with the highest log posterior is kept.
+
+    Parameters
+    ----------
+    y : ndarray, shape (T, D)
+        Standardised observables, NaN where missing. Not modified.
+    columns : sequence of str
+        Names of the D columns (the ordering rule refers to them).
+    design : Design
+    ar : (r, x), optional
+        Return ``r`` (T,) and regressors ``x`` (T, 3); required iff ``design.ar``.
+    """
+    columns = tuple(columns)
+    y = np.asarray(y, dtype=np.float64)
+    if y.ndim != 2 or y.shape[1] != len(columns):
+        raise ValueError(f"y must be (T, {len(columns)}), got {y.shape}")
+    y0, mask = masked_observations(y)
+    arr = _ar_arrays(ar) if design.ar else None
+    best = None
+    for seed in seeds:
+        for window in windows:
+            params = _start(y, y0, mask, arr, design, columns, seed, window)
+            params, score, n_iter = _run(params, y, y0, mask, arr, design, columns,
+                                         max_iter, tol)
+            if best is None or score > best[1]:
+                best = (params, score, n_iter)
+    (mu, sigma, beta, s, trans), score, n_iter = best
+    return Fit(mu, sigma, beta, s, trans, score, columns, n_iter, design.nu)

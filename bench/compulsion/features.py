@@ -1,0 +1,160 @@
+r"""Candidate observables for the compulsion screen, all causal (the value at t uses rows <= t).
+
+Every observable is a raw (unstandardised) column on the market's full trading-date index;
+:func:`standardise` puts them on the scale of a fitting window (mean 0, sd 1 over that
+window, as :class:`stressflow.data.transform.FeatureTransform` does), and the same centre and
+scale are applied to every other date (no look-ahead in the out-of-time test).
+
+Notation: ``h, l, c, v`` high, low, close, volume; ``r_t = log(c_t / c_{t-1})``;
+``med_W(x)_t`` the median of ``x_{t-W}..x_{t-1}`` (previous ``W`` rows, excluding ``t``, at
+least ``W // 3`` values), as in :mod:`stressflow.data.observables`.
+
+Built-in four (from :func:`stressflow.data.prepare`, formulas in
+:mod:`stressflow.data.observables`): ``spread`` (log Abdi-Ranaldo 21-day estimate),
+``volatility`` (log Parkinson), ``volume`` (log volume minus ``med_63``), ``impact`` (log
+Amihud ratio minus ``med_252``).
+
+Surprise, not level (a sudden break differs from a persistent high-volatility regime):
+
+- ``vol_surprise = volatility_t - med_252(volatility)_t``;
+- ``vol_surprise63 = volatility_t - med_63(volatility)_t``;
+- ``spread_surprise = spread_t - med_252(spread)_t``;
+- ``impact_surprise = impact_t - med_63(impact)_t`` (impact is already relative to a 252-day
+  median; this is its break against the last quarter).
+
+Volume-return reversal (Campbell, Grossman & Wang 1993, QJE 108(4); Llorente, Michaely, Saar &
+Wang 2002, RFS 15(4)): ``ret = r_t`` and the regressors ``ret_lag = r_{t-1}``,
+``vret_lag = V_{t-1} r_{t-1}`` with ``V`` = the ``volume`` observable (log abnormal volume).
+They are used by the autoregressive emission of :mod:`bench.compulsion.em`
+(``r_t = b0_k + b1_k r_{t-1} + b2_k V_{t-1} r_{t-1} + e_t``, ``e_t ~ N(0, s_k^2)``); ``b2_k < 0``
+is the liquidity-driven (reversing) signature. Simple observable form:
+``reversal_t = -(r_t r_{t-1}) / sd63_t^2`` with ``sd63_t`` the sd of ``r`` over the previous
+63 rows: high when today's move undoes yesterday's.
+
+Funding and credit strain (files in ``/work/shared/data/``, joined on the exact date; missing
+where the series has no value): ``ted = log(TED spread %)`` (1986-2017),
+``ted_chg5 = ted_t - ted_{t-5}``; ``hy = log(HY OAS %)`` (1997-2018),
+``hy_chg5 = hy_t - hy_{t-5}``; ``baa = log(BAA-10y %)`` (1986-2017),
+``baa_chg5 = baa_t - baa_{t-5}``; ``*_abs5 = |*_chg5|`` (credit turbulence in either direction,
+so that a stage is not defined by the direction of the move). Lags count rows of the joined
+series on the market's dates.
+
+Stock-bond co-movement (a dash for cash sells both): with ``dy_t`` the daily change of the
+10-year Treasury yield (DGS10, percentage points), ``stock_bond_t`` = the mean over the last 5
+rows of ``-(r_t / sd63(r)_t) (dy_t / sd63(dy)_t)``: positive when stock and bond PRICES move
+the same way (both sold, or both bought), negative in a flight to quality.
+
+Intraday path: ``whipsaw_t = log(max(log(h_t/l_t), 1e-4)) - log(max(|r_t|, 1e-4))``, the
+day's range against its close-to-close move (clipped to [-3, 6]): high when the price went far
+and came back. Gap openings are NOT used: the bundled S&P 500 open equals the previous close on
+most days before 2006 (``data/datasets/SOURCES.md``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from stressflow.data import prepare
+
+__all__ = ["SHARED", "US_ONLY", "raw_observables", "standardise"]
+
+#: Folder of the real macro series.
+SHARED = Path("/work/shared/data")
+#: Observables that exist only for US markets (macro series); dropped for other markets.
+US_ONLY = ("ted", "ted_chg5", "hy", "hy_chg5", "baa", "baa_chg5", "ted_abs5", "hy_abs5",
+           "baa_abs5", "stock_bond")
+
+_MACRO = {
+    "ted": ("us_ted_spread_daily_1986_2017.csv", "ted_spread_pct"),
+    "hy": ("us_hy_oas_daily_1996_2018.csv", "hy_oas_pct"),
+    "baa": ("us_baa10y_spread_daily_1986_2017.csv", "baa10y_pct"),
+}
+
+
+def _prev_median(x: pd.Series, window: int) -> pd.Series:
+    return x.shift(1).rolling(window, min_periods=max(1, window // 3)).median()
+
+
+def _prev_sd(x: pd.Series, window: int) -> pd.Series:
+    return x.shift(1).rolling(window, min_periods=max(2, window // 3)).std()
+
+
+def _macro(name: str, index: pd.DatetimeIndex) -> pd.Series:
+    file, column = _MACRO[name]
+    frame = pd.read_csv(SHARED / file, parse_dates=["date"]).set_index("date")
+    values = pd.to_numeric(frame[column], errors="coerce")
+    values = values.where(values > 0)
+    return np.log(values).reindex(index)
+
+
+def _treasury_change(index: pd.DatetimeIndex) -> pd.Series:
+    frame = pd.read_csv(SHARED / "us_treasury_yields_daily_1962_2018.csv", parse_dates=["date"])
+    y10 = pd.to_numeric(frame.set_index("date")["dgs10"], errors="coerce").dropna()
+    return y10.diff().reindex(index)
+
+
+def raw_observables(market: str, *, macro: bool = True) -> pd.DataFrame:
+    """Every candidate observable of a bundled market, raw, on its trading dates.
+
+    Parameters
+    ----------
+    market : str
+        Bundled dataset name (``sp500``, ``spy``, ``vw``, ...).
+    macro : bool
+        Join the US macro series (:data:`US_ONLY` columns); False for non-US markets.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Index: the dates of the validated price file with volume > 0; columns: the observables
+        named in the module docstring, NaN where missing.
+    """
+    prepared = prepare(market)
+    prices = prepared.prices
+    traded = prices["volume"] > 0
+    out = prepared.raw.loc[traded.to_numpy()].copy()
+    close = prices.loc[traded.to_numpy(), "close"].astype(float)
+    high = prices.loc[traded.to_numpy(), "high"].astype(float)
+    low = prices.loc[traded.to_numpy(), "low"].astype(float)
+    r = np.log(close).diff()
+    out["vol_surprise"] = out["volatility"] - _prev_median(out["volatility"], 252)
+    out["vol_surprise63"] = out["volatility"] - _prev_median(out["volatility"], 63)
+    out["spread_surprise"] = out["spread"] - _prev_median(out["spread"], 252)
+    out["impact_surprise"] = out["impact"] - _prev_median(out["impact"], 63)
+    out["ret"] = r
+    out["ret_lag"] = r.shift(1)
+    out["vret_lag"] = (out["volume"] * r).shift(1)
+    sd63 = _prev_sd(r, 63)
+    out["reversal"] = (-(r * r.shift(1)) / sd63**2).clip(-20, 20)
+    rng = np.log(high / low).where(high > low)
+    out["whipsaw"] = (np.log(rng.clip(lower=1e-4)) - np.log(r.abs().clip(lower=1e-4))).clip(-3, 6)
+    if macro:
+        for name in _MACRO:
+            level = _macro(name, out.index)
+            out[name] = level
+            out[f"{name}_chg5"] = level - level.shift(5)
+            out[f"{name}_abs5"] = out[f"{name}_chg5"].abs()
+        dy = _treasury_change(out.index)
+        prod = -(r / _prev_sd(r, 63)) * (dy / _prev_sd(dy, 63))
+        out["stock_bond"] = prod.rolling(5, min_periods=3).mean()
+    return out
+
+
+def standardise(raw: pd.DataFrame, columns, start, end) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(raw[columns] - mean) / sd`` with mean and sd over ``start..end`` (missing skipped).
+
+    Returns the standardised frame on ALL dates of ``raw`` and a frame of the ``center`` and
+    ``scale`` per column. Raises ``ValueError`` naming a column with no variation or no data in
+    the window.
+    """
+    cols = list(columns)
+    window = raw.loc[pd.Timestamp(start) : pd.Timestamp(end), cols]
+    center = window.mean()
+    scale = window.std(ddof=0)
+    bad = [c for c in cols if not (np.isfinite(scale[c]) and scale[c] > 0)]
+    if bad:
+        raise ValueError(f"observable(s) {bad} have no variation or no data in {start}..{end}")
+    z = (raw[cols] - center) / scale
+    return z, pd.DataFrame({"center": center, "scale": scale})

@@ -1,0 +1,131 @@
+"""The screened variants: observables x model design (not a full factorial).
+
+Duration prior (``DUR4`` / ``DUR5``), set from the framework's description of the stages and
+never from the labels: orderly and fragile last hundreds of days (250), margin pressure weeks
+(20), forced flow days to weeks (7), a discretionary high-volatility repricing weeks to months
+(40; K = 6 has two such stages); ``strength`` = 100 pseudo-transitions per row (the strong
+variant: 1000).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .em import Design
+
+__all__ = ["Variant", "VARIANTS", "DUR4", "DUR5"]
+
+DUR4 = (250.0, 250.0, 20.0, 7.0)
+DUR5 = (250.0, 250.0, 20.0, 7.0, 40.0)
+
+BASE = ("spread", "volatility", "volume", "impact")
+SURPRISE = ("spread_surprise", "vol_surprise", "volume", "impact_surprise")
+MIXED = ("spread", "volatility", "vol_surprise", "volume", "impact")
+ALL = MIXED + ("stock_bond", "ted_chg5", "hy_chg5")
+ABS = MIXED + ("stock_bond", "ted_abs5", "hy_abs5")
+K5 = ("k5", "vol_surprise", "volatility")
+DUR6 = DUR5 + (40.0,)
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A screened variant: ``name``, observable ``columns``, ``design`` and a ``note``."""
+
+    name: str
+    columns: tuple[str, ...]
+    design: Design
+    note: str
+
+
+def _d(**kw) -> Design:
+    return Design(**kw)
+
+
+VARIANTS: tuple[Variant, ...] = (
+    Variant("base", BASE, _d(), "today's model: 4 observables, K=4, rank by volatility, "
+            "stickiness 20"),
+    Variant("base_seq", BASE, _d(transitions="sequential"), "base + sequential ladder"),
+    Variant("base_dur", BASE, _d(durations=DUR4), "base + per-stage duration prior"),
+    Variant("base_dur_seq", BASE, _d(durations=DUR4, transitions="sequential"),
+            "base + duration prior + sequential ladder"),
+    Variant("base_dur_strong", BASE, _d(durations=DUR4, strength=1000.0),
+            "base + duration prior, strength 1000"),
+    Variant("base_shortest", BASE, _d(order=("shortest", "volatility")),
+            "base; forced flow = shorter-lived of the two most volatile stages"),
+    Variant("surprise", SURPRISE, _d(order=("rank", "vol_surprise")),
+            "surprise observables, rank by vol_surprise"),
+    Variant("surprise_dur", SURPRISE, _d(order=("rank", "vol_surprise"), durations=DUR4),
+            "surprise observables + duration prior"),
+    Variant("surprise63_dur", ("spread_surprise", "vol_surprise63", "volume", "impact_surprise"),
+            _d(order=("rank", "vol_surprise63"), durations=DUR4),
+            "surprise vs 63-day median + duration prior"),
+    Variant("mixed_dur", MIXED, _d(order=("rank", "vol_surprise"), durations=DUR4),
+            "levels + vol_surprise, rank by vol_surprise, duration prior"),
+    Variant("ar_base", BASE, _d(ar=True), "base + AR return emission (CGW reversal)"),
+    Variant("ar_base_dur", BASE, _d(ar=True, durations=DUR4),
+            "base + AR return emission + duration prior"),
+    Variant("ar_surprise_dur", SURPRISE, _d(ar=True, order=("rank", "vol_surprise"),
+                                            durations=DUR4),
+            "surprise observables + AR return emission + duration prior"),
+    Variant("reversal_dur", BASE + ("reversal",), _d(durations=DUR4),
+            "base + reversal observable + duration prior"),
+    Variant("credit_dur", BASE + ("ted", "ted_chg5", "hy_chg5", "baa_chg5"),
+            _d(durations=DUR4), "base + TED level/chg, HY and BAA 5-day chg + duration prior"),
+    Variant("hy_level_dur", BASE + ("hy",), _d(durations=DUR4),
+            "base + HY OAS level (missing before 1997) + duration prior"),
+    Variant("stockbond_dur", BASE + ("stock_bond",), _d(durations=DUR4),
+            "base + stock-bond co-movement + duration prior"),
+    Variant("whipsaw_dur", BASE + ("whipsaw",), _d(durations=DUR4),
+            "base + whipsaw (range vs close move) + duration prior"),
+    Variant("k5_surprise", MIXED, _d(n_stages=5, order=("k5", "vol_surprise", "volatility"),
+                                     durations=DUR5),
+            "K=5: FF = highest vol_surprise, others by volatility, top = discretionary"),
+    Variant("k5_surprise_seq", MIXED,
+            _d(n_stages=5, order=("k5", "vol_surprise", "volatility"), durations=DUR5,
+               transitions="sequential"), "k5_surprise + sequential ladder on the 4 stages"),
+    Variant("k5_surprise_ar", MIXED, _d(n_stages=5, ar=True,
+                                        order=("k5", "vol_surprise", "volatility"),
+                                        durations=DUR5), "k5_surprise + AR return emission"),
+    Variant("k5_volume", MIXED, _d(n_stages=5, order=("k5", "volume", "volatility"),
+                                   durations=DUR5),
+            "K=5: FF = highest abnormal volume, others by volatility"),
+    Variant("k5_all", ALL, _d(n_stages=5, ar=True, order=K5, durations=DUR5),
+            "k5_surprise_ar + stock-bond + TED/HY changes"),
+    Variant("k5_all_seq", ALL, _d(n_stages=5, ar=True, order=K5, durations=DUR5,
+                                  transitions="sequential"), "k5_all + sequential ladder"),
+    Variant("k5_ar_seq", MIXED, _d(n_stages=5, ar=True, order=K5, durations=DUR5,
+                                   transitions="sequential"),
+            "ablation: k5_all_seq without the macro observables"),
+    Variant("k5_sb_seq", MIXED + ("stock_bond",),
+            _d(n_stages=5, order=K5, durations=DUR5, transitions="sequential"),
+            "ablation: K=5 sequential, levels + vol_surprise + stock-bond, no AR"),
+    Variant("k5_credit_seq", MIXED + ("ted_chg5", "hy_chg5"),
+            _d(n_stages=5, order=K5, durations=DUR5, transitions="sequential"),
+            "ablation: K=5 sequential, levels + vol_surprise + TED/HY changes, no AR"),
+    Variant("k5_all_noar_seq", ALL, _d(n_stages=5, order=K5, durations=DUR5,
+                                       transitions="sequential"),
+            "ablation: k5_all_seq without the AR return emission"),
+    Variant("k5_all_seq_nodur", ALL, _d(n_stages=5, ar=True, order=K5,
+                                        transitions="sequential"),
+            "ablation: k5_all_seq with the uniform stickiness-20 prior, no duration prior"),
+    Variant("k5_all_seq_vol", ALL, _d(n_stages=5, ar=True, order=("k5", "volume", "volatility"),
+                                      durations=DUR5, transitions="sequential"),
+            "k5_all_seq, forced flow = highest abnormal volume stage"),
+    Variant("k6_all_seq", ALL, _d(n_stages=6, ar=True, order=K5, durations=DUR6,
+                                  transitions="sequential"), "k6_all + sequential ladder"),
+    Variant("k5_all_seq_b0", ALL, _d(n_stages=5, ar=True, ar_intercept=False, order=K5,
+                                     durations=DUR5, transitions="sequential"),
+            "k5_all_seq with b0 = 0 in the AR emission (no stage defined by direction)"),
+    Variant("k5_abs_seq_b0", ABS, _d(n_stages=5, ar=True, ar_intercept=False, order=K5,
+                                     durations=DUR5, transitions="sequential"),
+            "k5_all_seq_b0 with |TED|, |HY| 5-day changes (direction-free credit)"),
+    Variant("base_t", BASE, _d(nu=5.0), "base with Student-t emissions (nu = 5 fixed)"),
+    Variant("k5_surprise_t", MIXED, _d(n_stages=5, order=K5, durations=DUR5, nu=5.0),
+            "k5_surprise with Student-t emissions (nu = 5 fixed)"),
+    Variant("k5_all_t", ALL, _d(n_stages=5, ar=True, order=K5, durations=DUR5, nu=5.0),
+            "k5_all with Student-t emissions (nu = 5 fixed)"),
+    Variant("k6_all", ALL, _d(n_stages=6, ar=True, order=K5, durations=DUR6),
+            "k5_all with two discretionary stages (K = 6)"),
+    Variant("k6_all_t", ALL, _d(n_stages=6, ar=True, order=K5, durations=DUR6, nu=5.0),
+            "k6_all with Student-t emissions (nu = 5 fixed)"),
+)
