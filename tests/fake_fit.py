@@ -18,7 +18,7 @@ from stressflow.models import dims
 
 
 def fake_fit(prepared, mu, sigma, trans, *, n_chains=2, n_draws=10, jitter=0.02, seed=0,
-             source="", spec=None, gamma=None):
+             source="", spec=None, gamma=None, pointwise_loglik=False):
     """Fit-shaped DataTree whose posterior draws are ``mu``/``sigma``/``trans`` (K x D, K x D,
     K x K) plus independent N(0, jitter) noise on mu and log sigma, and P rows renormalised
     after a multiplicative jitter; ``n_chains x n_draws`` draws. With a ladder ``spec``,
@@ -57,7 +57,8 @@ def fake_fit(prepared, mu, sigma, trans, *, n_chains=2, n_draws=10, jitter=0.02,
                        coords={dims.CHAIN: coords[dims.CHAIN], dims.DRAW: coords[dims.DRAW]})
     trace = xr.DataTree.from_dict({"posterior": posterior, "sample_stats": stats})
     tree = assemble(trace, prepared, spec, quantiles=dims.DEFAULT_QUANTILES,
-                     max_quantile_draws=1000, store_draws=False, pointwise_loglik=False)
+                     max_quantile_draws=1000, store_draws=False,
+                    pointwise_loglik=pointwise_loglik)
     feats = prepared.features
     tree.attrs.update({
         "schema_version": SCHEMA_VERSION,

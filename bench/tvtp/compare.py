@@ -23,12 +23,12 @@ import time
 import warnings
 from pathlib import Path
 
-import arviz as az
 import numpy as np
 import pandas as pd
 from scipy.special import logsumexp
 from stressflow.data import prepare
 from stressflow.inference import fit
+from stressflow.inference.apps.comparison import compare_fits
 from stressflow.inference.postprocess.stages import stage_probabilities
 from stressflow.inference.postprocess.summaries import transition_coefficients
 from stressflow.inference.schema import chain_of_draw, posterior_params, read_spec
@@ -101,7 +101,7 @@ def main(argv=None) -> int:
             table = transition_coefficients(res)
             lines += [f"## {name}: transition coefficients", "",
                       table.round(3).to_markdown(index=False), ""]
-    cmp = az.compare({k: v for k, v in fits.items()})
+    cmp = compare_fits(fits)
     lines += ["## PSIS-LOO (one-step-ahead terms; in sample, see the module docstring)", "",
               cmp.round(2).to_markdown(), "",
               "## Diagnostics and leave-future-out (fit to the cut, filter forward, no refit)", "",

@@ -127,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from stressflow.inference.present.cli_evaluate import register_cli as register_evaluate
     from stressflow.inference.present.commands import (
+        register_compare,
         register_episodes,
         register_feed,
         register_plot,
@@ -136,6 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_plot(sub)
     register_feed(sub)
     register_evaluate(sub)
+    register_compare(sub)
     return parser
 
 

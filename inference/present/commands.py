@@ -1,4 +1,5 @@
-"""Command-line handlers of the result commands: ``episodes``, ``plot``, ``update``, ``export``.
+"""Command-line handlers of the result commands: ``episodes``, ``plot``, ``update``, ``export``,
+``compare``.
 
 Each ``register_*`` adds its subcommand to the parser of :mod:`stressflow.inference.present.cli`;
 the handlers print a message and return 1 on a user error instead of a traceback.
@@ -24,7 +25,8 @@ from stressflow.inference.present.plots import (
     save_figure,
 )
 
-__all__ = ["register_episodes", "register_plot", "register_feed", "add_score_options"]
+__all__ = ["register_episodes", "register_plot", "register_feed", "register_compare",
+           "add_score_options"]
 
 _SHOW = ["direction", "start", "extreme", "end", "move", "n_days", "volume_rel", "impact_rel",
          "p_compulsion", "p_compulsion_q05", "p_compulsion_q95", "p_margin_pressure_or_worse",
@@ -202,3 +204,33 @@ def register_feed(subparsers) -> None:
     p.add_argument("--format", choices=("csv", "parquet"), default="csv")
     p.add_argument("--out", required=True, help="output file")
     p.set_defaults(func=_cmd_export)
+
+
+def _cmd_compare(args) -> int:
+    from stressflow.inference.apps.comparison import compare_fits
+    from stressflow.inference.schema import load_fit
+
+    try:
+        names = [str(p) for p in args.files]
+        if len(set(names)) != len(names):
+            raise ValueError("the same file is given twice")
+        table = compare_fits({name: load_fit(name) for name in names})
+    except (FileNotFoundError, ValueError, TypeError, OSError) as exc:
+        print(f"stressflow compare: {exc}", file=sys.stderr)
+        return 1
+    with pd.option_context("display.width", 200, "display.max_columns", 20):
+        print(table.round(2).to_string())
+    print(f"\nnote: {table.attrs['caveat']}")
+    if args.out:
+        table.to_csv(args.out)
+        print(f"wrote {args.out}")
+    return 0
+
+
+def register_compare(subparsers) -> None:
+    """Add ``stressflow compare FIT.nc FIT.nc [...] [--out table.csv]`` (PSIS-LOO)."""
+    p = subparsers.add_parser(
+        "compare", help="compare saved fits of the same data by PSIS-LOO (arviz-stats)")
+    p.add_argument("files", nargs="+", help="fit netCDF files (same days and observables)")
+    p.add_argument("--out", help="also write the table to this CSV file")
+    p.set_defaults(func=_cmd_compare)
