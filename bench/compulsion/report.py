@@ -77,6 +77,9 @@ def write_markdown(path: Path, results, targets, command: str) -> None:
         "filtered Pr(FF) > 0.5. met = targets met out of "
         f"{len(targets)}.",
         "",
+        "Interpretation, ablations and the sensitivity to EM starts: `bench/compulsion/README.md`"
+        " (section Findings, written from this run).",
+        "",
         "## All variants",
         "",
     ]
