@@ -103,12 +103,19 @@ import numpy as np
 import pandas as pd
 from stressflow.models.dims import FEATURES
 
-__all__ = ["RETURN_FLOOR", "Observables", "compute_observables"]
+__all__ = ["RETURN_FLOOR", "OPTIONAL_OBSERVABLES", "Observables", "compute_observables",
+           "reversal_observable"]
 
 #: Floor on :math:`|r_t|` in the Amihud ratio (1 basis point).
 RETURN_FLOOR: float = 1e-4
 _LOG_4LN2 = float(np.log(4.0 * np.log(2.0)))
 SPREAD, VOLATILITY, VOLUME, IMPACT = FEATURES
+#: Observables computed from the tape beyond the four built-in ones, on request
+#: (``prepare(observables=...)``); their names are reserved like the built-ins'.
+OPTIONAL_OBSERVABLES: tuple[str, ...] = ("reversal",)
+#: Trailing rows of the return scale in ``reversal`` and the clip of its value.
+REVERSAL_WINDOW = 63
+REVERSAL_CLIP = 20.0
 
 
 @dataclass(frozen=True)
@@ -142,6 +149,25 @@ def _log_positive(x: pd.Series) -> pd.Series:
     return pd.Series(out, index=x.index)
 
 
+def reversal_observable(log_close: pd.Series) -> pd.Series:
+    r"""The volume-return reversal signature as an observable (trading rows only).
+
+    .. math:: \mathrm{reversal}_t = \operatorname{clip}\left(-\frac{r_t\, r_{t-1}}
+       {s_t^2}, -20, 20\right),
+
+    with :math:`r_t = \log c_t - \log c_{t-1}` and :math:`s_t` the standard deviation of
+    :math:`r` over the previous ``REVERSAL_WINDOW`` (63) trading rows (excluding t; at least 21).
+    It is large and positive when today's move undoes yesterday's relative to the recent scale of
+    moves: the signature of liquidity-driven, price-insensitive trading that is later partly
+    undone (Campbell, Grossman & Wang 1993, QJE 108(4); Llorente, Michaely, Saar & Wang 2002,
+    RFS 15(4): returns that come with liquidity-driven trading reverse, informed ones continue).
+    Causal: the value at t uses closes up to t.
+    """
+    r = log_close - log_close.shift(1)
+    scale = r.shift(1).rolling(REVERSAL_WINDOW, min_periods=REVERSAL_WINDOW // 3).std()
+    return (-(r * r.shift(1)) / scale**2).clip(-REVERSAL_CLIP, REVERSAL_CLIP)
+
+
 def compute_observables(
     prices: pd.DataFrame,
     *,
@@ -149,6 +175,7 @@ def compute_observables(
     spread_window: int = 21,
     volume_window: int = 63,
     impact_window: int = 252,
+    optional: tuple[str, ...] = (),
 ) -> Observables:
     """Compute the raw spread, volatility, volume and impact observables.
 
@@ -162,13 +189,20 @@ def compute_observables(
         Abdi-Ranaldo estimate.
     spread_window, volume_window, impact_window : int
         Trailing windows in trading rows (see the module docstring for the formulas).
+    optional : tuple of str
+        Names from :data:`OPTIONAL_OBSERVABLES` to compute as well (e.g. ``"reversal"``,
+        :func:`reversal_observable`).
 
     Returns
     -------
     Observables
-        ``raw`` has columns :data:`~stressflow.models.dims.FEATURES`; NaN marks a missing
-        observation. The masks give the treatment applied on each date.
+        ``raw`` has columns :data:`~stressflow.models.dims.FEATURES` followed by ``optional``;
+        NaN marks a missing observation. The masks give the treatment applied on each date.
     """
+    unknown = [name for name in optional if name not in OPTIONAL_OBSERVABLES]
+    if unknown:
+        raise ValueError(f"unknown observables {unknown}; optional ones: "
+                         f"{list(OPTIONAL_OBSERVABLES)}")
     index = prices.index
     zero_volume = (prices["volume"] == 0).to_numpy()
     traded = prices.loc[~zero_volume]
@@ -220,10 +254,10 @@ def compute_observables(
         | ((position < max(1, spread_window // 3)) if spread_column is None else False)
     )
 
-    raw = pd.DataFrame(
-        {SPREAD: spread, VOLATILITY: volatility, VOLUME: volume, IMPACT: impact},
-        index=traded.index,
-    )[list(FEATURES)]
+    columns = {SPREAD: spread, VOLATILITY: volatility, VOLUME: volume, IMPACT: impact}
+    if "reversal" in optional:
+        columns["reversal"] = reversal_observable(log_close)
+    raw = pd.DataFrame(columns, index=traded.index)[[*FEATURES, *optional]]
     raw = raw.reindex(index)
 
     def expand(mask: np.ndarray) -> pd.Series:

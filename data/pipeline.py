@@ -12,7 +12,7 @@ from stressflow.models.dims import FEATURE, FEATURES, TIME
 
 from .covariate_join import check_max_stale, check_names, window_covariates
 from .errors import DataError
-from .observables import compute_observables
+from .observables import OPTIONAL_OBSERVABLES, compute_observables
 from .prices import REQUIRED_COLUMNS, Source, first_date, read_prices, to_numeric_column
 from .report import GAP_BUSINESS_DAYS, DataReport, emit_warnings, find_gaps, window_dates
 from .transform import (
@@ -143,6 +143,7 @@ def prepare(
     end: DateLike | None = None,
     spread_column: str | None = None,
     extra_columns: Iterable[str] = (),
+    observables: Iterable[str] = (),
     columns: Mapping[str, str] | None = None,
     date_column: str = "date",
     volume_window: int | None = None,
@@ -173,6 +174,10 @@ def prepare(
         Column (after ``columns=`` renaming) holding a spread (> 0, e.g. a credit spread or
         quoted bid-ask spread); its log is the spread observable. Default: the Abdi-Ranaldo
         (2017) estimate from close, high and low.
+    observables : iterable of str
+        Optional observables computed from the tape besides the four built-in ones
+        (:data:`stressflow.data.observables.OPTIONAL_OBSERVABLES`, e.g. ``"reversal"``); they
+        follow the four, before any extra column. With a ``transform`` they come from it.
     extra_columns : iterable of str
         Further numeric columns added as features after the four built-in ones, each
         log-transformed if strictly positive over the window (reported in
@@ -241,8 +246,20 @@ def prepare(
     )
     spread_column = _resolve_option("spread_column", spread_column, transform, None)
     extra_columns = tuple(extra_columns) if not isinstance(extra_columns, str) else (extra_columns,)
+    observables = tuple(observables) if not isinstance(observables, str) else (observables,)
+    unknown = [name for name in observables if name not in OPTIONAL_OBSERVABLES]
+    if unknown:
+        raise ValueError(f"unknown observables {unknown}; optional ones: "
+                         f"{list(OPTIONAL_OBSERVABLES)}")
     if transform is not None:
-        fitted_extras = transform.features[len(FEATURES) :]
+        fitted = tuple(f for f in transform.features[len(FEATURES):]
+                       if f in OPTIONAL_OBSERVABLES)
+        if observables and observables != fitted:
+            raise ValueError(f"observables={list(observables)} conflicts with the given "
+                             f"transform (optional observables {list(fitted)}); leave it out")
+        observables = fitted
+        fitted_extras = tuple(f for f in transform.features[len(FEATURES):]
+                              if f not in OPTIONAL_OBSERVABLES)
         if extra_columns and extra_columns != fitted_extras:
             raise ValueError(
                 f"extra_columns={list(extra_columns)} conflicts with the given transform "
@@ -277,11 +294,11 @@ def prepare(
         )
     if len(set(wanted)) != len(wanted):
         raise DataError(f"spread and extra columns must be distinct, got {wanted}")
-    clash = [c for c in extra_columns if c in FEATURES]
+    clash = [c for c in extra_columns if c in FEATURES or c in OPTIONAL_OBSERVABLES]
     if clash:
         raise DataError(
-            f"extra column(s) {clash} clash with built-in feature names {list(FEATURES)}; "
-            "rename them with columns="
+            f"extra column(s) {clash} clash with built-in feature names "
+            f"{[*FEATURES, *OPTIONAL_OBSERVABLES]}; rename them with columns="
         )
     for column in wanted:
         prices[column] = to_numeric_column(prices, column)
@@ -309,6 +326,7 @@ def prepare(
         spread_window=spread_window,
         volume_window=volume_window,
         impact_window=impact_window,
+        optional=observables,
     )
     in_window = prices.loc[window]
     raw = obs.raw.loc[window].copy()

@@ -57,9 +57,19 @@ class ModelSpec:
         ``1 + duration_strength (1 - 1/d_k)`` on the diagonal and ``1 + duration_strength /
         (d_k m_k)`` on each of its ``m_k`` allowed moves, i.e. ``duration_strength``
         pseudo-transitions whose stay share is ``1 - 1/d_k`` (the prior mode of P[k, k] is
-        then ``1 - 1/d_k``).
+        then ``1 - 1/d_k``). Default ``(250, 250, 20, 7)``: set from the framework's
+        description of the stages (orderly and fragile last hundreds of days, margin pressure
+        weeks, forced flow days to weeks), never from the catalogue's labels. ``None``: one
+        ``stickiness`` for every stage.
     duration_strength : float
         Number of pseudo-transitions per row behind ``stage_durations`` (> 0).
+    observables : tuple of str
+        Observables computed from the tape beyond the four built-in ones that the model uses
+        (``stressflow.data.observables.OPTIONAL_OBSERVABLES``, e.g. ``"reversal"``);
+        :func:`stressflow.inference.fit` prepares them. Default: none. ``("reversal",)`` adds
+        the normalised product of consecutive returns
+        (:func:`stressflow.data.observables.reversal_observable`); see the README for what it
+        does to the catalogue scores and to the cost of a fit.
     order_feature : str
         Observable whose stage means are ordered to identify the labels.
     mu_prior_sd : float
@@ -77,12 +87,14 @@ class ModelSpec:
     transition_model: Literal["constant", "logit", "ladder"] = "constant"
     transition_covariates: tuple[str, ...] = ()
     tvtp_prior_sd: float = 1.0
-    stage_durations: tuple[float, ...] | None = None
-    duration_strength: float = 100.0
+    stage_durations: tuple[float, ...] | None = (250.0, 250.0, 20.0, 7.0)
+    duration_strength: float = 1000.0
+    observables: tuple[str, ...] = ()
 
     def __post_init__(self):
         object.__setattr__(self, "transition_covariates",
                            tuple(str(c) for c in self.transition_covariates))
+        object.__setattr__(self, "observables", tuple(str(c) for c in self.observables))
         for name, allowed in (("emission", EMISSIONS), ("transitions", STRUCTURES),
                               ("transition_model", TRANSITION_MODELS)):
             if getattr(self, name) not in allowed:
@@ -127,19 +139,36 @@ class ModelSpec:
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["transition_covariates"] = list(self.transition_covariates)
+        out["observables"] = list(self.observables)
         if self.stage_durations is not None:
             out["stage_durations"] = list(self.stage_durations)
         return out
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> ModelSpec:
-        """Inverse of :meth:`to_dict`; fields a fit file written by an older version lacks take
-        their defaults, unknown fields raise ``ValueError``."""
+        """Inverse of :meth:`to_dict`. A field that a fit file written by an older version lacks
+        takes the value that version used (:data:`LEGACY_OPTIONS`, not today's default);
+        unknown fields raise ``ValueError``."""
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
             raise ValueError(f"unknown model options {unknown}: written by a newer stressflow?")
-        return cls(**values)
+        return cls(**{**LEGACY_OPTIONS, **values})
+
+    @classmethod
+    def base(cls, **options) -> ModelSpec:
+        """The four built-in observables with one stickiness for every stage (the default model
+        before the compulsion work): ``observables=()``, ``stage_durations=None``."""
+        return cls(**{"observables": (), "stage_durations": None, **options})
+
+
+#: The value of each option that fit files written before the option existed were fitted with.
+LEGACY_OPTIONS: dict[str, Any] = {
+    "transition_model": "constant",
+    "transition_covariates": (),
+    "stage_durations": None,
+    "observables": (),
+}
 
 
 def allowed_transitions(transitions: str, n_stages: int = len(dims.STAGES)) -> np.ndarray:

@@ -157,6 +157,6 @@ def draw_terms(features, params, spec=None):
     from stressflow.models.evaluate import evaluate_draws, model_data
     from stressflow.models.spec import ModelSpec
 
-    spec = spec or ModelSpec()
+    spec = spec or ModelSpec.base()
     data = model_data(spec, features)
     return lambda lo, hi: evaluate_draws(spec, params, data, lo, hi)

@@ -44,7 +44,7 @@ def fake_fit(prepared, mu, sigma, trans, *, n_chains=2, n_draws=10, jitter=0.02,
          "P": ((dims.CHAIN, dims.DRAW, dims.STAGE_FROM, dims.STAGE_TO), p_d)},
         coords=coords,
     )
-    spec = spec or ModelSpec()
+    spec = spec or ModelSpec.base()
     if spec.transition_model == "ladder":
         g = np.asarray(gamma, dtype=np.float64)
         posterior["gamma"] = xr.DataArray(

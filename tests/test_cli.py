@@ -71,3 +71,22 @@ def test_summary_refuses_a_file_that_is_not_a_fit(tmp_path, capsys):
     bad.write_text("not a netcdf file")
     assert main(["summary", str(bad)]) == 1
     assert "summary" in capsys.readouterr().err
+
+
+def test_model_options_build_the_spec():
+    from stressflow.inference.present.cli import build_parser
+    from stressflow.inference.present.model_options import spec_from_args
+    from stressflow.models.spec import ModelSpec
+
+    parse = build_parser().parse_args
+    assert spec_from_args(parse(["fit", "--dataset", "sp500"])) == ModelSpec()
+    base = spec_from_args(parse(["fit", "--dataset", "sp500", "--observables", "none",
+                                 "--stage-durations", "none"]))
+    assert base == ModelSpec.base()
+    tv = spec_from_args(parse(["fit", "--dataset", "sp500", "--transition-covariates",
+                               "vix,low_vol", "--stage-durations", "100,100,10,5"]))
+    assert tv.transition_model == "ladder" and tv.transition_covariates == ("vix", "low_vol")
+    assert tv.stage_durations == (100.0, 100.0, 10.0, 5.0)
+    with pytest.raises(ValueError, match="stage-durations"):
+        spec_from_args(parse(["fit", "--dataset", "sp500", "--stage-durations", "long"]))
+    assert main(["fit", "--dataset", "sp500", "--transition-model", "logit"]) == 2

@@ -32,6 +32,8 @@ from stressflow.models.numerics import kernels
 from stressflow.models.spec import ModelSpec
 
 pytestmark = pytest.mark.filterwarnings("ignore::stressflow.data.DataWarning")
+#: The four built-in observables with one stickiness (simulated data have no price tape).
+BASE = ModelSpec.base()
 
 
 def _log_posterior(features, mu, sigma, trans, stickiness=ModelSpec.stickiness):
@@ -58,7 +60,7 @@ def sp500_1990():
 
 def test_em_increases_the_log_posterior_monotonically(simulated_hmm):
     features = simulated_hmm[0].features
-    spec = ModelSpec()
+    spec = BASE
     y0, mask = masked_observations(features.to_numpy())
     mu, sigma, trans = ini._kmeans_params(features, spec, seed=0, n_init=1)
     scores = [_log_posterior(features, mu, sigma, trans)]
@@ -72,7 +74,7 @@ def test_em_increases_the_log_posterior_monotonically(simulated_hmm):
 
 def test_em_start_recovers_simulated_parameters(simulated_hmm):
     features = simulated_hmm[0].features
-    start = ini.em_start(features, ModelSpec(), seed=0)
+    start = ini.em_start(features, BASE, seed=0)
     assert_allclose(start["mu_order"], np.asarray(SIM_MU)[:, 1], atol=0.15)
     assert_allclose(np.diag(start["P"]), np.diag(SIM_P), atol=0.03)
     assert_allclose(start["sigma"], SIM_SIGMA, atol=0.12)
@@ -80,7 +82,7 @@ def test_em_start_recovers_simulated_parameters(simulated_hmm):
 
 def test_em_start_sequential_keeps_forbidden_moves_at_zero(simulated_hmm):
     features = simulated_hmm[0].features
-    start = ini.em_start(features, ModelSpec(transitions="sequential"), seed=1)
+    start = ini.em_start(features, ModelSpec.base(transitions="sequential"), seed=1)
     # rows of the sequential structure: allowed entries only, each a probability vector
     assert set(start) >= {f"P_row_{s}" for s in dims.STAGES}
     for stage in dims.STAGES:
@@ -91,7 +93,7 @@ def test_em_start_sequential_keeps_forbidden_moves_at_zero(simulated_hmm):
 def test_em_start_finds_the_persistent_mode_on_sp500(sp500_1990):
     """Real data: raw-day k-means + EM ends in a flickering mode; the default start does not."""
     features = sp500_1990.features
-    spec = ModelSpec()
+    spec = BASE
     y0, mask = masked_observations(features.to_numpy())
     mu, sigma, trans = ini._kmeans_params(features, spec, seed=0, n_init=3, smooth_window=1)
     data = model_data(spec, features)
@@ -117,7 +119,7 @@ def sim_fit(simulated_hmm):
     prepared, _ = simulated_hmm
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FitWarning)  # judged by the tests below
-        return fit(prepared, chains=2, draws=1000, tune=600, seed=11)
+        return fit(prepared, spec=BASE, chains=2, draws=1000, tune=600, seed=11)
 
 
 def _interval(da, lo=0.005, hi=0.995):
@@ -263,16 +265,16 @@ def test_sp500_stage_means_ordered_and_missing_days_kept(sp500_fit):
 
 
 def test_same_seed_same_numbers(small_simulated):
-    a = fit(small_simulated, chains=2, draws=60, tune=60, seed=5)
-    b = fit(small_simulated, chains=2, draws=60, tune=60, seed=5)
-    c = fit(small_simulated, chains=2, draws=60, tune=60, seed=6)
+    a = fit(small_simulated, spec=BASE, chains=2, draws=60, tune=60, seed=5)
+    b = fit(small_simulated, spec=BASE, chains=2, draws=60, tune=60, seed=5)
+    c = fit(small_simulated, spec=BASE, chains=2, draws=60, tune=60, seed=6)
     assert_array_equal(a["posterior"]["mu"].values, b["posterior"]["mu"].values)
     assert_array_equal(a["stages"]["smoothed"].values, b["stages"]["smoothed"].values)
     assert not np.array_equal(a["posterior"]["mu"].values, c["posterior"]["mu"].values)
 
 
 def test_store_draws_and_sequential_student_t(small_simulated):
-    spec = ModelSpec(emission="student_t", transitions="sequential")
+    spec = ModelSpec.base(emission="student_t", transitions="sequential")
     res = fit(small_simulated, spec=spec, chains=2, draws=40, tune=60, seed=2, store_draws=True,
               pointwise_loglik=False)
     post = res["posterior"]
@@ -297,7 +299,7 @@ def test_store_draws_and_sequential_student_t(small_simulated):
 )
 def test_fit_rejects_bad_options(small_simulated, kwargs, match):
     with pytest.raises(ValueError, match=match):
-        fit(small_simulated, **kwargs)
+        fit(small_simulated, spec=BASE, **kwargs)
 
 
 def test_fit_caller_frame_not_mutated():
@@ -330,7 +332,7 @@ def test_sp500_1990_2018_full_fit_converges():
 @pytest.mark.slow
 def test_recovery_long_series():
     features, _ = simulate_stage_hmm(5000, seed=99, n_missing=50)
-    res = fit(make_prepared(features), chains=4, draws=1000, seed=1)
+    res = fit(make_prepared(features), spec=BASE, chains=4, draws=1000, seed=1)
     for name, truth in (("mu", SIM_MU), ("sigma", SIM_SIGMA), ("P", SIM_P)):
         lo, hi = _interval(res["posterior"][name])
         assert ((lo <= np.asarray(truth)) & (np.asarray(truth) <= hi)).sum() >= 15
@@ -344,13 +346,13 @@ def test_compiled_density_is_reused_with_new_data(simulated_hmm):
     prepared, _ = simulated_hmm
     short = make_prepared(prepared.features.iloc[:400])
     clear_compile_cache()
-    first = fit(short, chains=2, draws=50, tune=50, seed=8)
+    first = fit(short, spec=BASE, chains=2, draws=50, tune=50, seed=8)
     other = make_prepared(prepared.features.iloc[400:1000])
-    reused = fit(other, chains=2, draws=50, tune=50, seed=8)
+    reused = fit(other, spec=BASE, chains=2, draws=50, tune=50, seed=8)
     assert json.loads(first.attrs["timings"])["compile_cached"] == 0.0
     assert json.loads(reused.attrs["timings"])["compile_cached"] == 1.0
     clear_compile_cache()
-    fresh = fit(other, chains=2, draws=50, tune=50, seed=8)
+    fresh = fit(other, spec=BASE, chains=2, draws=50, tune=50, seed=8)
     assert json.loads(fresh.attrs["timings"])["compile_cached"] == 0.0
     assert_array_equal(reused["posterior"]["mu"].values, fresh["posterior"]["mu"].values)
     assert reused["stages"].sizes[dims.TIME] == 600

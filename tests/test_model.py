@@ -376,8 +376,9 @@ def test_model_spec_defaults_and_dict():
         "transition_model": "constant",
         "transition_covariates": [],
         "tvtp_prior_sd": 1.0,
-        "stage_durations": None,
-        "duration_strength": 100.0,
+        "stage_durations": [250.0, 250.0, 20.0, 7.0],
+        "duration_strength": 1000.0,
+        "observables": [],
     }
     assert ModelSpec(**spec.to_dict()) == spec
     assert ModelSpec(stickiness=0).stickiness == 0
@@ -390,7 +391,9 @@ def test_model_spec_round_trips_and_reads_older_fit_files():
     # a schema-2 fit file stored only the first five options
     old = {"emission": "gaussian", "transitions": "full", "stickiness": 20.0,
            "order_feature": "volatility", "mu_prior_sd": 2.0}
-    assert ModelSpec.from_dict(old) == ModelSpec()
+    # ... and was fitted with one stickiness for every stage, not today's duration prior
+    assert ModelSpec.from_dict(old) == ModelSpec.base()
+    assert ModelSpec.from_dict(old) != ModelSpec()
     with pytest.raises(ValueError, match="unknown model options"):
         ModelSpec.from_dict({**old, "regime_count": 5})
     with pytest.raises(ValueError, match="needs at least one name"):

@@ -110,11 +110,12 @@ def main(argv: list[str]) -> int:
               f"calm17 {summ['calm2017']:.3f} vw {summ['vw']:.2f} "
               f"oot_auc {summ['oot_auc']:.2f} cross {summ['cross_2008']} {summ['cross_sep']} "
               f"met {summ['targets_met']}/{len(TARGETS)} ({summ['seconds']:.1f} s)", flush=True)
-    if argv:
-        return 0
     RESULTS.mkdir(exist_ok=True)
-    pd.DataFrame(rows).to_csv(RESULTS / "compulsion_screen.csv", index=False)
-    write_markdown(RESULTS / "compulsion_screen.md", results, TARGETS, COMMAND)
+    # a subset of variants goes to its own files (the full screen's files are left as they are)
+    stem = "compulsion_screen_subset" if argv else "compulsion_screen"
+    pd.DataFrame(rows).to_csv(RESULTS / f"{stem}.csv", index=False)
+    command = f"{COMMAND} {' '.join(argv)}" if argv else COMMAND
+    write_markdown(RESULTS / f"{stem}.md", results, TARGETS, command)
     return 0
 
 

@@ -133,3 +133,26 @@ VARIANTS: tuple[Variant, ...] = (
     Variant("k6_all_t", ALL, _d(n_stages=6, ar=True, order=K5, durations=DUR6, nu=5.0),
             "k6_all with Student-t emissions (nu = 5 fixed)"),
 )
+
+# Added by the lead after the first screen (same harness, same scores): the four named stages
+# with forced flow identified by vol_surprise (the k5 rule with K = 4), and the reversal
+# observable under three strengths of the duration prior and the sequential ladder.
+K4 = ("k5", "vol_surprise", "volatility")
+VARIANTS = VARIANTS + (
+    Variant("k4_mixed_dur", MIXED, _d(order=K4, durations=DUR4),
+            "K=4: forced flow = highest vol_surprise stage, others by volatility"),
+    Variant("k4_mixed_dur_seq", MIXED, _d(order=K4, durations=DUR4, transitions="sequential"),
+            "k4_mixed_dur + sequential ladder"),
+    Variant("k4_all_seq", ALL, _d(order=K4, durations=DUR4, transitions="sequential", ar=True),
+            "K=4 mixed ordering, all observables + AR, sequential"),
+    Variant("k4_rev_seq", MIXED + ("reversal",),
+            _d(order=K4, durations=DUR4, transitions="sequential"),
+            "K=4 mixed ordering + reversal, sequential"),
+    Variant("reversal_dur_s300", BASE + ("reversal",), _d(durations=DUR4, strength=300.0),
+            "base + reversal + duration prior strength 300"),
+    Variant("reversal_dur_strong", BASE + ("reversal",), _d(durations=DUR4, strength=1000.0),
+            "base + reversal + duration prior strength 1000 (the library's default)"),
+    Variant("reversal_dur_seq", BASE + ("reversal",),
+            _d(durations=DUR4, transitions="sequential"),
+            "base + reversal + duration prior + sequential"),
+)

@@ -165,8 +165,15 @@ def fit(
     else:
         if spec.time_varying:
             prepare_kwargs.setdefault("transition_covariates", spec.transition_covariates)
+        if spec.observables:
+            prepare_kwargs.setdefault("observables", spec.observables)
         prepared = prepare(data, start=start, end=end, **prepare_kwargs)
     features = prepared.features
+    missing = [name for name in spec.observables if name not in features.columns]
+    if missing:
+        raise ValueError(f"the model uses the observables {missing}, which the prepared data "
+                         f"lack (features {list(features.columns)}): prepare them with "
+                         f"prepare(..., observables={list(spec.observables)})")
     covariates = _covariates(prepared, spec)
 
     timings: dict[str, float] = {}

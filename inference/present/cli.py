@@ -20,8 +20,8 @@ def _cmd_fit(args) -> int:
     from stressflow.data import DataError, list_datasets
     from stressflow.inference.fitting.fit import fit
     from stressflow.inference.postprocess.summaries import summary
+    from stressflow.inference.present.model_options import spec_from_args
     from stressflow.inference.schema import save_fit
-    from stressflow.models.spec import ModelSpec
 
     if (args.dataset is None) == (args.file is None):
         print("stressflow fit: give exactly one of --dataset NAME or --file PATH", file=sys.stderr)
@@ -32,12 +32,8 @@ def _cmd_fit(args) -> int:
         print(f"stressflow fit: unknown dataset {args.dataset!r}; bundled: {names}",
               file=sys.stderr)
         return 2
-    covariates = tuple(c.strip() for c in (args.transition_covariates or "").split(",")
-                       if c.strip())
-    model = args.transition_model or ("ladder" if covariates else "constant")
     try:
-        spec = ModelSpec(emission=args.emission, transitions=args.transitions,
-                         transition_model=model, transition_covariates=covariates)
+        spec = spec_from_args(args)
     except ValueError as exc:
         print(f"stressflow fit: {exc}", file=sys.stderr)
         return 2
@@ -85,6 +81,8 @@ def _cmd_datasets(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from stressflow.inference.present.model_options import add_model_options
+
     parser = argparse.ArgumentParser(
         prog="stressflow", description="Bayesian HMM of market stress stages."
     )
@@ -100,15 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--draws", type=int, default=1000)
     p.add_argument("--tune", type=int, default=2000)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--emission", choices=("gaussian", "student_t"), default="gaussian")
-    p.add_argument("--transitions", choices=("full", "sequential"), default="full")
-    p.add_argument("--transition-covariates", metavar="NAME[,NAME...]",
-                   help="covariates driving the transition probabilities (time-varying P: "
-                        "the covariates of day t-1 drive the move into day t); bundled: "
-                        "ted, baa10y, vix, low_vol, d_ted, d_baa10y, d_vix (see `stressflow "
-                        "datasets`), or a column of the input file")
-    p.add_argument("--transition-model", choices=("logit", "ladder"),
-                   help="how the covariates act on P (default ladder when covariates are given)")
+    add_model_options(p)
     p.add_argument("--store-draws", action="store_true",
                    help="also store per-draw stage probabilities (large)")
     p.add_argument("--pointwise-loglik", action="store_true",

@@ -15,11 +15,13 @@ __all__ = ["register_cli"]
 def _cmd_evaluate(args) -> int:
     from stressflow.data import DataError
     from stressflow.inference.apps.evaluation import run_evaluation
+    from stressflow.inference.present.model_options import spec_from_args
 
     try:
-        result = run_evaluation(cut=args.cut, start=args.start, end=args.end, vw=args.vw,
-                                chains=args.chains, draws=args.draws, tune=args.tune,
-                                seed=args.seed, progress=not args.quiet)
+        result = run_evaluation(spec=spec_from_args(args), cut=args.cut, start=args.start,
+                                end=args.end, vw=args.vw, chains=args.chains,
+                                draws=args.draws, tune=args.tune, seed=args.seed,
+                                progress=not args.quiet)
     except (DataError, ValueError, FileNotFoundError) as exc:
         print(f"stressflow evaluate: {exc}", file=sys.stderr)
         return 1
@@ -43,7 +45,9 @@ def _vw_window(text: str):
 
 def register_cli(subparsers) -> None:
     """Add ``stressflow evaluate [--cut DATE] [--start] [--end] [--vw START:END|none]
-    [--chains] [--draws] [--tune] [--seed] [--out results.md] [--quiet]``."""
+    [model options] [--chains] [--draws] [--tune] [--seed] [--out results.md] [--quiet]``."""
+    from stressflow.inference.present.model_options import add_model_options
+
     p = subparsers.add_parser(
         "evaluate",
         help="fit S&P 500 and VW, score the crisis catalogue in sample and out of time",
@@ -58,6 +62,7 @@ def register_cli(subparsers) -> None:
     p.add_argument("--end", default="2018-12-31", help="last date of the S&P 500 data used")
     p.add_argument("--vw", type=_vw_window, default=("2005-01-01", "2012-12-31"),
                    help="VW fit window START:END, or none (default 2005-01-01:2012-12-31)")
+    add_model_options(p)
     p.add_argument("--chains", type=int, default=4)
     p.add_argument("--draws", type=int, default=1000)
     p.add_argument("--tune", type=int, default=2000)

@@ -10,6 +10,7 @@ import pandas as pd
 import xarray as xr
 from stressflow.data import DataError, DataWarning, FeatureTransform, prepare, read_prices
 from stressflow.data.errors import format_dates
+from stressflow.data.observables import OPTIONAL_OBSERVABLES
 from stressflow.inference import schema
 from stressflow.inference.apps.feed.columns import require_feed
 from stressflow.inference.fitting.assemble import data_hash, package_version
@@ -154,7 +155,8 @@ def update(fit: xr.DataTree, new_rows, *, columns=None, date_column: str = "date
             f"{last:%Y-%m-%d}: {format_dates(late)}; update only appends days after it (stored "
             "days are never rewritten: refit to change them)"
         )
-    extras = [f for f in tr.features if f not in dims.FEATURES]
+    extras = [f for f in tr.features
+              if f not in dims.FEATURES and f not in OPTIONAL_OBSERVABLES]
     needed = [*([tr.spread_column] if tr.spread_column else []), *extras]
     absent = [c for c in needed if c not in new.columns]
     if absent:

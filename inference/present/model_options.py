@@ -1,0 +1,61 @@
+"""Command-line options that choose the model (a :class:`~stressflow.models.spec.ModelSpec`),
+shared by ``stressflow fit`` and ``stressflow evaluate``."""
+
+from __future__ import annotations
+
+import argparse
+
+from stressflow.models.spec import EMISSIONS, STRUCTURES, ModelSpec
+
+__all__ = ["add_model_options", "spec_from_args"]
+
+
+def _names(text: str | None) -> tuple[str, ...] | None:
+    if text is None:
+        return None
+    if text.strip().lower() == "none":
+        return ()
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def add_model_options(p: argparse.ArgumentParser) -> None:
+    """Add the model options (defaults: those of ``ModelSpec()``)."""
+    default = ModelSpec()
+    p.add_argument("--emission", choices=EMISSIONS, default=default.emission)
+    p.add_argument("--transitions", choices=STRUCTURES, default=default.transitions)
+    p.add_argument("--observables", metavar="NAME[,NAME...]|none",
+                   help="observables beyond the four built-in ones (default: "
+                        f"{','.join(default.observables) or 'none'})")
+    p.add_argument("--stage-durations", metavar="D,D,D,D|none",
+                   help="prior expected duration of each stage in trading days (default: "
+                        f"{','.join(f'{d:g}' for d in default.stage_durations or ()) or 'none'}"
+                        "; none: one stickiness for every stage)")
+    p.add_argument("--transition-covariates", metavar="NAME[,NAME...]",
+                   help="covariates driving the transition probabilities (time-varying P: "
+                        "the covariates of day t-1 drive the move into day t); bundled: "
+                        "ted, baa10y, vix, low_vol, d_ted, d_baa10y, d_vix, or a column of "
+                        "the input file")
+    p.add_argument("--transition-model", choices=("logit", "ladder"),
+                   help="how the covariates act on P (default ladder when covariates are given)")
+
+
+def spec_from_args(args) -> ModelSpec:
+    """The ModelSpec the options describe; ``ValueError`` (with the option's meaning) if
+    they are inconsistent."""
+    default = ModelSpec()
+    covariates = _names(args.transition_covariates) or ()
+    observables = _names(args.observables)
+    durations = _names(args.stage_durations)
+    try:
+        stage_durations = (default.stage_durations if durations is None
+                           else tuple(float(d) for d in durations) or None)
+    except ValueError:
+        raise ValueError(f"--stage-durations must be numbers or none, got "
+                         f"{args.stage_durations!r}") from None
+    return ModelSpec(
+        emission=args.emission, transitions=args.transitions,
+        observables=default.observables if observables is None else observables,
+        stage_durations=stage_durations,
+        transition_model=args.transition_model or ("ladder" if covariates else "constant"),
+        transition_covariates=covariates,
+    )
