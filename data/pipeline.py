@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as _dt
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -10,6 +9,7 @@ import numpy as np
 import pandas as pd
 from stressflow.models.dims import FEATURE, FEATURES, TIME
 
+from .checks import BAD_TICK_MODES, check_magnitudes, check_usable, treat_bad_ticks
 from .covariate_join import check_max_stale, check_names, window_covariates
 from .errors import DataError
 from .observables import OPTIONAL_OBSERVABLES, compute_observables
@@ -23,10 +23,10 @@ from .transform import (
     DEFAULT_VOLUME_WINDOW,
     FeatureTransform,
 )
+from .window import DateLike, check_window, resolve_option, select_window, to_timestamp
 
 __all__ = ["GAP_BUSINESS_DAYS", "PreparedData", "prepare"]
 
-DateLike = str | _dt.date | pd.Timestamp | np.datetime64
 
 
 @dataclass(frozen=True)
@@ -88,54 +88,6 @@ class PreparedData:
         )
 
 
-def _resolve_option(name: str, given, transform: FeatureTransform | None, default):
-    if transform is None:
-        return default if given is None else given
-    fixed = getattr(transform, name)
-    if given is not None and given != fixed:
-        raise ValueError(
-            f"{name}={given!r} conflicts with the given transform ({name}={fixed!r}); new data "
-            "must be computed exactly like the fitting data, so leave it out"
-        )
-    return fixed
-
-
-def _check_window(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
-def _to_timestamp(value: DateLike | None, name: str) -> pd.Timestamp | None:
-    if value is None:
-        return None
-    try:
-        stamp = pd.Timestamp(value)
-    except (TypeError, ValueError) as exc:
-        raise DataError(f"{name}={value!r} is not a date") from exc
-    if pd.isna(stamp):
-        raise DataError(f"{name}={value!r} is not a date")
-    return stamp.tz_localize(None) if stamp.tz is not None else stamp
-
-
-def _select_window(
-    index: pd.DatetimeIndex, start: pd.Timestamp | None, end: pd.Timestamp | None
-) -> np.ndarray:
-    span = f"the data cover {index[0]:%Y-%m-%d} .. {index[-1]:%Y-%m-%d}"
-    if start is not None and end is not None and start > end:
-        raise DataError(f"start {start:%Y-%m-%d} is after end {end:%Y-%m-%d}; {span}")
-    if start is not None and start > index[-1]:
-        raise DataError(f"start {start:%Y-%m-%d} is after the last date; {span}")
-    if end is not None and end < index[0]:
-        raise DataError(f"end {end:%Y-%m-%d} is before the first date; {span}")
-    mask = np.ones(len(index), dtype=bool)
-    if start is not None:
-        mask &= index >= start
-    if end is not None:
-        mask &= index <= end
-    return mask
-
-
 def prepare(
     source: Source,
     *,
@@ -154,6 +106,7 @@ def prepare(
     transition_covariates: Iterable[str] = (),
     covariate_data: pd.DataFrame | pd.Series | None = None,
     covariate_max_stale: int | None = None,
+    bad_ticks: str = "mask",
 ) -> PreparedData:
     """Validate daily prices and compute standardised stress observables.
 
@@ -207,6 +160,11 @@ def prepare(
     covariate_max_stale : int, optional
         Most trading rows a covariate value is carried forward past its last observation;
         default 5 or the given transform's.
+    bad_ticks : {"mask", "keep", "raise"}, default "mask"
+        Treatment of suspected bad ticks (a price that jumps by more than 20 robust sd and
+        jumps back the next day; rule in :mod:`stressflow.data.checks`): ``"mask"`` makes
+        that day's prices missing, ``"keep"`` uses them, ``"raise"`` raises DataError. Flagged
+        days are counted (``report.n_bad_ticks``) and warned about in every mode.
 
     Returns
     -------
@@ -217,34 +175,37 @@ def prepare(
     DataError
         For every unusable input (see :func:`~stressflow.data.read_prices`), plus: spread or
         extra column absent, non-numeric or (spread) <= 0; an extra column clashing with a
-        feature name; start after end or a window outside the data (the message gives the
-        data's range); fewer than ``min_rows`` rows in the window; a constant observable
-        (zero standard deviation) over the window; a covariate unknown, with bad source
-        data (non-numeric or infinite: the message names column and date), constant, or
-        without a value on some day of the window (the message names the first such date
+        feature name; a price outside ``[1e-6, 1e9]`` or a volume above ``1e15`` (absurd
+        magnitudes, see :mod:`stressflow.data.checks`); a suspected bad tick with
+        ``bad_ticks="raise"``; zero volume on every row, or ``high == low`` on every trading
+        row (a constant price), in the window; start after end or a window outside the data
+        (the message gives the data's range); fewer than ``min_rows`` rows in the window; a
+        constant observable (zero standard deviation) over the window; a covariate unknown,
+        with bad source data (non-numeric or infinite: the message names column and date), constant,
+        or without a value on some day of the window (the message names the first such date
         and the dates its series covers).
 
     Warns
     -----
     DataWarning
         Once per treatment that affected the window, with the count and first dates: empty
-        cells, zero-volume rows, flat (``high == low``) rows, close outside ``[low, high]``,
-        zero spread estimates, warm-up rows and gaps, and per covariate the days whose value
-        was carried forward. The counts are in ``report``.
+        cells, suspected bad ticks, zero-volume rows, flat (``high == low``) rows, close
+        outside ``[low, high]``, zero spread estimates, warm-up rows and gaps, and per
+        covariate the days whose value was carried forward. The counts are in ``report``.
     """
-    volume_window = _check_window(
+    volume_window = check_window(
         "volume_window",
-        _resolve_option("volume_window", volume_window, transform, DEFAULT_VOLUME_WINDOW),
+        resolve_option("volume_window", volume_window, transform, DEFAULT_VOLUME_WINDOW),
     )
-    impact_window = _check_window(
+    impact_window = check_window(
         "impact_window",
-        _resolve_option("impact_window", impact_window, transform, DEFAULT_IMPACT_WINDOW),
+        resolve_option("impact_window", impact_window, transform, DEFAULT_IMPACT_WINDOW),
     )
-    spread_window = _check_window(
+    spread_window = check_window(
         "spread_window",
-        _resolve_option("spread_window", spread_window, transform, DEFAULT_SPREAD_WINDOW),
+        resolve_option("spread_window", spread_window, transform, DEFAULT_SPREAD_WINDOW),
     )
-    spread_column = _resolve_option("spread_column", spread_column, transform, None)
+    spread_column = resolve_option("spread_column", spread_column, transform, None)
     extra_columns = tuple(extra_columns) if not isinstance(extra_columns, str) else (extra_columns,)
     observables = tuple(observables) if not isinstance(observables, str) else (observables,)
     unknown = [name for name in observables if name not in OPTIONAL_OBSERVABLES]
@@ -268,7 +229,7 @@ def prepare(
         extra_columns = fitted_extras
     names = check_names(transition_covariates)
     max_stale = check_max_stale(
-        _resolve_option(
+        resolve_option(
             "covariate_max_stale", covariate_max_stale, transform, DEFAULT_COVARIATE_MAX_STALE
         )
     )
@@ -282,7 +243,10 @@ def prepare(
     if isinstance(min_rows, bool) or not isinstance(min_rows, int | np.integer) or min_rows < 2:
         raise ValueError(f"min_rows must be an integer >= 2, got {min_rows!r}")
 
+    if bad_ticks not in BAD_TICK_MODES:
+        raise ValueError(f"bad_ticks must be one of {BAD_TICK_MODES}, got {bad_ticks!r}")
     prices = read_prices(source, columns=columns, date_column=date_column)
+    check_magnitudes(prices)
 
     # Spread and extra columns: present, distinct, numeric.
     wanted = ([spread_column] if spread_column is not None else []) + list(extra_columns)
@@ -307,11 +271,11 @@ def prepare(
         if bad.any():
             raise DataError(
                 f"spread column {spread_column!r} must be > 0 (its log is the observable) but "
-                f"is {prices[spread_column].to_numpy()[bad][0]!r} on "
+                f"is {float(prices[spread_column].to_numpy()[bad][0]):.6g} on "
                 f"{first_date(prices, bad)} ({int(bad.sum())} such row(s))"
             )
 
-    window = _select_window(prices.index, _to_timestamp(start, "start"), _to_timestamp(end, "end"))
+    window = select_window(prices.index, to_timestamp(start, "start"), to_timestamp(end, "end"))
     n_rows = int(window.sum())
     if n_rows < min_rows:
         raise DataError(
@@ -320,8 +284,10 @@ def prepare(
             f"{prices.index[0]:%Y-%m-%d} .. {prices.index[-1]:%Y-%m-%d}"
         )
 
+    treated, ticks = treat_bad_ticks(prices, bad_ticks)
+    check_usable(treated, window)
     obs = compute_observables(
-        prices,
+        treated,
         spread_column=spread_column,
         spread_window=spread_window,
         volume_window=volume_window,
@@ -345,7 +311,7 @@ def prepare(
             if bad.any():
                 raise DataError(
                     f"extra column {column!r} was log-transformed when the transform was "
-                    f"fitted but is {values.to_numpy()[bad][0]!r} (<= 0) on "
+                    f"fitted but is {float(values.to_numpy()[bad][0]):.6g} (<= 0) on "
                     f"{first_date(in_window, bad)}"
                 )
             raw[column] = np.log(values)
@@ -388,6 +354,9 @@ def prepare(
         spread_source=spread_column if spread_column is not None else "abdi_ranaldo",
         n_missing={c: int(features[c].isna().sum()) for c in features.columns},
         n_empty_cells={c: n for c, n in empty.items() if n},
+        n_bad_ticks=int((ticks.to_numpy() & window).sum()),
+        bad_tick_dates=window_dates(ticks, window),
+        bad_ticks=bad_ticks,
         n_zero_volume=int(zero_volume.sum()),
         zero_volume_dates=window_dates(obs.zero_volume, window),
         n_flat_range=int((obs.flat_range.to_numpy() & window).sum()),

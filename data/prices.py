@@ -207,7 +207,7 @@ def _check_values(frame: pd.DataFrame) -> None:
         if bad.any():
             raise DataError(
                 f"column {column!r} has a non-positive price "
-                f"{frame[column].to_numpy()[bad][0]!r} on {first_date(frame, bad)} "
+                f"{float(frame[column].to_numpy()[bad][0]):.6g} on {first_date(frame, bad)} "
                 f"({int(bad.sum())} such row(s)); prices must be > 0"
             )
     inverted = (frame["high"] < frame["low"]).to_numpy()
@@ -259,7 +259,8 @@ def read_prices(
         available columns); if ``columns=`` names an absent column; on an unparseable,
         duplicate or out-of-order date; on a non-numeric or infinite entry; if ``high``,
         ``low`` or ``close`` is <= 0, ``high < low``, or ``volume < 0``. Each message names
-        the column and the first offending date.
+        the column and the first offending date. If there are no rows (e.g. a CSV with only a
+        header).
     FileNotFoundError
         If ``source`` is a string that is neither a file nor a bundled dataset name.
     """
@@ -275,6 +276,11 @@ def read_prices(
         raise DataError(
             f"missing required column(s) {missing} ({reasons}); available columns: "
             f"{_available(frame)}{suggestion}"
+        )
+    if len(frame) == 0:
+        raise DataError(
+            f"the data have no rows (only a header with the columns {_available(frame)}); "
+            "give at least one dated row"
         )
     _check_dates(frame.index)
     for column in STANDARD_COLUMNS:

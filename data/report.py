@@ -64,6 +64,11 @@ class DataReport:
     n_empty_cells : dict of str to int
         Empty (NaN) input cells per used input column (``high, low, close, volume``, the
         spread column and extra columns); only columns with at least one are listed.
+    n_bad_ticks, bad_tick_dates
+        Suspected bad ticks (a price that jumps by more than 20 robust sd and jumps back the
+        next day; rule in :mod:`stressflow.data.checks`).
+    bad_ticks : str
+        Their treatment: ``"mask"`` (that day's prices missing) or ``"keep"``.
     n_zero_volume, zero_volume_dates
         Rows with ``volume == 0`` (non-trading rows, e.g. exchange holidays): all observables
         missing that day.
@@ -108,6 +113,9 @@ class DataReport:
     spread_source: str
     n_missing: dict[str, int]
     n_empty_cells: dict[str, int] = field(default_factory=dict)
+    n_bad_ticks: int = 0
+    bad_tick_dates: tuple[pd.Timestamp, ...] = ()
+    bad_ticks: str = "mask"
     n_zero_volume: int = 0
     zero_volume_dates: tuple[pd.Timestamp, ...] = ()
     n_flat_range: int = 0
@@ -165,6 +173,11 @@ class DataReport:
             )
         entries = [
             (
+                f"suspected bad ticks ({self.bad_ticks})",
+                self.n_bad_ticks,
+                self.bad_tick_dates,
+            ),
+            (
                 "zero-volume rows (all observables missing)",
                 self.n_zero_volume,
                 self.zero_volume_dates,
@@ -206,6 +219,18 @@ def emit_warnings(report: DataReport) -> None:
         warn_data(
             f"empty cells in the window ({cells}); the observables that need them are missing "
             "on those dates"
+        )
+    if report.n_bad_ticks:
+        treatment = (
+            "their high, low and close are treated as missing (that day's observables and the "
+            "next day's impact are missing; bad_ticks='keep' uses them)"
+            if report.bad_ticks == "mask"
+            else "kept as given (bad_ticks='keep')"
+        )
+        warn_data(
+            f"{report.n_bad_ticks} suspected bad tick(s): a price jumps by more than 20 robust "
+            f"sd and jumps back the next day; {treatment}; first: "
+            f"{format_dates(report.bad_tick_dates)}"
         )
     if report.n_zero_volume:
         warn_data(

@@ -27,13 +27,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import xarray as xr
+from stressflow.inference.integrity import (
+    append_file_checksum,
+    atomic_write,
+    verify_file_checksum,
+    verify_variables,
+    with_checksums,
+)
 from stressflow.models import dims
 from stressflow.models.evaluate import model_data
 from stressflow.models.spec import ModelSpec
 
 __all__ = [
     "SCHEMA_VERSION", "READABLE_SCHEMA_VERSIONS", "STAGE_GROUPS", "PRICE_COLUMNS_KEPT",
-    "price_variable", "save_fit", "load_fit", "require_fit", "schema_version", "read_spec",
+    "price_variable", "save_fit", "load_fit",  "require_fit", "schema_version", "read_spec",
     "read_transform", "posterior_params", "chain_of_draw", "model_arrays", "stored_prices",
     "filter_state", "time_index", "fit_data_end",
 ]
@@ -62,32 +69,47 @@ def price_variable(column: str) -> str:
 
 
 def save_fit(result: xr.DataTree, path: str | Path) -> Path:
-    """Write a fit to a netCDF file (HDF5 via h5netcdf)."""
+    """Write a fit to a netCDF file (HDF5 via h5netcdf), atomically and with checksums.
+
+    Design in :mod:`stressflow.inference.integrity`: every variable and every group's
+    attributes get a SHA-256, and the file ends with the SHA-256 of its bytes; :func:`load_fit`
+    checks the file's before it opens the HDF5 structure (damaged HDF5 metadata can make the
+    reader fail obscurely or loop), then each variable's. The file is written to a temporary
+    file in the same folder, synced and renamed onto ``path``: a writer killed midway leaves
+    the old file, if any, intact. ``result`` is not modified.
+    """
     if not isinstance(result, xr.DataTree) or "stages" not in result.children:
         raise TypeError("expected a stressflow fit (xarray.DataTree from fit() or load_fit())")
     path = Path(path)
-    result.to_netcdf(path, engine="h5netcdf")
+    tree = with_checksums(result)
+    with atomic_write(path) as tmp:
+        tree.to_netcdf(tmp, engine="h5netcdf")
+        append_file_checksum(tmp)
     return path
 
 
 def load_fit(path: str | Path) -> xr.DataTree:
     """Read a fit written by :func:`save_fit` (loaded into memory, file closed).
 
-    The stored arrays come back bit for bit. Raises ``ValueError`` with a message saying what
-    to do if the file is not a stressflow fit (not netCDF/HDF5, or no ``schema_version`` /
-    ``stages`` group) or was written with a schema version this stressflow cannot read
-    (:data:`READABLE_SCHEMA_VERSIONS`).
+    The stored arrays come back bit for bit; their checksums are verified. Raises
+    ``ValueError`` with a message saying what to do if the file is not a stressflow fit (not
+    netCDF/HDF5, or no ``schema_version`` / ``stages`` group), is damaged (unreadable, or a
+    variable or attribute differs from its stored checksum: the message names it) or was
+    written with a schema version this stressflow cannot read (:data:`READABLE_SCHEMA_VERSIONS`).
     """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no fit file at {path}")
+    verify_file_checksum(path)
     try:
         with xr.open_datatree(path, engine="h5netcdf") as tree:
             result = tree.load()
-    except (OSError, ValueError, TypeError) as exc:
+    except (OSError, ValueError, TypeError, KeyError, RuntimeError) as exc:
         raise ValueError(
-            f"{path} is not a stressflow fit: it cannot be read as netCDF/HDF5 ({exc})"
+            f"{path} is not a stressflow fit, or is damaged: it cannot be read as netCDF/HDF5 "
+            f"({type(exc).__name__}: {exc})"
         ) from exc
+    result = verify_variables(result, str(path))
     require_fit(result, where=str(path))
     return result
 

@@ -15,7 +15,7 @@ import pytest
 import xarray as xr
 from conftest import SIM_MU, SIM_P, SIM_SIGMA, make_prepared, simulate_stage_hmm
 from numpy.testing import assert_allclose, assert_array_equal
-from stressflow.data import prepare
+from stressflow.data import FeatureTransform, prepare
 from stressflow.inference import (
     FitWarning,
     check_fit,
@@ -178,8 +178,9 @@ def test_result_layout(sim_fit, simulated_hmm):
     assert list(df.columns) == list(dims.STAGES) and len(df) == n_t
     dur = expected_durations(sim_fit)
     assert_allclose(dur["mean"], 1 / (1 - np.diag(SIM_P)), rtol=0.5)
-    json.loads(sim_fit.attrs["model_spec"])
-    json.loads(sim_fit.attrs["transform"])
+    # the stored spec and transform rebuild exactly what the fit used
+    assert ModelSpec.from_dict(json.loads(sim_fit.attrs["model_spec"])) == ModelSpec()
+    assert FeatureTransform.from_json(sim_fit.attrs["transform"]) == prepared.transform
 
 
 def test_filtered_matches_kernel_at_each_draw(sim_fit, simulated_hmm):

@@ -13,7 +13,15 @@ __all__ = ["main"]
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):
+    """Print a warning as one line ``warning (Category): message`` (no source line)."""
     print(f"warning ({category.__name__}): {message}", file=sys.stderr)
+
+
+def show_progress(args) -> bool:
+    """Progress bar: on with ``--progress``, off with ``--quiet``, else on a terminal only."""
+    if getattr(args, "quiet", False):
+        return False
+    return bool(getattr(args, "progress", False)) or sys.stderr.isatty()
 
 
 def _cmd_fit(args) -> int:
@@ -45,7 +53,7 @@ def _cmd_fit(args) -> int:
             result = fit(
                 source, start=args.start, end=args.end, spec=spec, chains=args.chains,
                 draws=args.draws, tune=args.tune, seed=args.seed,
-                progress_bar=args.progress, spread_column=args.spread_column,
+                progress_bar=show_progress(args), spread_column=args.spread_column,
                 store_draws=args.store_draws, pointwise_loglik=args.pointwise_loglik,
             )
     except (DataError, ValueError, FileNotFoundError) as exc:
@@ -54,7 +62,11 @@ def _cmd_fit(args) -> int:
     wall = time.perf_counter() - t0
     result.attrs["source"] = str(source)
     out = Path(args.out)
-    save_fit(result, out)
+    try:
+        save_fit(result, out)
+    except OSError as exc:
+        print(f"stressflow fit: cannot write {out}: {exc}", file=sys.stderr)
+        return 1
     print(summary(result))
     print(f"\nwrote {out} ({out.stat().st_size / 1e6:.1f} MB); wall time {wall:.1f} s")
     return 0
@@ -101,9 +113,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_options(p)
     p.add_argument("--store-draws", action="store_true",
                    help="also store per-draw stage probabilities (large)")
-    p.add_argument("--pointwise-loglik", action="store_true",
-                   help="store the log_likelihood group (chain x draw x day, for LOO; large)")
-    p.add_argument("--progress", action="store_true", help="show the sampler's progress bar")
+    p.add_argument("--no-pointwise-loglik", dest="pointwise_loglik", action="store_false",
+                   help="do not store the log_likelihood group (chain x draw x day, for LOO; "
+                        "stored by default, as by fit())")
+    p.add_argument("--progress", action="store_true",
+                   help="show the sampler's progress bar even when not on a terminal")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress bar (shown by default when stderr is a terminal)")
     p.add_argument("--out", default="stressflow_fit.nc", help="output netCDF file")
     p.set_defaults(func=_cmd_fit)
 

@@ -11,7 +11,9 @@ import argparse
 import json
 import sys
 import time
+import warnings
 from collections.abc import Sequence
+from pathlib import Path
 
 import pandas as pd
 from stressflow.data import DataError
@@ -146,17 +148,26 @@ def register_plot(subparsers) -> None:
 
 
 def _cmd_update(args) -> int:
+    from stressflow.inference.present.cli import _show_warning
     from stressflow.inference.schema import load_fit, save_fit
 
+    if Path(args.out).resolve() == Path(args.fit).resolve():
+        print(f"stressflow update: --out {args.out} is the input fit; write the updated fit to "
+              "another file (the input is never overwritten)", file=sys.stderr)
+        return 2
     try:
-        fit = load_fit(args.fit)
-        t0 = time.perf_counter()
-        result = update(fit, args.new, date_column=args.date_column)
-        seconds = time.perf_counter() - t0
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")
+            warnings.showwarning = _show_warning
+            fit = load_fit(args.fit)
+            t0 = time.perf_counter()
+            result = update(fit, args.new, date_column=args.date_column,
+                            check_seam=not args.no_seam_check)
+            seconds = time.perf_counter() - t0
+        out = save_fit(result, args.out)
     except (DataError, ValueError, FileNotFoundError, OSError) as exc:
         print(f"stressflow update: {exc}", file=sys.stderr)
         return 1
-    out = save_fit(result, args.out)
     last = json.loads(result.attrs["feed_last_update"])
     row = feed(result).iloc[-1]
     print(
@@ -194,7 +205,11 @@ def register_feed(subparsers) -> None:
     p.add_argument("fit", help="fit netCDF written by `stressflow fit` or an earlier update")
     p.add_argument("new", help="CSV/Parquet with the new rows (date, high, low, close, volume)")
     p.add_argument("--date-column", default="date", help="name of the date column")
-    p.add_argument("--out", required=True, help="output netCDF (the input is left unchanged)")
+    p.add_argument("--out", required=True,
+                   help="output netCDF (must differ from the input, which is left unchanged)")
+    p.add_argument("--no-seam-check", action="store_true",
+                   help="accept new rows that do not look like a continuation of the fit's "
+                        "series (price or volume level, calendar gap, another market)")
     p.set_defaults(func=_cmd_update)
 
     p = subparsers.add_parser(

@@ -15,6 +15,7 @@ from stressflow.inference.apps.feed.columns import (
     feed,
 )
 from stressflow.inference.fitting.assemble import package_version
+from stressflow.inference.integrity import array_sha256, atomic_write, file_sha256
 
 __all__ = ["export", "read_feed"]
 
@@ -46,6 +47,11 @@ def export(fit: xr.DataTree, path, format: str = "csv") -> Path:
     ``<path>.meta.json`` beside it. :func:`read_feed` reads either back with the schema's
     dtypes.
 
+    Integrity: the CSV's metadata holds the SHA-256 of the CSV file (``sha256``), the
+    Parquet's the SHA-256 of each column's values (``columns_sha256``); :func:`read_feed`
+    checks them. Each file is written to a temporary file in the same folder, synced and
+    renamed onto its path (a writer killed midway leaves the old file intact).
+
     Returns
     -------
     pathlib.Path
@@ -57,25 +63,31 @@ def export(fit: xr.DataTree, path, format: str = "csv") -> Path:
     meta = _feed_metadata(fit)
     path = Path(path)
     if format == "csv":
-        frame.to_csv(path, index=False, date_format="%Y-%m-%d")
-        Path(f"{path}.meta.json").write_text(json.dumps(meta, indent=1))
+        with atomic_write(path) as tmp:
+            frame.to_csv(tmp, index=False, date_format="%Y-%m-%d")
+            meta["sha256"] = file_sha256(tmp)
+        with atomic_write(f"{path}.meta.json") as tmp:
+            tmp.write_text(json.dumps(meta, indent=1))
     else:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
+        meta["columns_sha256"] = {c: array_sha256(frame[c].to_numpy()) for c in frame.columns}
         table = pa.Table.from_pandas(frame, preserve_index=False)
         table = table.replace_schema_metadata(
             {**(table.schema.metadata or {}), b"stressflow": json.dumps(meta).encode()}
         )
-        pq.write_table(table, path)
+        with atomic_write(path) as tmp:
+            pq.write_table(table, tmp)
     return path
 
 
 def read_feed(path) -> pd.DataFrame:
     """Read a file written by :func:`export` back with the dtypes of :data:`FEED_SCHEMA`.
 
-    Raises ``ValueError`` if the columns differ from the schema (names or order) or the file
-    says it has another feed schema version.
+    Raises ``ValueError`` if the columns differ from the schema (names or order), the file
+    says it has another feed schema version, or the file does not match its stored checksums
+    (the CSV's SHA-256, or a Parquet column's: the message names the column).
     """
     path = Path(path)
     if path.suffix.lower() in (".parquet", ".pq"):
@@ -84,11 +96,22 @@ def read_feed(path) -> pd.DataFrame:
         table = pq.read_table(path)
         meta = json.loads((table.schema.metadata or {}).get(b"stressflow", b"{}"))
         frame = table.to_pandas()
+        for name, digest in meta.get("columns_sha256", {}).items():
+            if name not in frame.columns or array_sha256(frame[name].to_numpy()) != digest:
+                raise ValueError(
+                    f"{path} is damaged: column {name!r} does not match its stored checksum "
+                    "(the file was changed or corrupted after it was written); export it again"
+                )
     else:
         dates = [c.name for c in FEED_SCHEMA if c.dtype.startswith("datetime")]
         frame = pd.read_csv(path, parse_dates=dates)
         side = Path(f"{path}.meta.json")
         meta = json.loads(side.read_text()) if side.exists() else {}
+        if "sha256" in meta and file_sha256(path) != meta["sha256"]:
+            raise ValueError(
+                f"{path} is damaged: its SHA-256 differs from the one in {side.name} (the file "
+                "was changed or corrupted after it was written); export it again"
+            )
     version = meta.get("feed_schema_version", FEED_SCHEMA_VERSION)
     if version != FEED_SCHEMA_VERSION:
         raise ValueError(

@@ -13,12 +13,13 @@ from stressflow.data.errors import format_dates
 from stressflow.data.observables import OPTIONAL_OBSERVABLES
 from stressflow.inference import schema
 from stressflow.inference.apps.feed.columns import require_feed
+from stressflow.inference.apps.feed.seam import check_continuity, check_market
 from stressflow.inference.fitting.assemble import data_hash, package_version
 from stressflow.inference.postprocess.stages import filter_forward
 from stressflow.models import dims
 from stressflow.models.evaluate import evaluate_draws, model_data
 
-__all__ = ["update"]
+__all__ = ["check_continuity", "check_market", "update"]
 
 
 def _history_rows(stored: pd.DataFrame, tr: FeatureTransform) -> pd.DataFrame:
@@ -90,7 +91,7 @@ def _extend(ds: xr.Dataset, new_index: pd.DatetimeIndex, computed: dict) -> xr.D
 
 
 def update(fit: xr.DataTree, new_rows, *, columns=None, date_column: str = "date",
-           covariate_data=None) -> xr.DataTree:
+           covariate_data=None, check_seam: bool = True) -> xr.DataTree:
     """Extend a fit's filtered probabilities to new days without refitting.
 
     For every posterior draw theta_s the forward filter continues from the stored state
@@ -118,6 +119,11 @@ def update(fit: xr.DataTree, new_rows, *, columns=None, date_column: str = "date
         ``hy_oas``): their values over the new days (and the trailing rows their formulas need),
         as in :func:`stressflow.data.prepare`. Bundled covariates are read from the bundled
         series; columns of ``new_rows`` are used as given.
+    check_seam : bool, default True
+        Check that the new rows continue the fit's series (:func:`check_continuity`: the
+        market name, the calendar and the price and volume levels at the seam). Pass False
+        only for a real move that the checks refuse (e.g. a price jump beyond 20 robust sd
+        and 3x at the first new day).
 
     Returns
     -------
@@ -136,7 +142,9 @@ def update(fit: xr.DataTree, new_rows, *, columns=None, date_column: str = "date
     DataError
         Invalid rows (as for fitting data: the message names the column and date); rows dated
         on or before the fit's last date (the message lists them); no rows; a column the fit
-        used is absent.
+        used is absent; rows that do not continue the fit's series (another bundled market, a
+        gap of 10 or more business days, or a price or volume level far from the stored last
+        days: see :func:`check_continuity`).
     ValueError
         The fit lacks the stored state or price rows (schema 1, or built without prices).
     """
@@ -145,9 +153,9 @@ def update(fit: xr.DataTree, new_rows, *, columns=None, date_column: str = "date
     tr = FeatureTransform.from_dict(json.loads(fit.attrs["transform"]))
     stored = schema.stored_prices(fit)
     last = schema.time_index(fit)[-1]
+    if check_seam:
+        check_market(fit, new_rows)
     new = read_prices(new_rows, columns=columns, date_column=date_column)
-    if len(new) == 0:
-        raise DataError("no new rows to add")
     late = new.index[new.index <= last]
     if len(late):
         raise DataError(
@@ -164,6 +172,8 @@ def update(fit: xr.DataTree, new_rows, *, columns=None, date_column: str = "date
             f"new rows lack the column(s) {absent} the fit used (spread / extra columns); "
             f"available: {list(new.columns)}"
         )
+    if check_seam:
+        check_continuity(stored, new)
     kept = list(stored.columns)
     # covariates computed on trailing windows (e.g. low_vol: 1,512 rows) need the whole stored
     # history; the observables need only their own windows

@@ -1,0 +1,137 @@
+"""ECDF plot and summary of the SBC ranks written by ``run_sbc.py``.
+
+For each parameter group (``mu``, ``sigma``, ``P``) the plot shows, per scalar, the ECDF of the
+fractional ranks ``r / L`` minus the uniform CDF, with a simultaneous 95% band for one
+parameter (Dvoretzky-Kiefer-Wolfowitz: half-width ``sqrt(log(2 / 0.05) / (2 N))``). A
+calibrated posterior keeps every curve inside the band up to the 5% chance per parameter.
+
+The summary gives, per group, the rank dispersion ``12 E[(u - 1/2)^2]`` (1 if calibrated;
+a posterior too narrow gives U-shaped ranks and a value above 1) averaged over the group's
+scalars per simulation, with a 95% interval over the independent simulations, and the
+Kolmogorov-Smirnov p-values of the scalars against the discrete uniform on 0..L with the power
+of that test, at this N, against a posterior whose sd is 10% too small or too large (ranks
+``Phi(1.1 Z)`` or ``Phi(Z / 1.1)``, Monte Carlo).
+
+Usage: ``python bench/sbc/plot_sbc.py bench/results/sbc_ranks.csv [--png out.png]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+GROUPS = ("mu", "sigma", "P")
+
+
+def fractional(ranks: np.ndarray, n_ranked: int) -> np.ndarray:
+    """Ranks 0..L mapped to (0, 1) with the discrete uniform's mid-point jitter removed."""
+    return (ranks + 0.5) / (n_ranked + 1)
+
+
+def ks_pvalue(u: np.ndarray) -> float:
+    """KS test of fractional ranks against Uniform(0, 1)."""
+    return float(stats.kstest(u, "uniform").pvalue)
+
+
+def power_against(scale: float, n: int, n_ranked: int, reps: int = 2000, seed: int = 0) -> float:
+    """Share of KS tests at level 5% that reject when the posterior sd is off by ``scale``."""
+    rng = np.random.default_rng(seed)
+    hits = 0
+    for _ in range(reps):
+        u = stats.norm.cdf(scale * rng.standard_normal(n))
+        r = np.floor(u * (n_ranked + 1)).clip(0, n_ranked)
+        hits += ks_pvalue(fractional(r, n_ranked)) < 0.05
+    return hits / reps
+
+
+def dispersion(scale: float, n: int = 2_000_000, seed: int = 1) -> float:
+    """``12 E[(u - 1/2)^2]`` for ranks ``u = Phi(scale Z)``: 1 when calibrated, > 1 when the
+    posterior is too narrow (``scale > 1``), < 1 when too wide."""
+    z = np.random.default_rng(seed).standard_normal(n)
+    return float(12.0 * np.mean((stats.norm.cdf(scale * z) - 0.5) ** 2))
+
+
+def group_dispersion(table: pd.DataFrame, columns: list[str], n_ranked: int):
+    """Per-simulation mean of ``12 (u - 1/2)^2`` over the group's scalars: its mean over the
+    simulations (independent) and a 95% interval (normal approximation)."""
+    u = fractional(table[columns].to_numpy(dtype=float), n_ranked)
+    per_sim = (12.0 * (u - 0.5) ** 2).mean(axis=1)
+    mean = float(per_sim.mean())
+    half = 1.96 * float(per_sim.std(ddof=1)) / np.sqrt(len(per_sim))
+    return mean, mean - half, mean + half
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("ranks")
+    parser.add_argument("--png", default=None)
+    parser.add_argument("--md", default=None, help="also write this markdown summary")
+    args = parser.parse_args(argv)
+    table = pd.read_csv(args.ranks)
+    n = len(table)
+    n_ranked = int(table["ranked"].iloc[0])
+    png = Path(args.png or Path(args.ranks).with_suffix(".png"))
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    band = np.sqrt(np.log(2 / 0.05) / (2 * n))
+    grid = np.linspace(0, 1, 201)
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8), sharey=True)
+    lines = []
+    for ax, group in zip(axes, GROUPS, strict=True):
+        columns = [c for c in table.columns if c.startswith(f"{group}[")]
+        pvalues = []
+        for c in columns:
+            u = np.sort(fractional(table[c].to_numpy(), n_ranked))
+            ecdf = np.searchsorted(u, grid, side="right") / n
+            ax.plot(grid, ecdf - grid, lw=0.8, alpha=0.7)
+            pvalues.append(ks_pvalue(u))
+        ax.fill_between(grid, -band, band, color="0.85", zorder=0, label="95% band (DKW)")
+        ax.axhline(0, color="k", lw=0.5)
+        ax.set_title(f"{group}: {len(columns)} scalars")
+        ax.set_xlabel("fractional rank")
+        pvalues = np.array(pvalues)
+        mean, lo, hi = group_dispersion(table, columns, n_ranked)
+        lines.append(f"| {group} | {len(columns)} | {np.min(pvalues):.3f} | "
+                     f"{np.median(pvalues):.3f} | {int((pvalues < 0.05).sum())} | "
+                     f"{mean:.3f} [{lo:.3f}, {hi:.3f}] |")
+    axes[0].set_ylabel("ECDF - uniform")
+    axes[0].legend(loc="lower left", fontsize=8)
+    fig.suptitle(f"SBC of the default model: {n} simulations, L = {n_ranked} draws ranked")
+    fig.tight_layout()
+    fig.savefig(png, dpi=120)
+
+    power_narrow = power_against(1.1, n, n_ranked)
+    power_wide = power_against(1 / 1.1, n, n_ranked)
+    text = "\n".join([
+        f"simulations: {n}; draws ranked L = {n_ranked}; DKW 95% half-width {band:.3f}",
+        f"median seconds per fit {table['seconds'].median():.1f}; max R-hat > 1.05 in "
+        f"{int((table['max_rhat'] > 1.05).sum())} fits, > 1.2 in "
+        f"{int((table['max_rhat'] > 1.2).sum())}; divergences in "
+        f"{int((table['divergences'] > 0).sum())} fits",
+        "",
+        "| group | scalars | min KS p | median KS p | p < 0.05 | rank dispersion [95%] |",
+        "|---|---|---|---|---|---|",
+        *lines,
+        "",
+        f"KS power per scalar at N = {n}: posterior sd 10% too small {power_narrow:.2f}, "
+        f"10% too large {power_wide:.2f}",
+        f"rank dispersion 12 E[(u - 1/2)^2]: 1 if calibrated; {dispersion(1.1):.3f} if every "
+        f"posterior sd were 10% too small, {dispersion(1 / 1.1):.3f} if 10% too large",
+        f"figure: {png}",
+    ])
+    print(text)
+    if args.md:
+        Path(args.md).write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,156 @@
+"""Simulation-based calibration (Talts et al. 2018) of the default stage model.
+
+Each simulation draws theta from the model's prior, simulates T days of observables from the
+HMM with theta, fits them with :func:`stressflow.inference.fit` (same spec and length every
+time, so nutpie's compiled density is reused) and records, for every scalar of ``mu`` (K x D),
+``sigma`` (K x D) and ``P`` (K x K), the rank of the true value among L thinned posterior draws
+(0..L). If the posterior is calibrated, each rank is uniform on 0..L.
+
+The prior is the model's (``stressflow.models``; defaults of ``ModelSpec``): ``mu`` of the
+ordering feature (volatility) = the sorted values of K iid Normal(0, 2) draws (the density of
+PyMC's ordered transform on iid normals), other ``mu`` iid Normal(0, 2), ``sigma`` iid
+Gamma(2, rate 2), each row of ``P`` Dirichlet(1 + 20 on the diagonal, 1 elsewhere), and the
+first stage uniform.
+
+Usage::
+
+    python bench/sbc/run_sbc.py --n-sims 200 --n-days 1000 --out bench/results/sbc_ranks.csv
+    python bench/sbc/plot_sbc.py bench/results/sbc_ranks.csv
+
+Rows are appended after each fit, so a run stopped by a wall-clock cap (``timeout``) keeps the
+simulations that finished; ``--resume`` continues from the last seed in the file. Ranks are
+written for each L given (default 99 and 19): posterior draws are autocorrelated, and ranks
+among correlated draws are U-shaped even for a calibrated posterior (Talts et al. 2018, Sec.
+4.2), so the coarser L (600 draws thinned by ~30) is the check that is not confounded by it.
+
+Talts, S., Betancourt, M., Simpson, D., Vehtari, A. and Gelman, A. (2018). Validating Bayesian
+inference algorithms with simulation-based calibration. arXiv:1804.06788.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from stressflow.data import DataReport, FeatureTransform, PreparedData
+from stressflow.models import dims
+from stressflow.models.spec import ModelSpec
+from stressflow.models.transitions import dirichlet_concentration
+
+K, D = len(dims.STAGES), len(dims.FEATURES)
+
+
+def prior_draw(spec: ModelSpec, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """One draw of ``mu`` (K, D), ``sigma`` (K, D) and ``P`` (K, K) from the model's prior."""
+    mu = rng.normal(0.0, spec.mu_prior_sd, size=(K, D))
+    order = list(dims.FEATURES).index(spec.order_feature)
+    mu[:, order] = np.sort(mu[:, order])
+    sigma = rng.gamma(shape=2.0, scale=1.0 / 2.0, size=(K, D))
+    conc = dirichlet_concentration(spec)
+    trans = np.vstack([rng.dirichlet(conc[i]) for i in range(K)])
+    return {"mu": mu, "sigma": sigma, "P": trans}
+
+
+def simulate(theta: dict[str, np.ndarray], n_days: int, rng: np.random.Generator):
+    """Stages (T,) and observables (T, D) of the HMM: stage_1 uniform, then
+    ``Pr(stage_t = j | stage_{t-1} = i) = P[i, j]``, ``y[t, d] ~ N(mu[s_t, d], sigma[s_t, d])``."""
+    stages = np.empty(n_days, dtype=np.int64)
+    stages[0] = rng.integers(K)
+    cum = np.cumsum(theta["P"], axis=1)
+    u = rng.random(n_days)
+    for t in range(1, n_days):
+        stages[t] = min(int(np.searchsorted(cum[stages[t - 1]], u[t], side="right")), K - 1)
+    y = theta["mu"][stages] + theta["sigma"][stages] * rng.standard_normal((n_days, D))
+    return stages, y
+
+
+def prepared(y: np.ndarray) -> PreparedData:
+    """The simulated observables as a PreparedData with the identity transform."""
+    index = pd.bdate_range("2000-01-03", periods=len(y), name=dims.TIME)
+    features = pd.DataFrame(y, index=index, columns=pd.Index(dims.FEATURES, name=dims.FEATURE))
+    transform = FeatureTransform(features=dims.FEATURES, center=(0.0,) * D, scale=(1.0,) * D)
+    prices = pd.DataFrame({"close": np.full(len(y), 100.0)}, index=index.rename("date"))
+    report = DataReport(start=index[0], end=index[-1], n_rows=len(y), spread_source="simulated",
+                        n_missing=dict.fromkeys(dims.FEATURES, 0))
+    return PreparedData(features=features, raw=features.copy(), prices=prices,
+                        transform=transform, report=report)
+
+
+def ranks(theta: dict[str, np.ndarray], posterior, n_ranked: int) -> dict[str, int]:
+    """Rank of each true scalar among ``n_ranked`` evenly thinned posterior draws (0..L)."""
+    out = {}
+    for name in ("mu", "sigma", "P"):
+        da = posterior[name]
+        draws = da.values.reshape((-1, *da.shape[2:]))
+        keep = np.linspace(0, len(draws) - 1, n_ranked).round().astype(int)
+        below = (draws[keep] < theta[name][None]).sum(axis=0)
+        for idx in np.ndindex(below.shape):
+            out[f"{name}[{','.join(map(str, idx))}]"] = int(below[idx])
+    return out
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--n-sims", type=int, default=200)
+    parser.add_argument("--n-days", type=int, default=1000)
+    parser.add_argument("--chains", type=int, default=2)
+    parser.add_argument("--draws", type=int, default=300)
+    parser.add_argument("--tune", type=int, default=300)
+    parser.add_argument("--ranked", type=int, nargs="+", default=[99, 19],
+                        help="L: thinned draws per rank; one output file per L (the first is "
+                             "--out, the others --out with _L<L> before the suffix)")
+    parser.add_argument("--seed", type=int, default=0, help="first simulation's seed")
+    parser.add_argument("--out", default="bench/results/sbc_ranks.csv")
+    parser.add_argument("--resume", action="store_true")
+    args = parser.parse_args(argv)
+
+    from stressflow.inference import fit
+
+    spec = ModelSpec()
+    out = Path(args.out)
+    outs = {n: out if i == 0 else out.with_name(f"{out.stem}_L{n}{out.suffix}")
+            for i, n in enumerate(args.ranked)}
+    first = args.seed
+    if args.resume and out.exists():
+        done = pd.read_csv(out)
+        first = int(done["seed"].max()) + 1 if len(done) else args.seed
+    else:
+        for path in outs.values():
+            path.unlink(missing_ok=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for seed in range(first, first + args.n_sims):
+        rng = np.random.default_rng([20181, seed])
+        theta = prior_draw(spec, rng)
+        stages, y = simulate(theta, args.n_days, rng)
+        t0 = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            result = fit(prepared(y), spec=spec, chains=args.chains, draws=args.draws,
+                         tune=args.tune, seed=seed, pointwise_loglik=False)
+        from stressflow.inference import check_fit
+
+        diag = check_fit(result, warn=False)
+        for n_ranked, path in outs.items():
+            row = {"seed": seed, "seconds": round(time.perf_counter() - t0, 2),
+                   "max_rhat": round(float(diag.max_rhat), 4),
+                   "min_ess_bulk": round(float(diag.min_ess_bulk), 1),
+                   "divergences": int(diag.divergences),
+                   "stages_visited": int(len(np.unique(stages))), "ranked": n_ranked,
+                   **ranks(theta, result["posterior"], n_ranked)}
+            header = not path.exists()
+            with open(path, "a", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=list(row))
+                if header:
+                    writer.writeheader()
+                writer.writerow(row)
+        print(f"sim {seed}: {row['seconds']:.1f} s, max R-hat {row['max_rhat']:.3f}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
