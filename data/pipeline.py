@@ -285,7 +285,10 @@ def prepare(
         )
 
     treated, ticks = treat_bad_ticks(prices, bad_ticks)
-    check_usable(treated, window)
+    if transform is None:
+        # fitting a standardisation needs variation; with a fitted transform (e.g. one new day
+        # added by update) a window of equal closes is ordinary data
+        check_usable(treated, window)
     obs = compute_observables(
         treated,
         spread_column=spread_column,

@@ -72,6 +72,9 @@ def ladder_signs(n_stages: int) -> np.ndarray:
 def _masked_log(trans, allowed: np.ndarray, xp):
     """``log P`` on allowed entries, ``-inf`` elsewhere, without a ``log(0)`` in the gradient."""
     ones = xp.ones_like(trans)
+    if xp is np:  # an allowed entry may be exactly 0 (e.g. driven there by EM): log gives -inf
+        with np.errstate(divide="ignore"):
+            return np.where(allowed, np.log(np.where(allowed, trans, ones)), -np.inf)
     return xp.where(allowed, xp.log(xp.where(allowed, trans, ones)), -np.inf)
 
 

@@ -179,7 +179,7 @@ def test_result_layout(sim_fit, simulated_hmm):
     dur = expected_durations(sim_fit)
     assert_allclose(dur["mean"], 1 / (1 - np.diag(SIM_P)), rtol=0.5)
     # the stored spec and transform rebuild exactly what the fit used
-    assert ModelSpec.from_dict(json.loads(sim_fit.attrs["model_spec"])) == ModelSpec()
+    assert ModelSpec.from_dict(json.loads(sim_fit.attrs["model_spec"])) == BASE
     assert FeatureTransform.from_json(sim_fit.attrs["transform"]) == prepared.transform
 
 

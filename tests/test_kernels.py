@@ -361,3 +361,27 @@ def test_missing_days_propagate_filter(structure):
     for t in range(n_t):
         assert_allclose(smoothed0[t], prior, rtol=0, atol=1e-12)
         prior = prior @ p
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+@pytest.mark.parametrize("name", ["filter_probs", "smooth", "log_marginal", "viterbi"])
+def test_nan_or_plus_inf_inputs_are_refused_with_their_place(name, bad):
+    """A NaN or +inf log-likelihood cell is an error naming where it is (not NaN rows);
+    -inf (an impossible observation under a stage) stays allowed."""
+    rng = np.random.default_rng(0)
+    log_lik = rng.normal(size=(30, 3))
+    log_init = np.full(3, -np.log(3))
+    log_trans = np.log(np.full((3, 3), 0.1) + 0.7 * np.eye(3))
+    fn = getattr(kernels, name)
+    broken = log_lik.copy()
+    broken[7, 2] = bad
+    expect = r"log_lik has 1 NaN or \+inf entry \(first at index \(7, 2\)"
+    with pytest.raises(ValueError, match=expect):
+        fn(log_init, log_trans, broken)
+    impossible = log_lik.copy()
+    impossible[7, 2] = -np.inf
+    fn(log_init, log_trans, impossible)
+    trans = log_trans.copy()
+    trans[0, 1] = bad
+    with pytest.raises(ValueError, match="log_trans has 1 NaN"):
+        fn(log_init, trans, log_lik)

@@ -103,10 +103,8 @@ def fit(
         :func:`stressflow.data.prepare`).
     chains, draws, tune : int
         NUTS chains, kept draws and tuning iterations per chain. The default tuning is long
-        (2000): on the S&P 500 1990-2018 (7,307 days, 4 x 1000 draws, ``diag`` adaptation)
-        the slowest direction (the volume scale of the calm stages) reached bulk ESS 376-700
-        and R-hat 1.006-1.012 after 1000 tuning steps, 929 and 1.004 after 2000 (3,409 and
-        1.005 with the default ``low_rank`` adaptation).
+        (2000) because the slowest direction of real-data posteriors (the volume scale of the
+        calm stages) needs it; the measurements behind the choice are in the README.
     seed : int
         Seed of everything random (k-means start, jitter, sampler): the same seed gives the
         same numbers.
@@ -117,12 +115,11 @@ def fit(
         :mod:`stressflow.inference.fitting.initialize`).
     adaptation : {"low_rank", "diag"}
         nutpie's mass-matrix adaptation. ``"low_rank"`` (default) adds a low-rank correction
-        to the diagonal mass matrix: measured on the simulated T = 5,000 standard fit (4 x
-        1000 + 1000) it gave min bulk ESS 5,769 against 2,153 with ``"diag"`` (7.0 against
-        9.3 leapfrog steps per draw). Ignored by ``sampler="pymc"``.
+        to the diagonal mass matrix (more effective samples per second on the standard fit:
+        README, Performance). Ignored by ``sampler="pymc"``.
     sampler : {"nutpie", "pymc"}
-        ``"nutpie"`` (default, the fastest measured here) compiles the log density with numba;
-        ``"pymc"`` uses PyMC's own NUTS.
+        ``"nutpie"`` (default, the fastest: README, Performance) compiles the log density
+        with numba; ``"pymc"`` uses PyMC's own NUTS.
     quantiles : tuple of float
         Quantiles across draws reported beside the posterior-mean probabilities.
     max_quantile_draws : int

@@ -6,10 +6,8 @@ by the ordering feature, then perturbs each chain by a small seeded jitter in th
 space so that the chains are not identical:
 
 - :func:`kmeans_start`: k-means with K = 4 clusters, a transition matrix counted from the
-  cluster sequence. Fast, but its stages flicker from day to day: measured on the bundled
-  S&P 500 1990-2018, two of four chains started from it spent all of tuning in a
-  low-persistence mode (``P[fragile, fragile]`` about 0.6) and left it only while sampling,
-  with 312 divergences and R-hat 1.11.
+  cluster sequence. Fast, but its stages flicker from day to day, and on real data chains
+  started from it can spend all of tuning in a low-persistence mode (README, the model).
 - :func:`em_start` (the default): Baum-Welch EM with the model's Dirichlet prior on P (a MAP
   estimate of the HMM with Gaussian emissions) from several k-means starts, keeping the one
   with the highest log posterior. The E step is :func:`stressflow.models.numerics.kernels.smooth`,
@@ -38,9 +36,8 @@ INITS = ("em", "kmeans")
 
 _MIN_SIGMA = 0.05
 #: Trailing windows (days) of the observables that k-means clusters for the EM starts: 1 is the
-#: raw days, the longer ones give persistent stage sequences. Measured on the bundled S&P 500
-#: 1990-2018, EM from raw-day clusters ends in a flickering mode (P[fragile, fragile] 0.47,
-#: log posterior -33,614) and from 5- or 21-day means in persistent ones (about -32,300).
+#: raw days, the longer ones give persistent stage sequences (EM from raw-day clusters can end
+#: in a flickering mode of lower posterior; the README gives the measurement).
 _EM_SMOOTH_WINDOWS = (1, 5, 21)
 
 

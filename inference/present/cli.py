@@ -9,19 +9,10 @@ import time
 import warnings
 from pathlib import Path
 
+from stressflow.inference.present.console import show_progress
+from stressflow.inference.present.console import show_warning as _show_warning
+
 __all__ = ["main"]
-
-
-def _show_warning(message, category, filename, lineno, file=None, line=None):
-    """Print a warning as one line ``warning (Category): message`` (no source line)."""
-    print(f"warning ({category.__name__}): {message}", file=sys.stderr)
-
-
-def show_progress(args) -> bool:
-    """Progress bar: on with ``--progress``, off with ``--quiet``, else on a terminal only."""
-    if getattr(args, "quiet", False):
-        return False
-    return bool(getattr(args, "progress", False)) or sys.stderr.isatty()
 
 
 def _cmd_fit(args) -> int:

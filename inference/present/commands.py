@@ -148,7 +148,7 @@ def register_plot(subparsers) -> None:
 
 
 def _cmd_update(args) -> int:
-    from stressflow.inference.present.cli import _show_warning
+    from stressflow.inference.present.console import show_warning as _show_warning
     from stressflow.inference.schema import load_fit, save_fit
 
     if Path(args.out).resolve() == Path(args.fit).resolve():

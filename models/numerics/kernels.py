@@ -91,7 +91,21 @@ def _as_arrays(log_init, log_trans, log_lik):
     if log_lik.shape[0] < 1:
         raise ValueError("log_lik has no time steps (T = 0)")
     _check_trans(log_trans, k, log_lik.shape[0])
+    for name, x in (("log_init", log_init), ("log_trans", log_trans), ("log_lik", log_lik)):
+        _check_values(name, x)
     return log_init, log_trans, log_lik
+
+
+def _check_values(name: str, x: np.ndarray) -> None:
+    """Raise a ValueError naming the first NaN or +inf entry (``-inf``, an impossible stage or
+    observation, is allowed)."""
+    bad = np.isnan(x) | (x == np.inf)
+    if bad.any():
+        where = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise ValueError(
+            f"{name} has {int(bad.sum())} NaN or +inf entr{'y' if bad.sum() == 1 else 'ies'} "
+            f"(first at index {where}: {x[where]}); log-probabilities must be finite or -inf"
+        )
 
 
 def filter_probs(log_init, log_trans, log_lik):
