@@ -100,6 +100,7 @@ __all__ = [
     "LOW_VOL_MEAN_WINDOW",
     "LOW_VOL_TREND_WINDOW",
     "CovariateSpec",
+    "history_rows",
     "list_covariates",
 ]
 
@@ -177,6 +178,22 @@ def _registry() -> dict[str, CovariateSpec]:
 
 #: Registered covariates by name (formulas in the module docstring).
 COVARIATES: dict[str, CovariateSpec] = _registry()
+
+
+def history_rows(names) -> int:
+    """Trailing trading rows that the covariates ``names`` need to take the value they have
+    on the whole series: ``CHANGE_ROWS + 1`` for a change, the two low-volatility windows for
+    ``low_vol``, 0 for levels and user columns."""
+    need = 0
+    for name in names:
+        spec = COVARIATES.get(name)
+        if spec is None:
+            continue
+        if spec.op == "change":
+            need = max(need, CHANGE_ROWS + 1)
+        elif spec.op == "low_vol":
+            need = max(need, LOW_VOL_MEAN_WINDOW + LOW_VOL_TREND_WINDOW)
+    return need
 
 
 def list_covariates() -> pd.DataFrame:

@@ -35,7 +35,7 @@ from stressflow.inference.integrity import (
     with_checksums,
 )
 from stressflow.models import dims
-from stressflow.models.evaluate import model_data
+from stressflow.models.evaluate import model_data, param_dims
 from stressflow.models.spec import ModelSpec
 
 __all__ = [
@@ -204,8 +204,6 @@ def posterior_params(posterior, spec: ModelSpec) -> tuple[dict[str, np.ndarray],
     shape : (C, D)
         Number of chains and draws per chain.
     """
-    from stressflow.models.evaluate import param_dims
-
     n_chains, n_draws = posterior.sizes[dims.CHAIN], posterior.sizes[dims.DRAW]
     out = {}
     for name, tail in param_dims(spec).items():

@@ -322,18 +322,9 @@ def _warn_short_covariate_history(stored: pd.DataFrame, tr: FeatureTransform) ->
     """Warn when the stored rows are fewer than a covariate's trailing windows need: its values
     on the new days then use a shorter history than :func:`stressflow.data.prepare` on the
     whole series would (the fit stores its window's rows only)."""
-    from stressflow.data.covariates import (
-        CHANGE_ROWS,
-        LOW_VOL_MEAN_WINDOW,
-        LOW_VOL_TREND_WINDOW,
-    )
+    from stressflow.data.covariates import history_rows
 
-    need = 0
-    for name in tr.covariates:
-        if name == "low_vol":
-            need = max(need, LOW_VOL_MEAN_WINDOW + LOW_VOL_TREND_WINDOW)
-        elif name.startswith("d_"):
-            need = max(need, CHANGE_ROWS + 1)
+    need = history_rows(tr.covariates)
     if len(stored) < need:
         import warnings
 
