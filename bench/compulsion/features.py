@@ -121,6 +121,7 @@ def raw_observables(market: str, *, macro: bool = True) -> pd.DataFrame:
     r = np.log(close).diff()
     out["vol_surprise"] = out["volatility"] - _prev_median(out["volatility"], 252)
     out["vol_surprise63"] = out["volatility"] - _prev_median(out["volatility"], 63)
+    out["vol_jump21"] = out["volatility"] - _prev_median(out["volatility"], 21)
     out["spread_surprise"] = out["spread"] - _prev_median(out["spread"], 252)
     out["impact_surprise"] = out["impact"] - _prev_median(out["impact"], 63)
     out["ret"] = r

@@ -156,3 +156,23 @@ VARIANTS = VARIANTS + (
             _d(durations=DUR4, transitions="sequential"),
             "base + reversal + duration prior + sequential"),
 )
+
+# Added in the session of 2026-12-02 (afternoon): the preferred K = 5 design with only the
+# series a user can still get after 2018 (no TED: USD LIBOR is discontinued; no HY OAS: not
+# bundled), price-only, and a short-baseline volatility break.
+_K5S = dict(n_stages=5, ar=True, ar_intercept=False, order=K5, durations=DUR5, strength=1000.0,
+            transitions="sequential")
+VARIANTS = VARIANTS + (
+    Variant("k5_sbaa_strong", MIXED + ("stock_bond", "baa_abs5"), _d(**_K5S),
+            "k5_abs_seq_b0_strong with |BAA-10y| 5-day change instead of TED and HY"),
+    Variant("k5_sb_strong", MIXED + ("stock_bond",), _d(**_K5S),
+            "k5_abs_seq_b0_strong without the credit/funding observables"),
+    Variant("k5_price_strong", MIXED, _d(**_K5S),
+            "k5_abs_seq_b0_strong from the price file alone (no Treasury, no credit)"),
+    Variant("k5_hysb_strong", MIXED + ("stock_bond", "hy_abs5"), _d(**_K5S),
+            "k5_abs_seq_b0_strong without TED"),
+    Variant("k5_jump_sb_strong", MIXED + ("vol_jump21", "stock_bond"), _d(**_K5S),
+            "k5_sb_strong + volatility against its previous 21-day median"),
+    Variant("k5_jump_price_strong", MIXED + ("vol_jump21",), _d(**_K5S),
+            "k5_price_strong + volatility against its previous 21-day median"),
+)
