@@ -104,7 +104,7 @@ import pandas as pd
 from stressflow.models.dims import FEATURES
 
 __all__ = ["RETURN_FLOOR", "OPTIONAL_OBSERVABLES", "Observables", "compute_observables",
-           "reversal_observable"]
+           "reversal_observable", "vol_surprise_observable"]
 
 #: Floor on :math:`|r_t|` in the Amihud ratio (1 basis point).
 RETURN_FLOOR: float = 1e-4
@@ -112,7 +112,9 @@ _LOG_4LN2 = float(np.log(4.0 * np.log(2.0)))
 SPREAD, VOLATILITY, VOLUME, IMPACT = FEATURES
 #: Observables computed from the tape beyond the four built-in ones, on request
 #: (``prepare(observables=...)``); their names are reserved like the built-ins'.
-OPTIONAL_OBSERVABLES: tuple[str, ...] = ("reversal",)
+OPTIONAL_OBSERVABLES: tuple[str, ...] = ("vol_surprise", "reversal")
+#: Trailing trading rows of the volatility baseline in ``vol_surprise``.
+VOL_SURPRISE_WINDOW = 252
 #: Trailing rows of the return scale in ``reversal`` and the clip of its value.
 REVERSAL_WINDOW = 63
 REVERSAL_CLIP = 20.0
@@ -147,6 +149,23 @@ def _log_positive(x: pd.Series) -> pd.Series:
     positive = values > 0
     out[positive] = np.log(values[positive])
     return pd.Series(out, index=x.index)
+
+
+def vol_surprise_observable(volatility: pd.Series) -> pd.Series:
+    r"""Volatility against its own trailing year: a break, not a level (trading rows only).
+
+    .. math:: \mathrm{vol\_surprise}_t = x_t - \operatorname{median}\{x_{t-k} :
+       1 \le k \le 252\},
+
+    with :math:`x` the ``volatility`` observable (log Parkinson volatility), the median over
+    the previous ``VOL_SURPRISE_WINDOW`` (252) trading rows excluding t, with at least 84
+    non-missing values. A sudden break (forced selling into thin liquidity) is far above its
+    trailing year; a persistent high-volatility repricing soon raises its own baseline, so its
+    surprise fades while its level stays high. It is the default model's compulsion feature
+    (forced flow is the stage with the highest mean of it, :class:`stressflow.models.spec
+    .ModelSpec`). Causal: the value at t uses rows up to t.
+    """
+    return volatility - _rolling_previous_median(volatility, VOL_SURPRISE_WINDOW)
 
 
 def reversal_observable(log_close: pd.Series) -> pd.Series:
@@ -190,8 +209,8 @@ def compute_observables(
     spread_window, volume_window, impact_window : int
         Trailing windows in trading rows (see the module docstring for the formulas).
     optional : tuple of str
-        Names from :data:`OPTIONAL_OBSERVABLES` to compute as well (e.g. ``"reversal"``,
-        :func:`reversal_observable`).
+        Names from :data:`OPTIONAL_OBSERVABLES` to compute as well (``"vol_surprise"``,
+        :func:`vol_surprise_observable`; ``"reversal"``, :func:`reversal_observable`).
 
     Returns
     -------
@@ -255,6 +274,8 @@ def compute_observables(
     )
 
     columns = {SPREAD: spread, VOLATILITY: volatility, VOLUME: volume, IMPACT: impact}
+    if "vol_surprise" in optional:
+        columns["vol_surprise"] = vol_surprise_observable(volatility)
     if "reversal" in optional:
         columns["reversal"] = reversal_observable(log_close)
     raw = pd.DataFrame(columns, index=traded.index)[[*FEATURES, *optional]]

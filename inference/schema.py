@@ -56,7 +56,7 @@ READABLE_SCHEMA_VERSIONS: tuple[int, ...] = (1, 2, 3)
 #: Groups of stages whose per-draw filtered probability ``Pr(stage_t in G | y_1..y_t, theta)``
 #: gets its own quantiles across draws (``stages/filtered_<name>_quantile``).
 STAGE_GROUPS: dict[str, tuple[str, ...]] = {
-    "margin_or_worse": ("margin_pressure", "forced_flow"),
+    "margin_or_worse": dims.MARGIN_OR_WORSE,
 }
 #: Price columns kept in ``observed_data`` (when present) so that new rows can be turned into
 #: observables with the same trailing windows; the spread and extra columns are kept too.

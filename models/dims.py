@@ -21,6 +21,9 @@ STAGE_TO = "stage_to"
 FEATURE = "feature"
 #: The observables other than the ordering one (the free stage means ``mu_other``).
 FEATURE_OTHER = "feature_other"
+#: The stages other than forced flow, in their identified order (increasing mean of the
+#: ordering feature) when forced flow is identified by its own feature.
+STAGE_RANKED = "stage_ranked"
 #: A covariate driving the transition probabilities (time-varying P).
 COVARIATE = "covariate"
 QUANTILE = "quantile"
@@ -31,8 +34,33 @@ EPISODE = "episode"
 #: Forecast horizon in trading days (h = 1..H).
 HORIZON = "horizon"
 
-#: The four stress stages, in their identified order (increasing mean volatility).
-STAGES: tuple[str, ...] = ("orderly", "fragile", "margin_pressure", "forced_flow")
+#: The four stress stages of the framework, in the order stress builds (the stage ladder).
+LADDER: tuple[str, ...] = ("orderly", "fragile", "margin_pressure", "forced_flow")
+
+#: The stage for high-volatility *discretionary* repricing (a persistent, orderly selloff or
+#: rally): an addition to the framework's four stages so that such days have somewhere to go
+#: other than forced flow. It sits outside the ladder (it can be entered from and left to any
+#: stage) and is not "margin pressure or worse".
+DISCRETIONARY = "discretionary"
+
+#: Every stage name, in model index order: the ladder, then the discretionary stage. A model
+#: with K stages uses the first K (:func:`stage_names`).
+STAGES: tuple[str, ...] = (*LADDER, DISCRETIONARY)
+
+#: The stage whose probability is the probability of compulsion.
+FORCED_FLOW = "forced_flow"
+
+#: The stages that count as "margin pressure or worse" (a selloff or rally under constraint).
+MARGIN_OR_WORSE: tuple[str, ...] = ("margin_pressure", "forced_flow")
+
+
+def stage_names(n_stages: int) -> tuple[str, ...]:
+    """The stage names of a model with ``n_stages`` stages (4: the ladder; 5: + discretionary)."""
+    if n_stages not in (len(LADDER), len(STAGES)):
+        raise ValueError(f"a stage model has {len(LADDER)} or {len(STAGES)} stages, "
+                         f"got {n_stages!r}")
+    return STAGES[:n_stages]
+
 
 #: The four built-in observables, in their canonical order.
 FEATURES: tuple[str, ...] = ("spread", "volatility", "volume", "impact")

@@ -24,7 +24,8 @@ from stressflow.models import dims
 from stressflow.models.spec import ModelSpec
 
 __all__ = ["EMISSION_COMPONENTS", "GaussianEmission", "StudentTEmission", "emission_loglik",
-           "masked_observations", "gaussian_design", "gaussian_loglik"]
+           "masked_observations", "gaussian_design", "gaussian_loglik", "identification_order",
+           "other_features", "ranked_stage_names"]
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
@@ -121,6 +122,63 @@ def emission_loglik(y0, mask, mu, sigma, nu=None, *, xp: ModuleType = np, gammal
 
 # Floor of a starting scale (a stage cannot collapse onto a handful of days).
 _MIN_SIGMA = 0.05
+# Floor of a starting gap between forced flow's compulsion-feature mean and another stage's.
+_MIN_GAP = 0.05
+
+
+def _feature_roles(spec: ModelSpec, feature_names) -> tuple[int, int | None, list[int]]:
+    """``(order_idx, compulsion_idx or None, other indices)`` of the observables."""
+    names = list(feature_names)
+    for role in ("order_feature", "compulsion_feature"):
+        name = getattr(spec, role)
+        if name is not None and name not in names:
+            raise ValueError(f"{role} {name!r} is not among the features {names}")
+    order_idx = names.index(spec.order_feature)
+    comp_idx = None if spec.compulsion_feature is None else names.index(spec.compulsion_feature)
+    other = [d for d in range(len(names)) if d not in (order_idx, comp_idx)]
+    return order_idx, comp_idx, other
+
+
+def other_features(spec: ModelSpec, feature_names) -> list[str]:
+    """The observables whose stage means are free (``mu_other``): all but the ordering and
+    the compulsion feature."""
+    names = list(feature_names)
+    return [names[d] for d in _feature_roles(spec, names)[2]]
+
+
+def _ranked_stages(spec: ModelSpec) -> tuple[int, list[int]]:
+    """``(forced-flow index, the other stage indices in model order)``."""
+    ff = spec.stage_names.index(dims.FORCED_FLOW)
+    return ff, [k for k in range(spec.n_stages) if k != ff]
+
+
+def ranked_stage_names(spec: ModelSpec) -> list[str]:
+    """Coordinates of :data:`stressflow.models.dims.STAGE_RANKED`: the stages other than
+    forced flow, in model order (their ``order_feature`` means increase in this order)."""
+    ff, ranked = _ranked_stages(spec)
+    return [spec.stage_names[k] for k in ranked]
+
+
+def identification_order(spec: ModelSpec, feature_names, mu: np.ndarray) -> np.ndarray:
+    """The labelling rule as a permutation: named stage ``i`` is estimated stage ``perm[i]``.
+
+    Without ``spec.compulsion_feature`` the stages are named in increasing order of their
+    ``order_feature`` mean. With it, forced flow is the stage with the highest
+    ``compulsion_feature`` mean and the others are named in increasing order of their
+    ``order_feature`` mean (orderly, fragile, margin_pressure, then discretionary). ``mu`` is
+    (K, D); the PyMC model imposes the same rule as a constraint.
+    """
+    order_idx, comp_idx, _ = _feature_roles(spec, feature_names)
+    mu = np.asarray(mu, dtype=np.float64)
+    if comp_idx is None:
+        return np.argsort(mu[:, order_idx], kind="stable")
+    ff_est = int(np.argmax(mu[:, comp_idx]))
+    rest = sorted((i for i in range(mu.shape[0]) if i != ff_est), key=lambda i: mu[i, order_idx])
+    ff, ranked = _ranked_stages(spec)
+    perm = np.empty(mu.shape[0], dtype=int)
+    perm[ff] = ff_est
+    perm[ranked] = rest
+    return perm
 
 
 class GaussianEmission:
@@ -129,6 +187,13 @@ class GaussianEmission:
     Priors (standardised scale): ``mu[k, d] ~ Normal(0, mu_prior_sd)``, the stage means of
     ``spec.order_feature`` constrained increasing across stages (PyMC's ordered transform: this
     identifies the labels); ``sigma[k, d] ~ Gamma(2, 2)``.
+
+    With ``spec.compulsion_feature`` (the default model) the labels are identified by two
+    features: forced flow's mean of the compulsion feature is ``mu_compulsion_ff ~ Normal(0,
+    mu_prior_sd)`` and every other stage's is ``mu_compulsion_ff - compulsion_gap[k]`` with
+    ``compulsion_gap[k] ~ Gamma(2, 1)`` (so forced flow has the highest mean of it); the other
+    stages' means of ``order_feature`` are ordered (``mu_order``, dim ``stage_ranked``) and
+    forced flow's is free (``mu_order_ff ~ Normal(0, mu_prior_sd)``).
     """
 
     name = "gaussian"
@@ -146,22 +211,35 @@ class GaussianEmission:
         return {"design": design, "offset": offset}
 
     def add_priors(self, spec: ModelSpec, feature_names: list[str]) -> dict:
-        """Register ``mu`` (via ``mu_order``/``mu_other``) and ``sigma`` in the current model."""
+        """Register ``mu`` (from ``mu_order`` / ``mu_other`` and, with a compulsion feature,
+        ``mu_order_ff`` / ``mu_compulsion_ff`` / ``compulsion_gap``) and ``sigma`` in the
+        current model."""
         import pymc as pm
         import pytensor.tensor as pt
 
-        if spec.order_feature not in feature_names:
-            raise ValueError(f"order_feature {spec.order_feature!r} is not among the features "
-                             f"{feature_names}")
+        order_idx, comp_idx, other_idx = _feature_roles(spec, feature_names)
         k = spec.n_stages
-        order_idx = feature_names.index(spec.order_feature)
-        other_idx = [d for d in range(len(feature_names)) if d != order_idx]
-        mu_order = pm.Normal(
-            "mu_order", mu=0.0, sigma=spec.mu_prior_sd, dims=dims.STAGE,
-            transform=pm.distributions.transforms.ordered, initval=np.linspace(-1.5, 1.5, k),
-        )
+        ordered = pm.distributions.transforms.ordered
         cols = [None] * len(feature_names)
-        cols[order_idx] = mu_order
+        if comp_idx is None:
+            mu_order = pm.Normal("mu_order", mu=0.0, sigma=spec.mu_prior_sd, dims=dims.STAGE,
+                                 transform=ordered, initval=np.linspace(-1.5, 1.5, k))
+            cols[order_idx] = mu_order
+        else:
+            ff, ranked = _ranked_stages(spec)
+            mu_order = pm.Normal("mu_order", mu=0.0, sigma=spec.mu_prior_sd,
+                                 dims=dims.STAGE_RANKED, transform=ordered,
+                                 initval=np.linspace(-1.5, 1.5, k - 1))
+            mu_order_ff = pm.Normal("mu_order_ff", mu=0.0, sigma=spec.mu_prior_sd)
+            mu_comp_ff = pm.Normal("mu_compulsion_ff", mu=0.0, sigma=spec.mu_prior_sd)
+            gap = pm.Gamma("compulsion_gap", alpha=2.0, beta=1.0, dims=dims.STAGE_RANKED)
+            order_col, comp_col = [None] * k, [None] * k
+            order_col[ff], comp_col[ff] = mu_order_ff, mu_comp_ff
+            for j, stage in enumerate(ranked):
+                order_col[stage] = mu_order[j]
+                comp_col[stage] = mu_comp_ff - gap[j]
+            cols[order_idx] = pt.stack(order_col)
+            cols[comp_idx] = pt.stack(comp_col)
         if other_idx:
             mu_other = pm.Normal("mu_other", mu=0.0, sigma=spec.mu_prior_sd,
                                  dims=(dims.STAGE, dims.FEATURE_OTHER))
@@ -173,14 +251,23 @@ class GaussianEmission:
 
     def start(self, spec: ModelSpec, feature_names: list[str], mu: np.ndarray,
               sigma: np.ndarray) -> dict[str, np.ndarray]:
-        """Initial values of the free variables from stage means and scales (K, D)."""
-        order_idx = feature_names.index(spec.order_feature)
+        """Initial values of the free variables from stage means and scales (K, D) whose
+        stages are already labelled by :func:`identification_order`."""
+        order_idx, comp_idx, other_idx = _feature_roles(spec, feature_names)
+        start = {"sigma": np.maximum(sigma, _MIN_SIGMA)}
+        if comp_idx is None:
+            ranked, n = np.arange(spec.n_stages), spec.n_stages
+        else:
+            ff, ranked = _ranked_stages(spec)
+            n = len(ranked)
+            start["mu_order_ff"] = np.asarray(mu[ff, order_idx])
+            start["mu_compulsion_ff"] = np.asarray(mu[ff, comp_idx])
+            start["compulsion_gap"] = np.maximum(mu[ff, comp_idx] - mu[ranked, comp_idx],
+                                                 _MIN_GAP)
         # strictly increasing means on the ordering feature (the ordered transform requires it)
-        start = {"mu_order": np.sort(mu[:, order_idx]) + np.arange(spec.n_stages) * 1e-3,
-                 "sigma": np.maximum(sigma, _MIN_SIGMA)}
-        other = [d for d in range(len(feature_names)) if d != order_idx]
-        if other:
-            start["mu_other"] = mu[:, other]
+        start["mu_order"] = np.sort(mu[ranked, order_idx]) + np.arange(n) * 1e-3
+        if other_idx:
+            start["mu_other"] = mu[:, other_idx]
         return start
 
     def n_features(self, data: dict) -> int:

@@ -1,16 +1,22 @@
-"""The four-stage stress HMM as a PyMC model.
+"""The stress-stage HMM as a PyMC model.
 
 Hidden state: the stress stage ``stage_t`` in (orderly, fragile, margin_pressure,
-forced_flow), a first-order Markov chain with ``P[i, j] = Pr(stage_t = j | stage_{t-1} = i)``.
+forced_flow, and by default discretionary), a first-order Markov chain with
+``P[i, j] = Pr(stage_t = j | stage_{t-1} = i)``.
 Observations: the standardised observables ``y_t`` (spread, volatility, volume, impact and any
 extra columns), emitted independently given the stage (see :mod:`stressflow.models.emissions`).
 The discrete stages are summed out exactly by the forward algorithm
 (:func:`stressflow.models.numerics.ops.hmm_logp`), so NUTS samples only the continuous parameters.
 
-Identification: the stage means of the ordering feature (volatility by default) are
-constrained ``mu[orderly] < mu[fragile] < mu[margin_pressure] < mu[forced_flow]`` with PyMC's
-ordered transform. Every chain and every dataset therefore gives the same meaning to each
-label: ``forced_flow`` is the highest-volatility stage, ``orderly`` the calmest.
+Identification (default, ``compulsion_feature="vol_surprise"``): forced flow is the stage with
+the highest mean of the compulsion feature (a volatility *break* against the trailing year),
+and the other stages' means of the ordering feature (volatility) are constrained
+``mu[orderly] < mu[fragile] < mu[margin_pressure] < mu[discretionary]`` with PyMC's ordered
+transform (:class:`stressflow.models.emissions.GaussianEmission`). Every chain and every
+dataset therefore gives the same meaning to each label: forced flow is the sudden break,
+discretionary the most volatile of the other stages, orderly the calmest. Without a compulsion
+feature (:meth:`ModelSpec.base`), all stages are ordered on volatility and forced flow is the
+highest-volatility stage.
 
 Priors (on the standardised scale, where each observable has mean 0 and sd 1 over the fit
 window):
@@ -19,15 +25,15 @@ window):
 - ``sigma[k, d] ~ Gamma(2, 2)`` (mean 1, zero density at 0, so no stage can collapse onto a
   single day);
 - ``nu[k] ~ Gamma(2, 0.1)`` (Student-t only; mean 20);
-- each row of P ~ Dirichlet with concentration 1 off the diagonal and ``1 + stickiness`` on it
-  (a sticky prior: with the default stickiness 20 the prior mean of ``P[k, k]`` is 0.875,
-  i.e. an expected stage duration of 8 days, far weaker than a decade of daily data);
-- ``Pr(stage_1 = k) = 1/4`` (fixed).
+- each row of P ~ Dirichlet with per-stage concentrations set from the stages' prior expected
+  durations (``ModelSpec.stage_durations``; :func:`stressflow.models.transitions
+  .dirichlet_concentration`), or ``1 + stickiness`` on the diagonal and 1 elsewhere;
+- ``Pr(stage_1 = k) = 1/K`` (fixed).
 
-With ``transitions="sequential"`` stress builds one stage at a time: from stage k the chain
-can stay, move to k-1 or k+1, or return directly to orderly; all other entries of P are
-structurally zero (``-inf`` in log space) and each row's Dirichlet covers only its allowed
-entries.
+With ``transitions="sequential"`` (default) stress builds one stage at a time along the
+ladder: from a ladder stage the chain can stay, move one stage up or down, return directly to
+orderly, or enter the discretionary stage; all other entries of P are structurally zero
+(``-inf`` in log space) and each row's Dirichlet covers only its allowed entries.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ import pandas as pd
 import pymc as pm
 import pytensor.tensor as pt
 from stressflow.models import dims
+from stressflow.models.emissions import other_features, ranked_stage_names
 from stressflow.models.evaluate import components, evaluate, model_data
 from stressflow.models.numerics.ops import hmm_logp
 from stressflow.models.spec import ModelSpec
@@ -68,20 +75,18 @@ def build_model(features: pd.DataFrame, spec: ModelSpec | None = None,
     """
     spec = spec or ModelSpec()
     names = [str(c) for c in features.columns]
-    if spec.order_feature not in names:
-        raise ValueError(
-            f"order_feature {spec.order_feature!r} is not among the features {names}"
-        )
     emission, transitions = components(spec)
-    stages = list(dims.STAGES[:spec.n_stages])
+    stages = list(spec.stage_names)
     coords = {
         dims.STAGE: stages,
         dims.STAGE_FROM: stages,
         dims.STAGE_TO: stages,
         dims.FEATURE: names,
-        dims.FEATURE_OTHER: [n for n in names if n != spec.order_feature],
+        dims.FEATURE_OTHER: other_features(spec, names),
         dims.TIME: pd.DatetimeIndex(features.index),
     }
+    if spec.compulsion_feature is not None:
+        coords[dims.STAGE_RANKED] = ranked_stage_names(spec)
     if spec.time_varying:
         coords[dims.COVARIATE] = list(spec.transition_covariates)
     values = model_data(spec, features, covariates)

@@ -57,21 +57,35 @@ class ModelSpec:
         ``1 + duration_strength (1 - 1/d_k)`` on the diagonal and ``1 + duration_strength /
         (d_k m_k)`` on each of its ``m_k`` allowed moves, i.e. ``duration_strength``
         pseudo-transitions whose stay share is ``1 - 1/d_k`` (the prior mode of P[k, k] is
-        then ``1 - 1/d_k``). Default ``(250, 250, 20, 7)``: set from the framework's
+        then ``1 - 1/d_k``). Default ``(250, 250, 20, 7, 40)``: set from the framework's
         description of the stages (orderly and fragile last hundreds of days, margin pressure
-        weeks, forced flow days to weeks), never from the catalogue's labels. ``None``: one
-        ``stickiness`` for every stage.
+        weeks, forced flow days to weeks, a discretionary repricing weeks to months: 40), never
+        from the catalogue's labels. ``None``: one ``stickiness`` for every stage.
     duration_strength : float
         Number of pseudo-transitions per row behind ``stage_durations`` (> 0).
     observables : tuple of str
         Observables computed from the tape beyond the four built-in ones that the model uses
         (``stressflow.data.observables.OPTIONAL_OBSERVABLES``, e.g. ``"reversal"``);
-        :func:`stressflow.inference.fit` prepares them. Default: none. ``("reversal",)`` adds
-        the normalised product of consecutive returns
+        :func:`stressflow.inference.fit` prepares them. Default ``("vol_surprise",)`` (the
+        compulsion feature, :func:`stressflow.data.observables.vol_surprise_observable`).
+        ``"reversal"`` adds the normalised product of consecutive returns
         (:func:`stressflow.data.observables.reversal_observable`); see the README for what it
         does to the catalogue scores and to the cost of a fit.
+    discretionary_stage : bool
+        Add a fifth stage, ``discretionary`` (:data:`stressflow.models.dims.DISCRETIONARY`): a
+        high-volatility repricing that is not compulsion. It sits outside the ladder (with
+        ``transitions="sequential"`` it can be entered from and left to any stage). Default
+        True; False gives the framework's four stages alone.
     order_feature : str
-        Observable whose stage means are ordered to identify the labels.
+        Observable whose stage means are ordered to identify the labels (all stages, or, with
+        ``compulsion_feature``, the stages other than forced flow).
+    compulsion_feature : str, optional
+        Observable that identifies forced flow: the forced-flow stage has the highest stage
+        mean of it (every other stage's mean is forced flow's minus a positive gap), and the
+        other stages are ordered on ``order_feature`` (orderly, fragile, margin_pressure, then
+        discretionary). Default ``"vol_surprise"`` (volatility against its own trailing year:
+        a break, not a level). ``None``: forced flow is the stage highest on
+        ``order_feature``.
     mu_prior_sd : float
         Prior standard deviation of the stage means (standardised units).
     tvtp_prior_sd : float
@@ -80,16 +94,18 @@ class ModelSpec:
     """
 
     emission: Literal["gaussian", "student_t"] = "gaussian"
-    transitions: Literal["full", "sequential"] = "full"
+    transitions: Literal["full", "sequential"] = "sequential"
     stickiness: float = 20.0
     order_feature: str = "volatility"
+    compulsion_feature: str | None = "vol_surprise"
+    discretionary_stage: bool = True
     mu_prior_sd: float = 2.0
     transition_model: Literal["constant", "logit", "ladder"] = "constant"
     transition_covariates: tuple[str, ...] = ()
     tvtp_prior_sd: float = 1.0
-    stage_durations: tuple[float, ...] | None = (250.0, 250.0, 20.0, 7.0)
+    stage_durations: tuple[float, ...] | None = (250.0, 250.0, 20.0, 7.0, 40.0)
     duration_strength: float = 1000.0
-    observables: tuple[str, ...] = ()
+    observables: tuple[str, ...] = ("vol_surprise",)
 
     def __post_init__(self):
         object.__setattr__(self, "transition_covariates",
@@ -99,6 +115,10 @@ class ModelSpec:
                               ("transition_model", TRANSITION_MODELS)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        if self.compulsion_feature is not None and (
+                self.compulsion_feature == self.order_feature):
+            raise ValueError("compulsion_feature and order_feature must differ, both are "
+                             f"{self.order_feature!r}")
         if not (math.isfinite(self.stickiness) and self.stickiness >= 0):
             raise ValueError(f"stickiness must be a finite number >= 0, got {self.stickiness!r}")
         if self.stage_durations is not None:
@@ -129,7 +149,12 @@ class ModelSpec:
     @property
     def n_stages(self) -> int:
         """Number of hidden stages K."""
-        return len(dims.STAGES)
+        return len(self.stage_names)
+
+    @property
+    def stage_names(self) -> tuple[str, ...]:
+        """The model's stage names in index order (:func:`stressflow.models.dims.stage_names`)."""
+        return dims.STAGES if self.discretionary_stage else dims.LADDER
 
     @property
     def time_varying(self) -> bool:
@@ -157,9 +182,11 @@ class ModelSpec:
 
     @classmethod
     def base(cls, **options) -> ModelSpec:
-        """The four built-in observables with one stickiness for every stage (the default model
-        before the compulsion work): ``observables=()``, ``stage_durations=None``."""
-        return cls(**{"observables": (), "stage_durations": None, **options})
+        """The default model before the compulsion work: the four built-in observables, the
+        four ladder stages ordered on volatility, one stickiness for every stage
+        (``observables=()``, ``discretionary_stage=False``, ``compulsion_feature=None``,
+        ``stage_durations=None``)."""
+        return cls(**{**BASE_OPTIONS, **options})
 
 
 #: The value of each option that fit files written before the option existed were fitted with.
@@ -168,16 +195,33 @@ LEGACY_OPTIONS: dict[str, Any] = {
     "transition_covariates": (),
     "stage_durations": None,
     "observables": (),
+    "compulsion_feature": None,
+    "discretionary_stage": False,
+}
+
+#: The options of :meth:`ModelSpec.base`.
+BASE_OPTIONS: dict[str, Any] = {
+    "transitions": "full",
+    "observables": (),
+    "stage_durations": None,
+    "compulsion_feature": None,
+    "discretionary_stage": False,
 }
 
 
 def allowed_transitions(transitions: str, n_stages: int = len(dims.STAGES)) -> np.ndarray:
-    """Boolean ``(K, K)`` mask of the transitions ``i -> j`` that P may give positive mass."""
+    """Boolean ``(K, K)`` mask of the transitions ``i -> j`` that P may give positive mass.
+
+    ``"sequential"``: on the ladder (the first four stages) stress moves one stage at a time,
+    with a direct return to orderly; a stage beyond the ladder (discretionary) can be entered
+    from and left to any stage."""
     if transitions == "full":
         return np.ones((n_stages, n_stages), dtype=bool)
     if transitions == "sequential":
-        idx = np.arange(n_stages)
-        mask = np.abs(idx[:, None] - idx[None, :]) <= 1
+        n_ladder = min(n_stages, len(dims.LADDER))
+        idx = np.arange(n_ladder)
+        mask = np.ones((n_stages, n_stages), dtype=bool)
+        mask[:n_ladder, :n_ladder] = np.abs(idx[:, None] - idx[None, :]) <= 1
         mask[:, 0] = True  # a direct return to orderly is always possible
         return mask
     raise ValueError(f"transitions must be one of {STRUCTURES}, got {transitions!r}")

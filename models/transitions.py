@@ -24,7 +24,8 @@ All share the base matrix ``P`` with sticky Dirichlet rows (concentration 1 off 
     positive ``g`` multiplies the odds of every move up the ladder (toward forced flow) by
     ``exp(g)`` and of every move down by ``exp(-g)`` against staying, in every row. A positive
     ``gamma[c]`` therefore reads "covariate c pushes positions toward margin calls and forced
-    flow" (stress builds), a negative one "it moves them back toward orderly".
+    flow" (stress builds), a negative one "it moves them back toward orderly". Moves into and
+    out of the discretionary stage (outside the ladder) have sign 0: they are not tilted.
     ``gamma[c] ~ Normal(0, tvtp_prior_sd)``.
 
 ``z`` is the ``(T, C)`` array of standardised covariates (mean 0, sd 1 over the fit window), so
@@ -64,9 +65,14 @@ def dirichlet_concentration(spec: ModelSpec) -> np.ndarray:
 
 
 def ladder_signs(n_stages: int) -> np.ndarray:
-    """``sign(j - i)`` as a float ``(K, K)`` array: +1 above the diagonal, -1 below."""
+    """``sign(j - i)`` on the ladder as a float ``(K, K)`` array: +1 above the diagonal, -1
+    below; 0 in the row and column of a stage beyond the ladder (discretionary), whose moves
+    the ladder's covariates do not tilt."""
     idx = np.arange(n_stages)
-    return np.sign(idx[None, :] - idx[:, None]).astype(np.float64)
+    signs = np.sign(idx[None, :] - idx[:, None]).astype(np.float64)
+    signs[len(dims.LADDER):, :] = 0.0
+    signs[:, len(dims.LADDER):] = 0.0
+    return signs
 
 
 def _masked_log(trans, allowed: np.ndarray, xp):
@@ -113,7 +119,7 @@ class ConstantTransitions:
         if allowed.all():
             return {"P": pm.Dirichlet("P", a=conc, dims=pair)}
         trans = pt.zeros((k, k))
-        for i, stage in enumerate(dims.STAGES[:k]):
+        for i, stage in enumerate(spec.stage_names):
             cols = np.flatnonzero(allowed[i])
             row = pm.Dirichlet(f"P_row_{stage}", a=conc[i, cols])
             trans = pt.set_subtensor(trans[i, cols], row)
@@ -127,7 +133,7 @@ class ConstantTransitions:
         if allowed.all():
             return {"P": trans}
         return {f"P_row_{stage}": trans[i, allowed[i]] / trans[i, allowed[i]].sum()
-                for i, stage in enumerate(dims.STAGES[:spec.n_stages])}
+                for i, stage in enumerate(spec.stage_names)}
 
     def check(self, spec: ModelSpec, params: dict) -> None:
         """Raise ``ValueError`` naming the parameter unless the NumPy values are valid."""

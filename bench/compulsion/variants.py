@@ -176,3 +176,16 @@ VARIANTS = VARIANTS + (
     Variant("k5_jump_price_strong", MIXED + ("vol_jump21",), _d(**_K5S),
             "k5_price_strong + volatility against its previous 21-day median"),
 )
+
+# Ablations of the K = 5 winner at strength 1000: is the AR return emission needed, or does a
+# per-stage Gaussian on the day's return (its mean and scale) carry the same information?
+_K5N = {**_K5S, "ar": False}
+VARIANTS = VARIANTS + (
+    Variant("k5_price_noar_strong", MIXED, _d(**_K5N), "k5_price_strong without the AR term"),
+    Variant("k5_sb_noar_strong", MIXED + ("stock_bond",), _d(**_K5N),
+            "k5_sb_strong without the AR term"),
+    Variant("k5_ret_strong", MIXED + ("ret",), _d(**_K5N),
+            "k5_price_noar_strong + the day's return as a per-stage Gaussian observable"),
+    Variant("k5_sb_ret_strong", MIXED + ("stock_bond", "ret"), _d(**_K5N),
+            "k5_sb_noar_strong + the day's return as a per-stage Gaussian observable"),
+)

@@ -72,8 +72,11 @@ __all__ = [
 #: Dimension / index name of an episode table, from :mod:`stressflow.models.dims`.
 EPISODE = dims.EPISODE
 
-FORCED_FLOW = dims.STAGES.index("forced_flow")
+# Stage indices: the ladder stages have the same index in every model (4 or 5 stages).
+FORCED_FLOW = dims.STAGES.index(dims.FORCED_FLOW)
 MARGIN_PRESSURE = dims.STAGES.index("margin_pressure")
+#: Indices of the stages that count as "margin pressure or worse" (not discretionary).
+MARGIN_OR_WORSE = np.array([dims.STAGES.index(k) for k in dims.MARGIN_OR_WORSE])
 
 #: The five episode labels.
 LABELS = (
@@ -136,7 +139,7 @@ def compulsion_scores(
     ff = sub == FORCED_FLOW
     n_ff = ff.sum(axis=1)
     comp = n_ff >= need - 1e-9
-    mp_or_worse = (sub >= MARGIN_PRESSURE).sum(axis=1) >= need - 1e-9
+    mp_or_worse = np.isin(sub, MARGIN_OR_WORSE).sum(axis=1) >= need - 1e-9
     _, group = np.unique(np.asarray(draw_of_sample), return_inverse=True)
     counts = np.bincount(group)
     q = np.asarray(quantiles, dtype=np.float64)

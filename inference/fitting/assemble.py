@@ -48,8 +48,9 @@ def assemble(trace, prepared, spec, *, quantiles, max_quantile_draws, store_draw
         trace.posterior
     )
     posterior = posterior.drop_vars([v for v in posterior.data_vars if str(v) == "hmm_loglik"])
-    coords = {dims.STAGE: list(dims.STAGES), dims.STAGE_FROM: list(dims.STAGES),
-              dims.STAGE_TO: list(dims.STAGES)}
+    stage_names = list(spec.stage_names)
+    coords = {dims.STAGE: stage_names, dims.STAGE_FROM: stage_names, dims.STAGE_TO: stage_names,
+              dims.STAGE_RANKED: [k for k in stage_names if k != dims.FORCED_FLOW]}
     if spec.time_varying:
         coords[dims.COVARIATE] = list(spec.transition_covariates)
     posterior = posterior.assign_coords(
@@ -73,7 +74,7 @@ def assemble(trace, prepared, spec, *, quantiles, max_quantile_draws, store_draw
         (len(time_index), n_stages), schema.chain_of_draw((n_chains, n_draws)),
         quantiles=quantiles, max_quantile_draws=max_quantile_draws,
         keep_log_norm=pointwise_loglik, keep_draws=store_draws,
-        filtered_groups={name: [dims.STAGES.index(k) for k in members]
+        filtered_groups={name: [stage_names.index(k) for k in members]
                          for name, members in schema.STAGE_GROUPS.items()},
     )
 
@@ -82,7 +83,7 @@ def assemble(trace, prepared, spec, *, quantiles, max_quantile_draws, store_draw
     path = kernels.viterbi(log_init, np.ascontiguousarray(log_trans),
                            np.ascontiguousarray(log_lik))
 
-    stage_coords = {dims.TIME: time_index, dims.STAGE: list(dims.STAGES)}
+    stage_coords = {dims.TIME: time_index, dims.STAGE: stage_names}
     q_coords = {dims.QUANTILE: list(quantiles), **stage_coords}
     stages = xr.Dataset(
         {
@@ -90,7 +91,7 @@ def assemble(trace, prepared, spec, *, quantiles, max_quantile_draws, store_draw
             "filtered": ((dims.TIME, dims.STAGE), probs.filtered_mean),
             "smoothed_quantile": ((dims.QUANTILE, dims.TIME, dims.STAGE), probs.smoothed_q),
             "filtered_quantile": ((dims.QUANTILE, dims.TIME, dims.STAGE), probs.filtered_q),
-            "viterbi": ((dims.TIME,), np.asarray(dims.STAGES, dtype=object)[path].astype(str)),
+            "viterbi": ((dims.TIME,), np.asarray(stage_names, dtype=object)[path].astype(str)),
             "observed": ((dims.TIME,), mask.sum(axis=1).astype(np.int8)),
         },
         coords=q_coords,

@@ -5,7 +5,7 @@ an HMM posterior. stressflow starts every chain from one data-driven point estim
 by the ordering feature, then perturbs each chain by a small seeded jitter in the unconstrained
 space so that the chains are not identical:
 
-- :func:`kmeans_start`: k-means with K = 4 clusters, a transition matrix counted from the
+- :func:`kmeans_start`: k-means with K clusters, a transition matrix counted from the
   cluster sequence. Fast, but its stages flicker from day to day, and on real data chains
   started from it can spend all of tuning in a low-persistence mode (README, the model).
 - :func:`em_start` (the default): Baum-Welch EM with the model's Dirichlet prior on P (a MAP
@@ -23,7 +23,7 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 from sklearn.cluster import KMeans
-from stressflow.models import dims
+from stressflow.models.emissions import identification_order
 from stressflow.models.evaluate import components, evaluate, model_data
 from stressflow.models.numerics import kernels
 from stressflow.models.spec import ModelSpec, allowed_transitions
@@ -43,10 +43,10 @@ _EM_SMOOTH_WINDOWS = (1, 5, 21)
 
 def kmeans_start(features: pd.DataFrame, spec: ModelSpec, seed: int,
                  covariates: pd.DataFrame | None = None) -> dict[str, np.ndarray]:
-    """Initial values of the model's free variables from k-means with K = 4 clusters.
+    """Initial values of the model's free variables from k-means with K clusters.
 
-    Clusters are fitted on the days where every feature is observed, relabelled so that their
-    means on ``spec.order_feature`` increase (orderly ... forced_flow), and turned into stage
+    Clusters are fitted on the days where every feature is observed, named by the labelling
+    rule (:func:`stressflow.models.emissions.identification_order`), and turned into stage
     means, stage scales and a transition matrix estimated from the sequence of cluster labels
     (with the Dirichlet prior's concentration added as pseudo-counts).
 
@@ -73,7 +73,7 @@ def _kmeans_params(
     the stage means and scales are then computed from the unsmoothed observables of each
     cluster's days, and P from the cluster sequence plus the Dirichlet prior's pseudo-counts.
     """
-    n_stages = len(dims.STAGES)
+    n_stages = spec.n_stages
     names = [str(c) for c in features.columns]
     y = features.to_numpy(dtype=np.float64)
     complete = np.isfinite(y).all(axis=1)
@@ -91,7 +91,6 @@ def _kmeans_params(
     labels_used = km.labels_
     mu = np.empty((n_stages, len(names)))
     sigma = np.ones((n_stages, len(names)))
-    order_idx = names.index(spec.order_feature)
     for k in range(n_stages):
         members = y[use][labels_used == k]
         with np.errstate(invalid="ignore"), warnings.catch_warnings():
@@ -100,10 +99,9 @@ def _kmeans_params(
             sd = np.nanstd(members, axis=0) if len(members) > 1 else np.ones(len(names))
         mu[k] = np.where(np.isfinite(m), m, 0.0)
         sigma[k] = np.maximum(np.where(np.isfinite(sd), sd, 1.0), _MIN_SIGMA)
-    relabel = np.argsort(np.argsort(mu[:, order_idx], kind="stable"), kind="stable")
-    inverse = np.argsort(relabel)
-    mu, sigma = mu[inverse], sigma[inverse]
-    labels = relabel[labels_used]
+    perm = identification_order(spec, names, mu)  # named stage i = cluster perm[i]
+    mu, sigma = mu[perm], sigma[perm]
+    labels = np.argsort(perm)[labels_used]
     allowed = allowed_transitions(spec.transitions, n_stages)
     counts = dirichlet_concentration(spec)
     np.add.at(counts, (labels[:-1], labels[1:]), 1.0)
@@ -125,7 +123,7 @@ def _log_prior_trans(trans: np.ndarray, conc: np.ndarray, allowed: np.ndarray) -
     return float(np.sum((conc[use] - 1.0) * np.log(trans[use])))
 
 
-def _em(data, y0, mask, mu, sigma, trans, spec: ModelSpec, max_iter: int, tol: float):
+def _em(data, y0, mask, mu, sigma, trans, spec: ModelSpec, names, max_iter: int, tol: float):
     """Baum-Welch EM for the Gaussian stage HMM with constant P and the sticky Dirichlet prior.
 
     The E step evaluates the model with :func:`stressflow.models.evaluate.evaluate` (``spec``
@@ -138,6 +136,9 @@ def _em(data, y0, mask, mu, sigma, trans, spec: ModelSpec, max_iter: int, tol: f
     conc = dirichlet_concentration(spec)
     prev = -np.inf
     for _ in range(max_iter):
+        # name the stages by the labelling rule before every E step, so that the per-stage
+        # priors and the allowed moves always refer to the named stages
+        mu, sigma, trans = _relabel(mu, sigma, trans, spec, names, allowed)
         log_init, log_trans, ll = evaluate(spec, {"mu": mu, "sigma": sigma, "P": trans}, data)
         gamma, xi_sum, _, log_norm = kernels.smooth(log_init, log_trans,
                                                     np.ascontiguousarray(ll))
@@ -159,10 +160,15 @@ def _em(data, y0, mask, mu, sigma, trans, spec: ModelSpec, max_iter: int, tol: f
     return mu, sigma, trans, prev
 
 
-def _relabel(mu, sigma, trans, order_idx: int):
-    """Permute the stages so that the means on the ordering feature increase."""
-    perm = np.argsort(mu[:, order_idx], kind="stable")
-    return mu[perm], sigma[perm], trans[np.ix_(perm, perm)]
+def _relabel(mu, sigma, trans, spec: ModelSpec, names, allowed: np.ndarray):
+    """Permute the stages into the labelling rule's order
+    (:func:`stressflow.models.emissions.identification_order`); a permuted P keeps only the
+    allowed moves (floored at 1e-12 and renormalised)."""
+    perm = identification_order(spec, names, mu)
+    if np.array_equal(perm, np.arange(len(perm))):
+        return mu, sigma, trans
+    trans = np.where(allowed, np.maximum(trans[np.ix_(perm, perm)], 1e-12), 0.0)
+    return mu[perm], sigma[perm], trans / trans.sum(axis=1, keepdims=True)
 
 
 def em_start(
@@ -181,7 +187,8 @@ def em_start(
     ``_EM_SMOOTH_WINDOWS``, a k-means solution on the trailing means of the observables is
     refined by EM on the Gaussian stage HMM (missing values skipped exactly as in the model);
     the refined solution with the highest ``log p(y_1..y_T | theta) + log p(P)`` is
-    relabelled so that the stage means of ``spec.order_feature`` increase, and returned. With
+    named by the labelling rule (:func:`stressflow.models.emissions.identification_order`,
+    also applied before every E step), and returned. With
     ``transitions="sequential"`` the forbidden entries of P stay exactly zero through EM.
 
     Returns
@@ -192,7 +199,6 @@ def em_start(
     if n_starts < 1:
         raise ValueError(f"n_starts must be >= 1, got {n_starts!r}")
     names = [str(c) for c in features.columns]
-    order_idx = names.index(spec.order_feature)
     y = features.to_numpy(dtype=np.float64)
     mask = np.isfinite(y).astype(np.float64)
     y0 = np.where(mask > 0, y, 0.0)
@@ -207,9 +213,10 @@ def em_start(
             mu, sigma, trans = _kmeans_params(
                 features, spec, seed + i, n_init=3, smooth_window=window
             )
-            mu, sigma, trans, score = _em(data, y0, mask, mu, sigma, trans, em_spec, max_iter,
-                                          tol)
+            mu, sigma, trans, score = _em(data, y0, mask, mu, sigma, trans, em_spec, names,
+                                          max_iter, tol)
             if best is None or score > best[3]:
                 best = (mu, sigma, trans, score)
-    mu, sigma, trans = _relabel(*best[:3], order_idx)
+    allowed = allowed_transitions(spec.transitions, spec.n_stages)
+    mu, sigma, trans = _relabel(*best[:3], spec, names, allowed)
     return _as_start(mu, sigma, trans, features, spec)

@@ -74,7 +74,8 @@ def stage_paths(
     Returns
     -------
     ndarray of int8, shape (S * M, T)
-        Stage indices (into :data:`stressflow.models.dims.STAGES`); row ``s * M + m`` is path
+        Stage indices (into the model's stage names, ``ModelSpec.stage_names``); row
+        ``s * M + m`` is path
         ``m`` of draw ``s``.
 
     Raises
@@ -131,7 +132,7 @@ def sample_stage_paths(
     Returns
     -------
     xarray.DataArray of int8, dims (``sample``, ``time``), shape (S * M, T)
-        Stage indices into ``attrs["stages"]`` (= :data:`stressflow.models.dims.STAGES`). Each
+        Stage indices into ``attrs["stages"]`` (the fit's stage names in model order). Each
         row is one draw from ``Pr(stage_1..stage_T | y_1..y_T)``; coordinates ``chain`` and
         ``draw`` along ``sample`` name the posterior draw it was sampled under, so per-draw
         probabilities ``Pr(E | y_1..y_T, theta^(s))`` are the means over samples sharing a
@@ -165,7 +166,7 @@ def sample_stage_paths(
         name="stage_path",
         attrs={
             "long_name": "draws from Pr(stage_1..stage_T | y_1..y_T) by FFBS, one per sample",
-            "stages": json.dumps(list(dims.STAGES)),
+            "stages": json.dumps(list(spec.stage_names)),
             "n_parameter_draws": int(len(idx)),
             "paths_per_draw": int(paths_per_draw),
             "seed": int(seed),

@@ -84,7 +84,7 @@ def _durations_at(result: xr.DataTree, covariates) -> xr.DataArray:
     stay = np.exp(np.diagonal(log_trans, axis1=-2, axis2=-1))
     return xr.DataArray((1.0 / (1.0 - stay)).reshape(*shape, -1),
                         dims=(dims.CHAIN, dims.DRAW, dims.STAGE),
-                        coords={dims.STAGE: list(dims.STAGES)})
+                        coords={dims.STAGE: list(spec.stage_names)})
 
 
 def transition_matrix(result: xr.DataTree, stat: str = "mean") -> pd.DataFrame:
@@ -125,9 +125,10 @@ def stage_shares(result: xr.DataTree) -> pd.Series:
 def top_days(result: xr.DataTree, stage: str = "forced_flow", n: int = 10) -> pd.DataFrame:
     """The ``n`` days with the highest ``Pr(stage_t = stage | y_1..y_T)``, with that
     probability's 5%-95% interval across draws and the filtered probability beside it."""
-    if stage not in dims.STAGES:
-        raise ValueError(f"stage must be one of {dims.STAGES}, got {stage!r}")
     st = result["stages"]
+    names = [str(k) for k in st[dims.STAGE].values]
+    if stage not in names:
+        raise ValueError(f"stage must be one of {names}, got {stage!r}")
     sm = st["smoothed"].sel({dims.STAGE: stage}).to_pandas()
     q = st["smoothed_quantile"].sel({dims.STAGE: stage})
     qs = [float(x) for x in q[dims.QUANTILE].values]

@@ -24,7 +24,7 @@ __all__ = [
 ]
 
 #: Colour of each stage, in :data:`stressflow.models.dims.STAGES` order.
-STAGE_COLORS = ("#4c9a5b", "#e2c044", "#e07b39", "#b2182b")
+STAGE_COLORS = ("#4c9a5b", "#e2c044", "#e07b39", "#b2182b", "#6a8fc7")
 _KINDS = ("overview", "observables", "transitions")
 
 
@@ -72,8 +72,8 @@ def plot_overview(fit: xr.DataTree, *, episode_table: pd.DataFrame | None = None
     src = fit.attrs.get("source", "") or "fit"
     ax_p.set_title(f"{src} {fit.attrs.get('start', '')} .. {fit.attrs.get('end', '')}: "
                    "episodes annotated with p_compulsion")
-    ax_s.stackplot(smoothed.index, smoothed.to_numpy().T, labels=list(dims.STAGES),
-                   colors=STAGE_COLORS, lw=0)
+    ax_s.stackplot(smoothed.index, smoothed.to_numpy().T, labels=list(smoothed.columns),
+                   colors=STAGE_COLORS[:smoothed.shape[1]], lw=0)
     ax_s.set_ylim(0, 1)
     ax_s.set_ylabel("Pr(stage_t = k | y_1..y_T)")
     ax_s.legend(loc="upper left", fontsize=7, ncols=4, framealpha=0.8)
@@ -106,6 +106,7 @@ def plot_observables(fit: xr.DataTree, *, bins: int = 40, figsize=(10, 7)):
     _check_fit(fit)
     feats = fit["observed_data"]["features"].transpose(dims.TIME, dims.FEATURE)
     weights = fit["stages"]["smoothed"].transpose(dims.TIME, dims.STAGE).values
+    stage_names = [str(k) for k in fit["stages"][dims.STAGE].values]
     names = [str(f) for f in feats[dims.FEATURE].values]
     mu = None
     if "posterior" in fit.children and "mu" in fit["posterior"]:
@@ -118,7 +119,7 @@ def plot_observables(fit: xr.DataTree, *, bins: int = 40, figsize=(10, 7)):
         x = feats.sel({dims.FEATURE: name}).values
         ok = np.isfinite(x)
         edges = np.histogram_bin_edges(x[ok], bins=bins)
-        for k, stage in enumerate(dims.STAGES):
+        for k, stage in enumerate(stage_names):
             w = weights[ok, k]
             if w.sum() <= 0:
                 continue
@@ -160,7 +161,7 @@ def plot_transitions(fit: xr.DataTree, *, figsize=(6.5, 5.5)):
             ax.text(j, i, f"{mean[i, j]:.3f}\n[{q05[i, j]:.3f}, {q95[i, j]:.3f}]",
                     ha="center", va="center", fontsize=7,
                     color="white" if mean[i, j] > 0.6 else "black")
-    labels = list(dims.STAGES)[:k]
+    labels = [str(x) for x in fit["posterior"][dims.STAGE_FROM].values][:k]
     ax.set_xticks(range(k), labels, rotation=30, ha="right")
     ax.set_yticks(range(k), labels)
     ax.set_xlabel(f"{dims.STAGE_TO} (stage_t)")

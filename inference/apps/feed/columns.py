@@ -18,7 +18,7 @@ __all__ = ["FEED_SCHEMA", "FEED_SCHEMA_VERSION", "FeedColumn", "INTERVAL", "COMP
 
 #: Version of :data:`FEED_SCHEMA`. Any change of a column's name, dtype, meaning or order
 #: increments it; consumers should check it (Parquet metadata / the CSV's ``.meta.json``).
-FEED_SCHEMA_VERSION = 1
+FEED_SCHEMA_VERSION = 2
 
 #: Stage whose filtered probability is ``p_compulsion``.
 COMPULSION_STAGE = "forced_flow"
@@ -40,8 +40,10 @@ def _schema() -> tuple[FeedColumn, ...]:
     post = "posterior mean over parameter draws"
     q = "quantile across parameter draws of Pr({what} | y_1..y_t, theta)"
     cols = [FeedColumn("date", "datetime64[ns]", "trading date t (one row per date)")]
+    absent = f"; 0 from a model without the {dims.DISCRETIONARY} stage"
     for k in dims.STAGES:
-        cols.append(FeedColumn(f"filtered_{k}", "float64", f"Pr(stage_t = {k} | y_1..y_t), {post}"))
+        cols.append(FeedColumn(f"filtered_{k}", "float64", f"Pr(stage_t = {k} | y_1..y_t), {post}"
+                               + (absent if k not in dims.LADDER else "")))
     for k in dims.STAGES:
         for level in INTERVAL:
             cols.append(FeedColumn(
@@ -148,6 +150,15 @@ def feed(fit: xr.DataTree) -> pd.DataFrame:
     in_fit = st["in_fit_window"].values.astype(bool)
     smoothed = np.where(in_fit[:, None], smoothed, np.nan)
     n_obs = st["observed"].values.astype(np.int64)
+    names = [str(k) for k in st[dims.STAGE].values]
+    # a model without some stage (4 stages: no discretionary) gives it probability 0
+    pad = [k for k in dims.STAGES if k not in names]
+    if pad:
+        filtered, fq, smoothed = (np.concatenate([a, np.zeros((*a.shape[:-1], len(pad)))],
+                                                 axis=-1) for a in (filtered, fq, smoothed))
+        names = names + pad
+    order = [names.index(k) for k in dims.STAGES]
+    filtered, fq, smoothed = filtered[..., order], fq[..., order], smoothed[..., order]
     f_idx = dims.STAGES.index(COMPULSION_STAGE)
     g_idx = [dims.STAGES.index(k) for k in MARGIN_OR_WORSE]
     suffix = [f"q{round(100 * level):02d}" for level in INTERVAL]

@@ -54,21 +54,22 @@ def forecast(
 
     Returns
     -------
-    pandas.DataFrame, shape (H, 4 (1 + Q) + 1 + Q)
-        Index ``horizon`` (h = 1..H). Columns: for each stage k, ``k`` (the posterior mean of
-        ``Pr(stage_{T+h} = k | y_1..y_T)``; the four sum to 1) and ``k_qNN`` (quantiles);
-        ``p_enter_<target>`` and its ``_qNN`` quantiles. ``attrs["origin"]`` is the date T.
+    pandas.DataFrame, shape (H, K (1 + Q) + 1 + Q)
+        Index ``horizon`` (h = 1..H). Columns: for each of the fit's K stages k, ``k`` (the
+        posterior mean of ``Pr(stage_{T+h} = k | y_1..y_T)``; the K sum to 1) and ``k_qNN``
+        (quantiles); ``p_enter_<target>`` and its ``_qNN`` quantiles. ``attrs["origin"]`` is
+        the date T.
     """
     require_feed(fit)
     if isinstance(horizon, bool) or not isinstance(horizon, int | np.integer) or horizon < 1:
         raise ValueError(f"horizon must be an integer >= 1, got {horizon!r}")
-    if target not in dims.STAGES:
-        raise ValueError(f"target must be one of {dims.STAGES}, got {target!r}")
     spec = schema.read_spec(fit)
+    if target not in spec.stage_names:
+        raise ValueError(f"target must be one of {spec.stage_names}, got {target!r}")
     params, _ = schema.posterior_params(fit["posterior"], spec)
     state, origin = schema.filter_state(fit)
     trans = np.exp(_step_log_trans(fit, spec, params, horizon, covariate_path))
-    k_t = dims.STAGES.index(target)
+    k_t = spec.stage_names.index(target)
     absorbing = trans.copy()
     absorbing[..., k_t, :] = 0.0
     absorbing[..., k_t, k_t] = 1.0
@@ -86,7 +87,7 @@ def forecast(
     names = [f"q{round(100 * x):02d}" for x in q]
     cols: dict[str, np.ndarray] = {}
     mq = np.quantile(marg, q, axis=0)
-    for j, k in enumerate(dims.STAGES):
+    for j, k in enumerate(spec.stage_names):
         cols[k] = marg[:, :, j].mean(axis=0)
         for i, n in enumerate(names):
             cols[f"{k}_{n}"] = mq[i, :, j]

@@ -227,7 +227,7 @@ def update(fit: xr.DataTree, new_rows, *, columns=None, date_column: str = "date
     res = filter_forward(
         terms, n_chains * n_draws, state, quantiles=levels,
         max_quantile_draws=int(options.get("max_quantile_draws", 1000)),
-        filtered_groups={g: [dims.STAGES.index(k) for k in members]
+        filtered_groups={g: [spec.stage_names.index(k) for k in members]
                          for g, members in schema.STAGE_GROUPS.items()},
     )
 
@@ -274,7 +274,7 @@ def update(fit: xr.DataTree, new_rows, *, columns=None, date_column: str = "date
         {"filtered_last": ((dims.CHAIN, dims.DRAW, dims.STAGE),
                            res.filtered_last.reshape(n_chains, n_draws, -1))},
         coords={dims.CHAIN: post[dims.CHAIN].values, dims.DRAW: post[dims.DRAW].values,
-                dims.STAGE: list(dims.STAGES)},
+                dims.STAGE: list(spec.stage_names)},
     )
     state_ds["filtered_last"].attrs.update({
         "long_name": "Pr(stage_T = k | y_1..y_T, theta) per draw at the feed's last day T (the "
