@@ -35,16 +35,17 @@ def fake_fit(prepared, mu, sigma, trans, *, n_chains=2, n_draws=10, jitter=0.02,
     sigma_d = sigma * np.exp(jitter * rng.standard_normal(shape + sigma.shape))
     p_d = trans * np.exp(jitter * rng.standard_normal(shape + trans.shape))
     p_d /= p_d.sum(axis=-1, keepdims=True)
+    spec = spec or ModelSpec.base()
+    stages = list(spec.stage_names)
     coords = {dims.CHAIN: np.arange(n_chains), dims.DRAW: np.arange(n_draws),
-              dims.STAGE: list(dims.STAGES), dims.FEATURE: list(prepared.features.columns),
-              dims.STAGE_FROM: list(dims.STAGES), dims.STAGE_TO: list(dims.STAGES)}
+              dims.STAGE: stages, dims.FEATURE: list(prepared.features.columns),
+              dims.STAGE_FROM: stages, dims.STAGE_TO: stages}
     posterior = xr.Dataset(
         {"mu": ((dims.CHAIN, dims.DRAW, dims.STAGE, dims.FEATURE), mu_d),
          "sigma": ((dims.CHAIN, dims.DRAW, dims.STAGE, dims.FEATURE), sigma_d),
          "P": ((dims.CHAIN, dims.DRAW, dims.STAGE_FROM, dims.STAGE_TO), p_d)},
         coords=coords,
     )
-    spec = spec or ModelSpec.base()
     if spec.transition_model == "ladder":
         g = np.asarray(gamma, dtype=np.float64)
         posterior["gamma"] = xr.DataArray(

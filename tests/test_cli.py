@@ -80,9 +80,14 @@ def test_model_options_build_the_spec():
 
     parse = build_parser().parse_args
     assert spec_from_args(parse(["fit", "--dataset", "sp500"])) == ModelSpec()
-    base = spec_from_args(parse(["fit", "--dataset", "sp500", "--observables", "none",
-                                 "--stage-durations", "none"]))
+    base = spec_from_args(parse(["fit", "--dataset", "sp500", "--model", "base"]))
     assert base == ModelSpec.base()
+    spelled = spec_from_args(parse(["fit", "--dataset", "sp500", "--observables", "none",
+                                    "--stage-durations", "none", "--discretionary", "off",
+                                    "--compulsion-feature", "none", "--transitions", "full"]))
+    assert spelled == ModelSpec.base()
+    four = spec_from_args(parse(["fit", "--dataset", "sp500", "--discretionary", "off"]))
+    assert four.n_stages == 4 and four.stage_durations == (250.0, 250.0, 20.0, 7.0)
     tv = spec_from_args(parse(["fit", "--dataset", "sp500", "--transition-covariates",
                                "vix,low_vol", "--stage-durations", "100,100,10,5"]))
     assert tv.transition_model == "ladder" and tv.transition_covariates == ("vix", "low_vol")

@@ -24,7 +24,7 @@ from stressflow.inference.apps.episodes import (
 from stressflow.inference.present.commands import register_episodes
 from stressflow.models import dims
 
-K = len(dims.STAGES)
+K = len(dims.LADDER)
 FF, MP = K - 1, K - 2
 
 

@@ -28,7 +28,7 @@ from conftest import (
 from fake_fit import fake_fit
 from numpy.testing import assert_allclose, assert_array_equal
 from stressflow.data import DataError, FeatureTransform, prepare, read_prices
-from stressflow.inference import load_fit, save_fit
+from stressflow.inference import load_fit, save_fit, schema
 from stressflow.inference.apps.feed import (
     FEED_SCHEMA,
     FEED_SCHEMA_VERSION,
@@ -46,7 +46,7 @@ pytestmark = pytest.mark.filterwarnings(
     "ignore::stressflow.data.DataWarning", "ignore::stressflow.inference.FitWarning"
 )
 
-K = len(dims.STAGES)
+K = len(dims.LADDER)
 FIT_START, FIT_END = "2006-01-01", "2008-12-31"
 
 
@@ -103,10 +103,11 @@ def _draws(fit):
     return params, chain_of_draw
 
 
-def _stage_probabilities(features, params, chain_of_draw, **kwargs):
+def _stage_probabilities(features, params, chain_of_draw, spec, **kwargs):
+    """Stage probabilities of ``features`` under the draws ``params`` of the model ``spec``."""
     values = np.asarray(features, dtype=np.float64)
-    return stage_probabilities(draw_terms(values, params), len(chain_of_draw),
-                               (values.shape[0], K), chain_of_draw, **kwargs)
+    return stage_probabilities(draw_terms(values, params, spec), len(chain_of_draw),
+                               (values.shape[0], spec.n_stages), chain_of_draw, **kwargs)
 
 
 # --------------------------------------------------------------------------------------------
@@ -125,7 +126,8 @@ def test_update_equals_filtering_the_whole_series(real_fit, updated):
     assert_array_equal(updated["observed_data"]["volume"].values, full.prices["volume"])
 
     params, chain_of_draw = _draws(real_fit)
-    whole = _stage_probabilities(full.features.to_numpy(), params, chain_of_draw,
+    spec = schema.read_spec(real_fit)
+    whole = _stage_probabilities(full.features.to_numpy(), params, chain_of_draw, spec,
                                  quantiles=dims.DEFAULT_QUANTILES, filtered_groups={"g": [2, 3]})
     st = updated["stages"]
     n_fit = real_fit["stages"].sizes[dims.TIME]
@@ -134,7 +136,7 @@ def test_update_equals_filtering_the_whole_series(real_fit, updated):
     assert_allclose(st["filtered_quantile"].values, whole.filtered_q, rtol=0, atol=1e-6)
     assert_allclose(st["filtered_margin_or_worse_quantile"].values, whole.filtered_group_q["g"],
                     rtol=0, atol=1e-6)
-    state = updated["feed_state"]["filtered_last"].values.reshape(-1, K)
+    state = updated["feed_state"]["filtered_last"].values.reshape(-1, spec.n_stages)
     assert_allclose(state, whole.filtered_last, rtol=0, atol=1e-12)
     assert updated["feed_state"]["filtered_last"].attrs["date"] == "2009-06-30"
 
@@ -228,7 +230,8 @@ def test_no_look_ahead_inside_the_fit_window_with_fixed_draws(real_fit):
     changed = values.copy()
     changed[cut + 1:] = np.random.default_rng(1).normal(0, 2, changed[cut + 1:].shape)
     params, chain_of_draw = _draws(real_fit)
-    out = [_stage_probabilities(v, params, chain_of_draw) for v in (values, changed)]
+    spec = schema.read_spec(real_fit)
+    out = [_stage_probabilities(v, params, chain_of_draw, spec) for v in (values, changed)]
     assert_allclose(out[0].filtered_mean[:cut + 1], out[1].filtered_mean[:cut + 1],
                     rtol=0, atol=1e-12)
     assert_allclose(out[0].filtered_mean, real_fit["stages"]["filtered"].values,
@@ -293,6 +296,7 @@ def test_feed_columns_are_the_stored_probabilities(updated):
     st = updated["stages"]
     assert list(f.columns) == [c.name for c in FEED_SCHEMA]
     assert_array_equal(f["date"].to_numpy(), st[dims.TIME].values.astype("datetime64[ns]"))
+    assert list(st[dims.STAGE].values) == list(dims.STAGES)  # the default: five stages
     for j, k in enumerate(dims.STAGES):
         assert_array_equal(f[f"filtered_{k}"], st["filtered"].values[:, j])
         assert_array_equal(f[f"filtered_{k}_q05"], st["filtered_quantile"].values[0, :, j])
@@ -313,6 +317,16 @@ def test_feed_columns_are_the_stored_probabilities(updated):
     assert (f["observed"] == (f["n_observed"] > 0)).all()
     probs = f[[f"filtered_{k}" for k in dims.STAGES]].sum(axis=1)
     assert_allclose(probs, 1.0, atol=1e-12)
+
+
+def test_feed_of_a_four_stage_fit_gives_discretionary_probability_zero(sim_fit):
+    f = feed(sim_fit)
+    assert list(f.columns) == [c.name for c in FEED_SCHEMA]
+    assert (f["filtered_discretionary"] == 0).all() and (f["smoothed_discretionary"] == 0).all()
+    st = sim_fit["stages"]
+    for j, k in enumerate(dims.LADDER):
+        assert_array_equal(f[f"filtered_{k}"], st["filtered"].values[:, j])
+    assert_allclose(f[[f"filtered_{k}" for k in dims.STAGES]].sum(axis=1), 1.0, atol=1e-12)
 
 
 def test_feed_schema_is_documented():
@@ -435,7 +449,7 @@ def _stationary(trans):
 
 def test_forecast_sums_to_one_and_converges_to_stationary(sim_fit):
     fc = forecast(sim_fit, 3000)
-    stages = list(dims.STAGES)
+    stages = list(dims.LADDER)
     assert_allclose(fc[stages].sum(axis=1), 1.0, atol=1e-12)
     assert fc.attrs["origin"] == sim_fit.attrs["end"]
     assert fc.index.name == dims.HORIZON and fc.index[0] == 1 and len(fc) == 3000
@@ -462,7 +476,7 @@ def test_first_passage_is_monotone_and_matches_monte_carlo(sim_fit):
     state = sim_fit["posterior"]["filtered_last"].values.reshape(-1, K)
     rng = np.random.default_rng(2024)
     n_paths = 4000
-    f_idx = dims.STAGES.index("forced_flow")
+    f_idx = dims.LADDER.index("forced_flow")
     frac = np.zeros(horizon)
     for p, a in zip(trans, state, strict=True):
         s = rng.choice(K, size=n_paths, p=a / a.sum())

@@ -26,7 +26,7 @@ try:  # rootdir on sys.path (python -m pytest, or tests/ as a package)
 except ImportError:  # pytest's default rootdir-less "prepend" import of tests/test_*.py
     from conftest import simulate_stage_hmm
 
-K = len(dims.STAGES)
+K = len(dims.LADDER)
 #: The sequential structure spelled out: orderly <-> fragile <-> margin_pressure <->
 #: forced_flow, and any stage -> orderly.
 SEQUENTIAL = np.array(
@@ -209,12 +209,12 @@ def test_student_t_approaches_gaussian_for_large_nu(features):
         (
             "gaussian",
             "sequential",
-            {"mu_order", "mu_other", "sigma"} | {f"P_row_{s}" for s in dims.STAGES},
+            {"mu_order", "mu_other", "sigma"} | {f"P_row_{s}" for s in dims.LADDER},
         ),
     ],
 )
 def test_build_model_free_variables(features, emission, transitions, expected):
-    model = build_model(features, ModelSpec(emission=emission, transitions=transitions))
+    model = build_model(features, ModelSpec.base(emission=emission, transitions=transitions))
     assert {v.name for v in model.free_RVs} == expected
     deterministics = {v.name for v in model.deterministics}
     assert "mu" in deterministics
@@ -225,10 +225,10 @@ def test_build_model_free_variables(features, emission, transitions, expected):
 
 @pytest.mark.parametrize("transitions", TRANSITIONS)
 def test_build_model_dims_and_coords(features, transitions):
-    model = build_model(features, ModelSpec(transitions=transitions))
-    assert tuple(model.coords[dims.STAGE]) == dims.STAGES
-    assert tuple(model.coords[dims.STAGE_FROM]) == dims.STAGES
-    assert tuple(model.coords[dims.STAGE_TO]) == dims.STAGES
+    model = build_model(features, ModelSpec.base(transitions=transitions))
+    assert tuple(model.coords[dims.STAGE]) == dims.LADDER
+    assert tuple(model.coords[dims.STAGE_FROM]) == dims.LADDER
+    assert tuple(model.coords[dims.STAGE_TO]) == dims.LADDER
     assert tuple(model.coords[dims.FEATURE]) == dims.FEATURES
     assert_array_equal(pd.DatetimeIndex(model.coords[dims.TIME]), features.index)
     named = model.named_vars_to_dims
@@ -244,7 +244,7 @@ def test_build_model_dims_and_coords(features, transitions):
 
 
 def test_build_model_student_t_nu_dims(features):
-    model = build_model(features, ModelSpec(emission="student_t"))
+    model = build_model(features, ModelSpec.base(emission="student_t"))
     assert model.named_vars_to_dims["nu"] == (dims.STAGE,)
     assert np.isfinite(model.compile_logp()(model.initial_point()))
 
@@ -253,7 +253,7 @@ def test_build_model_student_t_nu_dims(features):
 def test_ordering_constraint_at_random_points(features, order_feature):
     """mu[:, order_feature] is strictly increasing anywhere in the unconstrained space, and
     the other columns of mu are the free ``mu_other`` in feature order."""
-    model = build_model(features, ModelSpec(order_feature=order_feature))
+    model = build_model(features, ModelSpec.base(order_feature=order_feature))
     fn = value_var_fn(model, ["mu", "mu_order", "mu_other"])
     d = list(dims.FEATURES).index(order_feature)
     others = [i for i in range(len(dims.FEATURES)) if i != d]
@@ -267,7 +267,7 @@ def test_ordering_constraint_at_random_points(features, order_feature):
 
 def test_single_feature_model(features):
     """Only the ordering feature: no ``mu_other``; logp finite; ordering holds."""
-    model = build_model(features[["volatility"]], ModelSpec())
+    model = build_model(features[["volatility"]], ModelSpec.base())
     assert {v.name for v in model.free_RVs} == {"mu_order", "sigma", "P"}
     fn = value_var_fn(model, ["mu"])
     for point in random_points(model, np.random.default_rng(7), 5):
@@ -283,12 +283,12 @@ def test_single_feature_model(features):
 
 
 def test_allowed_transitions_matrices():
-    assert_array_equal(allowed_transitions("full"), np.ones((K, K), dtype=bool))
-    seq = allowed_transitions("sequential")
+    assert_array_equal(allowed_transitions("full", K), np.ones((K, K), dtype=bool))
+    seq = allowed_transitions("sequential", K)
     assert seq.dtype == bool
     assert_array_equal(seq, SEQUENTIAL)
     # spelled out by name
-    names = dims.STAGES
+    names = dims.LADDER
     allowed = {(names[i], names[j]) for i, j in zip(*np.nonzero(seq), strict=True)}
     assert ("orderly", "margin_pressure") not in allowed
     assert ("orderly", "forced_flow") not in allowed
@@ -300,11 +300,18 @@ def test_allowed_transitions_matrices():
         allowed_transitions("dense")
 
 
+def test_sequential_five_stages_keep_the_ladder_and_connect_discretionary_to_all():
+    seq = allowed_transitions("sequential", 5)
+    assert_array_equal(seq[:4, :4], SEQUENTIAL)  # the ladder is unchanged
+    assert seq[4].all() and seq[:, 4].all()      # discretionary: from and to every stage
+    assert dims.stage_names(5)[4] == dims.DISCRETIONARY
+
+
 @pytest.mark.parametrize("transitions", TRANSITIONS)
 def test_transition_matrix_at_random_points(features, transitions):
     """P's rows sum to 1, forbidden entries are exactly 0, allowed ones are positive."""
-    model = build_model(features, ModelSpec(transitions=transitions))
-    allowed = allowed_transitions(transitions)
+    model = build_model(features, ModelSpec.base(transitions=transitions))
+    allowed = allowed_transitions(transitions, K)
     fn = value_var_fn(model, ["P"])
     for point in random_points(model, np.random.default_rng(8), 25, scale=3.0):
         (trans,) = fn(point)
@@ -316,7 +323,7 @@ def test_transition_matrix_at_random_points(features, transitions):
 @pytest.mark.parametrize("transitions", TRANSITIONS)
 @pytest.mark.parametrize("emission", EMISSIONS)
 def test_logp_finite_at_initial_point(features, emission, transitions):
-    model = build_model(features, ModelSpec(emission=emission, transitions=transitions))
+    model = build_model(features, ModelSpec.base(emission=emission, transitions=transitions))
     logp = model.compile_logp()
     dlogp = model.compile_dlogp()
     ip = model.initial_point()
@@ -329,7 +336,7 @@ def test_logp_finite_at_initial_point(features, emission, transitions):
 def test_logp_contains_hmm_likelihood(features):
     """The model's log density changes with the data (the HMM potential is wired in) and a
     missing value is skipped rather than treated as a number."""
-    spec = ModelSpec()
+    spec = ModelSpec.base()
     base = build_model(features, spec)
     shifted = features.copy()
     shifted.iloc[5, 1] += 3.0
@@ -369,17 +376,23 @@ def test_model_spec_defaults_and_dict():
     spec = ModelSpec()
     assert spec.to_dict() == {
         "emission": "gaussian",
-        "transitions": "full",
+        "transitions": "sequential",
         "stickiness": 20.0,
         "order_feature": "volatility",
+        "compulsion_feature": "vol_surprise",
+        "discretionary_stage": True,
         "mu_prior_sd": 2.0,
         "transition_model": "constant",
         "transition_covariates": [],
         "tvtp_prior_sd": 1.0,
-        "stage_durations": [250.0, 250.0, 20.0, 7.0],
+        "stage_durations": [250.0, 250.0, 20.0, 7.0, 40.0],
         "duration_strength": 1000.0,
-        "observables": [],
+        "observables": ["vol_surprise"],
     }
+    assert spec.n_stages == 5 and spec.stage_names == dims.STAGES
+    base = ModelSpec.base()
+    assert base.n_stages == 4 and base.stage_names == dims.LADDER
+    assert base.compulsion_feature is None and base.transitions == "full"
     assert ModelSpec(**spec.to_dict()) == spec
     assert ModelSpec(stickiness=0).stickiness == 0
 
@@ -404,7 +417,7 @@ def test_model_spec_round_trips_and_reads_older_fit_files():
 
 def test_unknown_order_feature(features):
     with pytest.raises(ValueError, match=r"order_feature 'vix' is not among the features"):
-        build_model(features, ModelSpec(order_feature="vix"))
+        build_model(features, ModelSpec.base(order_feature="vix"))
 
 
 # --------------------------------------------------------------------------------------------
@@ -421,7 +434,7 @@ def kmeans_features():
 @pytest.mark.parametrize("transitions", TRANSITIONS)
 @pytest.mark.parametrize("emission", EMISSIONS)
 def test_kmeans_start_valid(kmeans_features, emission, transitions):
-    spec = ModelSpec(emission=emission, transitions=transitions)
+    spec = ModelSpec.base(emission=emission, transitions=transitions)
     start = kmeans_start(kmeans_features, spec, seed=0)
     model = build_model(kmeans_features, spec)
     # exactly the model's free variables, with their shapes
@@ -435,14 +448,14 @@ def test_kmeans_start_valid(kmeans_features, emission, transitions):
     assert np.all(np.diff(start["mu_order"]) > 0)
     assert np.all(start["sigma"] > 0)
     # valid transition rows
-    allowed = allowed_transitions(transitions)
+    allowed = allowed_transitions(transitions, K)
     if transitions == "full":
         trans = start["P"]
         assert trans.shape == (K, K)
         assert np.all(trans > 0)
         assert_allclose(trans.sum(axis=1), 1.0, atol=1e-12)
     else:
-        for i, stage in enumerate(dims.STAGES):
+        for i, stage in enumerate(dims.LADDER):
             row = start[f"P_row_{stage}"]
             assert row.shape == (allowed[i].sum(),)
             assert np.all(row > 0)
@@ -462,12 +475,12 @@ def test_kmeans_start_recovers_simulated_means(kmeans_features):
         from tests.conftest import SIM_MU
     except ImportError:
         from conftest import SIM_MU
-    start = kmeans_start(kmeans_features, ModelSpec(), seed=0)
+    start = kmeans_start(kmeans_features, ModelSpec.base(), seed=0)
     assert_allclose(start["mu_order"], np.asarray(SIM_MU)[:, 1], atol=0.3)
 
 
 def test_kmeans_start_deterministic_and_order_feature(kmeans_features):
-    spec = ModelSpec(order_feature="spread")
+    spec = ModelSpec.base(order_feature="spread")
     a = kmeans_start(kmeans_features, spec, seed=5)
     b = kmeans_start(kmeans_features, spec, seed=5)
     assert a.keys() == b.keys()
@@ -481,4 +494,4 @@ def test_kmeans_start_needs_enough_complete_days(kmeans_features):
     sparse.iloc[30:, 0] = np.nan
     msg = r"only \d+ days have every feature observed; at least 40"
     with pytest.raises(ValueError, match=msg):
-        kmeans_start(sparse, ModelSpec(), seed=0)
+        kmeans_start(sparse, ModelSpec.base(), seed=0)

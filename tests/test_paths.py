@@ -25,7 +25,7 @@ except ImportError:  # pytest's rootdir-less "prepend" import of tests/test_*.py
     from conftest import SIM_MU, SIM_P, SIM_SIGMA, draw_terms, make_prepared, simulate_stage_hmm
     from fake_fit import fake_fit
 
-K = len(dims.STAGES)
+K = len(dims.LADDER)
 
 
 def _draws(n_draws, seed):
@@ -122,7 +122,7 @@ def test_sample_stage_paths_labels_and_thinning(sim):
     assert da.shape == (24, len(features))
     assert da.dtype == np.int8
     assert (da[dims.TIME].values == fit["observed_data"][dims.TIME].values).all()
-    assert json.loads(da.attrs["stages"]) == list(dims.STAGES)
+    assert json.loads(da.attrs["stages"]) == list(dims.LADDER)
     assert "Pr(stage_1..stage_T | y_1..y_T)" in da.attrs["long_name"]
     pairs = set(zip(da[dims.CHAIN].values.tolist(), da[dims.DRAW].values.tolist(), strict=True))
     assert len(pairs) == 6  # six distinct posterior draws, four paths each

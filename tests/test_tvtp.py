@@ -24,7 +24,7 @@ except ImportError:  # pytest's rootdir-less "prepend" import of tests/test_*.py
     from conftest import SIM_MU, SIM_P, SIM_SIGMA, make_prepared, simulate_stage_hmm
     from fake_fit import fake_fit
 
-K = len(dims.STAGES)
+K = len(dims.LADDER)
 
 
 def _random_params(spec, rng, n_draws=None):
@@ -60,7 +60,7 @@ def _hand_ladder(trans, gamma, z_prev):
 @pytest.mark.parametrize("structure", ["full", "sequential"])
 def test_ladder_matches_the_written_formula_and_moves_stress_up(structure):
     rng = np.random.default_rng(1)
-    spec = ModelSpec(transitions=structure, transition_model="ladder",
+    spec = ModelSpec.base(transitions=structure, transition_model="ladder",
                      transition_covariates=("a", "b"))
     params = _random_params(spec, rng)
     z = rng.normal(size=(30, 2))
@@ -81,7 +81,7 @@ def test_ladder_matches_the_written_formula_and_moves_stress_up(structure):
 @pytest.mark.parametrize("model", ["ladder", "logit"])
 def test_zero_coefficients_give_the_constant_model(model):
     rng = np.random.default_rng(2)
-    spec = ModelSpec(transition_model=model, transition_covariates=("a",))
+    spec = ModelSpec.base(transition_model=model, transition_covariates=("a",))
     params = _random_params(spec, rng, n_draws=3)
     for name in ("gamma", "beta"):
         if name in params:
@@ -89,8 +89,8 @@ def test_zero_coefficients_give_the_constant_model(model):
     y = rng.normal(size=(40, 4))
     z = rng.normal(size=(40, 1))
     _, lt, ll = evaluate(spec, params, model_data(spec, y, z))
-    _, lt0, ll0 = evaluate(ModelSpec(), {k: params[k] for k in ("mu", "sigma", "P")},
-                           model_data(ModelSpec(), y))
+    _, lt0, ll0 = evaluate(ModelSpec.base(), {k: params[k] for k in ("mu", "sigma", "P")},
+                           model_data(ModelSpec.base(), y))
     assert lt.shape == (3, 39, K, K) and lt0.shape == (3, K, K)
     assert_allclose(lt, np.broadcast_to(lt0[:, None], lt.shape), rtol=1e-12)
     assert_allclose(ll, ll0, rtol=1e-12)
@@ -102,7 +102,7 @@ def test_logit_equals_statsmodels_multinomial_logit():
     sm_ms = pytest.importorskip("statsmodels.tsa.regime_switching.markov_regression")
     rng = np.random.default_rng(3)
     k, n_cov = K, 2
-    spec = ModelSpec(transition_model="logit", transition_covariates=("a", "b"))
+    spec = ModelSpec.base(transition_model="logit", transition_covariates=("a", "b"))
     z = np.column_stack([np.ones(25), rng.normal(size=(25, n_cov))])  # statsmodels: constant
     trans = rng.dirichlet(np.ones(k) + 5 * np.eye(k)[0], size=k)
     beta = np.zeros((n_cov, k, k))
@@ -139,7 +139,7 @@ def test_graph_log_density_equals_numpy_evaluator_and_kernels():
     rng = np.random.default_rng(4)
     covs = pd.DataFrame(rng.normal(size=(120, 2)), index=features.index, columns=["a", "b"])
     for model_name in ("ladder", "logit"):
-        spec = ModelSpec(transitions="sequential", transition_model=model_name,
+        spec = ModelSpec.base(transitions="sequential", transition_model=model_name,
                          transition_covariates=("a", "b"))
         model = build_model(features, spec, covs)
         point = model.initial_point()
@@ -159,7 +159,7 @@ def test_graph_log_density_equals_numpy_evaluator_and_kernels():
 def test_time_varying_filter_equals_brute_force_recursion():
     """The evaluator + kernels agree with a plain NumPy forward recursion over P_t."""
     rng = np.random.default_rng(5)
-    spec = ModelSpec(transition_model="ladder", transition_covariates=("a",))
+    spec = ModelSpec.base(transition_model="ladder", transition_covariates=("a",))
     params = _random_params(spec, rng)
     y = rng.normal(size=(60, 4))
     z = rng.normal(size=(60, 1))
@@ -179,7 +179,7 @@ def sim_tvtp():
     """A 1,500-day simulation whose moves up the ladder follow one covariate (gamma = 1.2)."""
     rng = np.random.default_rng(6)
     n = 1500
-    spec = ModelSpec(transition_model="ladder", transition_covariates=("funding",))
+    spec = ModelSpec.base(transition_model="ladder", transition_covariates=("funding",))
     z = np.convolve(rng.normal(size=n + 30), np.ones(30) / np.sqrt(30), "valid")[:n, None]
     params = {"mu": np.asarray(SIM_MU), "sigma": np.asarray(SIM_SIGMA),
               "P": np.asarray(SIM_P), "gamma": np.array([1.2])}
@@ -228,7 +228,7 @@ def tv_fit():
     # 2002-01 .. 2008-06 stores more than the 1,512 rows low_vol's windows need
     prepared = prepare("sp500", start="2002-01-01", end="2008-06-30",
                        transition_covariates=COVS)
-    spec = ModelSpec(transition_model="ladder", transition_covariates=COVS)
+    spec = ModelSpec.base(transition_model="ladder", transition_covariates=COVS)
     mu = np.asarray(SIM_MU) * 0.8
     return fake_fit(prepared, mu, np.asarray(SIM_SIGMA) * 2, np.asarray(SIM_P), spec=spec,
                     gamma=[0.6, 0.3], n_chains=2, n_draws=8), prepared
@@ -265,7 +265,7 @@ def test_tv_update_equals_filtering_the_whole_series(tv_fit):
     whole = prepare("sp500", start="2002-01-01", end="2009-06-30", transform=prepared.transform)
     assert_allclose(updated["observed_data"]["covariates"].values, whole.covariates.to_numpy(),
                     rtol=0, atol=1e-12)
-    spec = ModelSpec(transition_model="ladder", transition_covariates=COVS)
+    spec = ModelSpec.base(transition_model="ladder", transition_covariates=COVS)
     params, shape = posterior_params(fit["posterior"], spec)
     data = model_data(spec, whole.features, whole.covariates)
     ref = stage_probabilities(lambda lo, hi: evaluate_draws(spec, params, data, lo, hi),
@@ -280,14 +280,14 @@ def test_tv_forecast_and_durations_follow_the_covariates(tv_fit):
 
     fit, _ = tv_fit
     held = forecast(fit, 20)
-    assert_allclose(held[list(dims.STAGES)].sum(axis=1), 1.0, atol=1e-12)
+    assert_allclose(held[list(dims.LADDER)].sum(axis=1), 1.0, atol=1e-12)
     calm_path = np.full((19, 2), -2.0)
     calm = forecast(fit, 20, covariate_path=calm_path)
     # gamma > 0: low covariates move stress down the ladder, so forced flow is less likely
     assert calm["p_enter_forced_flow"].iloc[-1] < held["p_enter_forced_flow"].iloc[-1]
     with pytest.raises(ValueError, match="covariate_path"):
         forecast(fit, 20, covariate_path=np.zeros((3, 2)))
-    spec = ModelSpec(transition_model="ladder", transition_covariates=COVS)
+    spec = ModelSpec.base(transition_model="ladder", transition_covariates=COVS)
     params, _ = posterior_params(fit["posterior"], spec)
     z = np.array([1.5, -0.5])
     by_hand = np.array([_hand_ladder(params["P"][s], params["gamma"][s], z[None])[0]
@@ -320,7 +320,7 @@ def test_stage_duration_prior_sets_the_prior_mode_of_each_stay_probability():
 
     durations = (250.0, 120.0, 20.0, 6.0)
     for structure in ("full", "sequential"):
-        spec = ModelSpec(transitions=structure, stage_durations=durations,
+        spec = ModelSpec.base(transitions=structure, stage_durations=durations,
                          duration_strength=200.0)
         allowed = allowed_transitions(structure, K)
         conc = dirichlet_concentration(spec)
@@ -330,6 +330,6 @@ def test_stage_duration_prior_sets_the_prior_mode_of_each_stay_probability():
         assert_allclose(np.diag(mode), 1.0 - 1.0 / np.asarray(durations), rtol=1e-12)
     assert ModelSpec.from_dict(spec.to_dict()) == spec
     with pytest.raises(ValueError, match="stage_durations"):
-        ModelSpec(stage_durations=(10.0, 5.0))
+        ModelSpec.base(stage_durations=(10.0, 5.0))
     with pytest.raises(ValueError, match="stage_durations"):
-        ModelSpec(stage_durations=(10.0, 5.0, 1.0, 3.0))
+        ModelSpec.base(stage_durations=(10.0, 5.0, 1.0, 3.0))

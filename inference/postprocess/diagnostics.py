@@ -91,12 +91,12 @@ def check_fit(result: xr.DataTree, *, warn: bool = True) -> Diagnostics:
     params = posterior[names]
     n_chains = posterior.sizes["chain"]
     n_draws = posterior.sizes["draw"]
-    if n_chains > 1:
-        max_rhat = _finite_extreme(az.rhat(params), np.max)
-    else:
-        max_rhat = float("nan")
-    min_ess_bulk = _finite_extreme(az.ess(params, method="bulk"), np.min)
-    min_ess_tail = _finite_extreme(az.ess(params, method="tail"), np.min)
+    with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
+        # constant entries divide 0 by 0 inside arviz; they are skipped below, not reported
+        warnings.simplefilter("ignore", RuntimeWarning)
+        max_rhat = _finite_extreme(az.rhat(params), np.max) if n_chains > 1 else float("nan")
+        min_ess_bulk = _finite_extreme(az.ess(params, method="bulk"), np.min)
+        min_ess_tail = _finite_extreme(az.ess(params, method="tail"), np.min)
     stats = result["sample_stats"].to_dataset()
     divergences = int(stats["diverging"].sum()) if "diverging" in stats else 0
     agreement = [float(a) for a in result["stages"]["chain_agreement"].values]

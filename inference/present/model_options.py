@@ -7,7 +7,11 @@ import argparse
 
 from stressflow.models.spec import EMISSIONS, STRUCTURES, ModelSpec
 
-__all__ = ["add_model_options", "spec_from_args"]
+__all__ = ["MODELS", "add_model_options", "spec_from_args"]
+
+#: Named starting points of the model options: ``default`` (``ModelSpec()``) and ``base``
+#: (``ModelSpec.base()``, the four-stage model ordered on volatility).
+MODELS = ("default", "base")
 
 
 def _names(text: str | None) -> tuple[str, ...] | None:
@@ -19,14 +23,25 @@ def _names(text: str | None) -> tuple[str, ...] | None:
 
 
 def add_model_options(p: argparse.ArgumentParser) -> None:
-    """Add the model options (defaults: those of ``ModelSpec()``)."""
+    """Add the model options (an option left out takes the value of the ``--model`` preset)."""
     default = ModelSpec()
-    p.add_argument("--emission", choices=EMISSIONS, default=default.emission)
-    p.add_argument("--transitions", choices=STRUCTURES, default=default.transitions)
+    p.add_argument("--model", choices=MODELS, default="default",
+                   help="preset the options below start from: default (five stages, forced "
+                        "flow identified by vol_surprise) or base (the four ladder stages "
+                        "ordered on volatility, the model before the compulsion work)")
+    p.add_argument("--emission", choices=EMISSIONS)
+    p.add_argument("--transitions", choices=STRUCTURES,
+                   help=f"structure of P (default: {default.transitions})")
+    p.add_argument("--discretionary", choices=("on", "off"),
+                   help="the fifth, discretionary-repricing stage (default: on)")
+    p.add_argument("--compulsion-feature", metavar="NAME|none",
+                   help="observable whose highest stage mean names forced flow (default: "
+                        f"{default.compulsion_feature}; none: forced flow = the stage highest "
+                        "on volatility)")
     p.add_argument("--observables", metavar="NAME[,NAME...]|none",
                    help="observables beyond the four built-in ones (default: "
                         f"{','.join(default.observables) or 'none'})")
-    p.add_argument("--stage-durations", metavar="D,D,D,D|none",
+    p.add_argument("--stage-durations", metavar="D,...|none",
                    help="prior expected duration of each stage in trading days (default: "
                         f"{','.join(f'{d:g}' for d in default.stage_durations or ()) or 'none'}"
                         "; none: one stickiness for every stage)")
@@ -42,19 +57,30 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
 def spec_from_args(args) -> ModelSpec:
     """The ModelSpec the options describe; ``ValueError`` (with the option's meaning) if
     they are inconsistent."""
-    default = ModelSpec()
+    preset = ModelSpec.base() if getattr(args, "model", "default") == "base" else ModelSpec()
     covariates = _names(args.transition_covariates) or ()
     observables = _names(args.observables)
     durations = _names(args.stage_durations)
     try:
-        stage_durations = (default.stage_durations if durations is None
+        stage_durations = (preset.stage_durations if durations is None
                            else tuple(float(d) for d in durations) or None)
     except ValueError:
         raise ValueError(f"--stage-durations must be numbers or none, got "
                          f"{args.stage_durations!r}") from None
+    discretionary = (preset.discretionary_stage if args.discretionary is None
+                     else args.discretionary == "on")
+    if durations is None and stage_durations is not None and not discretionary:
+        stage_durations = stage_durations[:4]  # the preset's durations of the ladder stages
+    compulsion = args.compulsion_feature
+    if compulsion is not None and compulsion.strip().lower() == "none":
+        compulsion = ""
     return ModelSpec(
-        emission=args.emission, transitions=args.transitions,
-        observables=default.observables if observables is None else observables,
+        emission=args.emission or preset.emission,
+        transitions=args.transitions or preset.transitions,
+        discretionary_stage=discretionary,
+        compulsion_feature=(preset.compulsion_feature if compulsion is None
+                            else compulsion or None),
+        observables=preset.observables if observables is None else observables,
         stage_durations=stage_durations,
         transition_model=args.transition_model or ("ladder" if covariates else "constant"),
         transition_covariates=covariates,
