@@ -246,7 +246,7 @@ def _pair(pair, where) -> tuple[pd.Timestamp, pd.Timestamp]:
 
 def _run(dim, calls, *, out_dir, workers, scheduler, threads_per_task, progress, fit_kwargs,
          coords=None) -> xr.Dataset:
-    out_dir = Path(out_dir)
+    out_dir = Path(out_dir).resolve()  # the workers' working folder may differ
     for name in calls:
         if not isinstance(name, str) or not _NAME.match(name) or f"{name}.nc" == SUMMARY_FILE:
             raise ValueError(f"task name {name!r} is not usable as a file name: use letters, "
