@@ -89,6 +89,7 @@ def test_fit_windows_saves_each_fit_and_reports_a_bad_window(client, tmp_path):
         assert np.isnan(row.values[outside]).all()
         # the status says what check_fit said
         assert (ds["status"].values[i] == "not_converged") == bool(ds["message"].values[i])
+        assert 50 < ds["peak_rss_mb"].values[i] < 20_000
         if ds["compile_cached"].values[i]:
             assert ds["worker_task"].values[i] > 1  # a worker compiles once, then reuses
 

@@ -58,7 +58,7 @@ from stressflow.inference.schema import save_fit
 from stressflow.models import dims
 
 __all__ = ["STATUSES", "SUMMARY_FILE", "fit_many", "fit_windows", "rolling_windows",
-           "fit_task", "tasks_summary", "save_summary", "load_summary"]
+           "fit_task", "peak_rss_mb", "tasks_summary", "save_summary", "load_summary"]
 
 #: Status of a task in the summary (see the module docstring).
 STATUSES = ("ok", "not_converged", "failed", "error", "pending")
@@ -119,8 +119,22 @@ def fit_task(data, *, start=None, end=None, cut_at_end: bool = False, out_path=N
             smoothed=stages["smoothed"].values, file=str(out_path or ""),
         )
     record["wall_s"] = time.perf_counter() - t0
-    record["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    record["peak_rss_mb"] = peak_rss_mb()
     return record
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far, in MiB: Linux's ``VmHWM``, which starts
+    afresh in a new program (``getrusage``'s ``ru_maxrss``, used elsewhere, keeps the peak of
+    the process a worker was forked from)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def fit_many(tasks: Mapping[str, object], *, out_dir, start=None, end=None,
