@@ -13,7 +13,7 @@ and writes ``bench/results/dask.md`` and ``dask.csv`` (one row per fit and mode)
 
 Reported: wall time of each mode, the first and the later tasks of each worker (the first pays
 the compile), the per-task overhead (worker time not spent inside a fit: ``(wall x workers -
-sum of task times) / tasks``), each process's peak resident memory (``getrusage`` in the task)
+sum of task times) / tasks``), each process's peak resident memory (``VmHWM``, read in the task)
 and whether both modes gave the same numbers (same seed).
 
 Usage::
@@ -173,8 +173,8 @@ def main(argv=None) -> int:
         f"Dask cluster start: {summaries[key]['cluster_start_s']:.1f} s (inside the Dask wall "
         "time). Overhead per task = (wall of the fits x processes - sum of the task times) / "
         "tasks: scheduling, data transfer and the idle tail when the workers finish unevenly. "
-        "Peak memory: each process's peak resident set (`getrusage`), per worker name "
-        "(`local` = the serial process). Same numbers: " + same + ".",
+        "Peak memory: each process's peak resident set (`VmHWM`, `many.peak_rss_mb`), per "
+        "worker name (`local` = the serial process). Same numbers: " + same + ".",
         "",
         "Per-task rows: `dask.csv`.",
     ]
