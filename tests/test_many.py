@@ -112,6 +112,13 @@ def test_fit_many_assets_and_names(client, tmp_path):
                          scheduler=client)
 
 
+def test_fit_rejects_bad_cores():
+    from stressflow.inference import fit
+
+    with pytest.raises(ValueError, match="cores must be an integer >= 1"):
+        fit("sp500", cores=0)
+
+
 def test_rolling_windows():
     prices = read_prices("sp500")
     wins = many.rolling_windows(prices, window_days=300, step=20, n_windows=3,
@@ -127,8 +134,9 @@ def test_rolling_windows():
 def test_parallel_backtest_equals_serial(client):
     kwargs = dict(start="2009-03-02", end="2009-03-13", refit_every=5, window="rolling",
                   window_days=300, **TINY)
-    # the serial path, run in one worker process (whose compile is already made)
-    serial = client.submit(backtest, "sp500", pure=False, **kwargs).result()
+    # serial here (both chains at once, fit's default cores), parallel on the workers (one
+    # chain at a time, pinned thread pools, each worker's own compile)
+    serial = backtest("sp500", **kwargs)
     parallel = backtest("sp500", scheduler=client, **kwargs)
     pd.testing.assert_frame_equal(serial, parallel, check_exact=True)
     assert serial.attrs["refits"] == parallel.attrs["refits"]
