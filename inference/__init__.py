@@ -13,6 +13,8 @@
 - :mod:`stressflow.inference.apps.feed` / :mod:`~stressflow.inference.apps.backtest`: the causal
   (filtered) feed for risk models, updates without refitting, forecasts, exports and rolling
   out-of-sample evaluation;
+- :mod:`stressflow.inference.apps.many`: many fits at once (assets or windows) on Dask workers,
+  a fit file each and one labelled summary;
 - :mod:`stressflow.inference.present.plots`: matplotlib figures.
 
 The functions ``episodes``, ``feed`` and ``backtest`` share their module's name, so they are

@@ -33,6 +33,12 @@ SAMPLE = "sample"
 EPISODE = "episode"
 #: Forecast horizon in trading days (h = 1..H).
 HORIZON = "horizon"
+#: One market (dataset) among several fitted separately (:func:`~stressflow.inference.apps.many
+#: .fit_many`).
+ASSET = "asset"
+#: One fit window (start, end) of one series among several (:func:`~stressflow.inference.apps
+#: .many.fit_windows`).
+WINDOW = "window"
 
 #: The four stress stages of the framework, in the order stress builds (the stage ladder).
 LADDER: tuple[str, ...] = ("orderly", "fragile", "margin_pressure", "forced_flow")

@@ -12,6 +12,12 @@ from __future__ import annotations
 
 import pandas as pd
 from stressflow.data import DataError, read_prices
+from stressflow.inference.apps.cluster import (
+    capture_warnings,
+    open_client,
+    replay_warnings,
+    run_tasks,
+)
 from stressflow.inference.apps.feed import FEED_SCHEMA, feed, update
 from stressflow.inference.fitting.fit import fit
 from stressflow.inference.postprocess.diagnostics import check_fit
@@ -34,6 +40,9 @@ def backtest(
     train_start=None,
     columns=None,
     date_column: str = "date",
+    workers: int | None = None,
+    scheduler=None,
+    threads_per_task: int = 1,
     **fit_kwargs,
 ) -> pd.DataFrame:
     """Refit every ``refit_every`` trading days and record filtered probabilities out of sample.
@@ -67,6 +76,13 @@ def backtest(
         First date of an expanding window.
     columns, date_column
         As in :func:`stressflow.data.read_prices`.
+    workers, scheduler, threads_per_task
+        Run the refits (independent of each other) in parallel on Dask
+        (:func:`stressflow.inference.apps.cluster.open_client`): a new local cluster of
+        ``workers`` processes, or an existing cluster's ``scheduler`` address (or client). Each
+        worker fits a refit's window and filters its period, sampling ``threads_per_task``
+        chains at once. The output is the same as the serial one's (default: both None), number
+        for number: the same fits of the same rows with the same seed.
     **fit_kwargs
         Passed to every :func:`~stressflow.inference.fitting.fit` call (e.g. ``chains``, ``draws``,
         ``tune``, ``seed``, ``spec``, ``spread_column``); the same seed gives the same numbers.
@@ -110,39 +126,79 @@ def backtest(
         )
     begin = pd.Timestamp(train_start) if train_start is not None else None
 
-    pieces: list[pd.DataFrame] = []
-    refits: list[dict] = []
+    plan = []
     for pos in range(0, len(dates), refit_every):
         refit_date = dates[pos]
         period_end = dates[min(pos + refit_every, len(dates)) - 1]
-        history = prices.loc[index < refit_date]
-        if window == "expanding":
-            window_start = begin if begin is not None else history.index[0]
-            n_train = int((history.index >= window_start).sum())
+        history = index[index < refit_date]
+        if not len(history):
+            n_train, window_start = 0, None
+        elif window == "expanding":
+            window_start = begin if begin is not None else history[0]
+            n_train = int((history >= window_start).sum())
         else:
             n_train = min(window_days, len(history))
-            window_start = history.index[-n_train]
+            window_start = history[-n_train]
         if n_train < 2:
             raise DataError(
                 f"no training rows before the refit date {refit_date:%Y-%m-%d}; start the "
                 "evaluation later or give more history"
             )
-        result = fit(history, start=window_start, end=history.index[-1], **fit_kwargs)
-        ahead = prices.loc[(index >= refit_date) & (index <= period_end)]
-        rows = feed(update(result, ahead))
-        rows = rows[rows["date"] >= refit_date]
-        pieces.append(rows)
-        diag = check_fit(result, warn=False)
-        refits.append({
-            "refit_date": str(refit_date.date()),
-            "train_start": str(result.attrs["start"]),
-            "train_end": str(result.attrs["end"]),
-            "n_train_days": int(result.attrs["n_days"]),
-            "period_end": str(period_end.date()),
-            "max_rhat": diag.max_rhat,
-            "divergences": diag.divergences,
-            "ok": diag.ok,
-        })
+        plan.append((refit_date, period_end, window_start))
+
+    if workers is None and scheduler is None:
+        done = [_refit_period(prices, *item, fit_fn=fit, fit_kwargs=fit_kwargs) for item in plan]
+    else:
+        done = _refit_on_cluster(prices, plan, workers, scheduler, threads_per_task, fit_kwargs)
+    pieces = [rows for rows, _ in done]
+    refits = [info for _, info in done]
     out = pd.concat(pieces, ignore_index=True)[[c.name for c in FEED_SCHEMA]]
     out.attrs["refits"] = refits
+    return out
+
+
+def _refit_period(prices, refit_date, period_end, window_start, *, fit_fn, fit_kwargs):
+    """Fit the rows before ``refit_date`` from ``window_start``, then filter ``refit_date ..
+    period_end``: ``(feed rows of the period, the refit's record)``."""
+    index = prices.index
+    history = prices.loc[index < refit_date]
+    result = fit_fn(history, start=window_start, end=history.index[-1], **fit_kwargs)
+    ahead = prices.loc[(index >= refit_date) & (index <= period_end)]
+    rows = feed(update(result, ahead))
+    rows = rows[rows["date"] >= refit_date]
+    diag = check_fit(result, warn=False)
+    return rows, {
+        "refit_date": str(refit_date.date()),
+        "train_start": str(result.attrs["start"]),
+        "train_end": str(result.attrs["end"]),
+        "n_train_days": int(result.attrs["n_days"]),
+        "period_end": str(period_end.date()),
+        "max_rhat": diag.max_rhat,
+        "divergences": diag.divergences,
+        "ok": diag.ok,
+    }
+
+
+def _refit_task(prices, refit_date, period_end, window_start, fit_kwargs):
+    """:func:`_refit_period` on a Dask worker, with the warnings it raised."""
+    return capture_warnings(_refit_period, prices, refit_date, period_end, window_start,
+                            fit_fn=fit, fit_kwargs=fit_kwargs)
+
+
+def _refit_on_cluster(prices, plan, workers, scheduler, threads_per_task, fit_kwargs):
+    """The refits of ``plan`` on Dask workers, in the plan's order; the first failure raised."""
+    kwargs = {"cores": threads_per_task, **fit_kwargs}
+    done: dict[str, tuple] = {}
+    with open_client(workers, scheduler, threads_per_task=threads_per_task) as client:
+        shared = client.scatter(prices)
+        calls = {f"{r:%Y-%m-%d}": ((shared, r, e, s, kwargs), {}) for r, e, s in plan}
+        for outcome in run_tasks(client, _refit_task, calls, prefix="refit"):
+            if outcome.error is not None:
+                raise outcome.exception
+            done[outcome.name] = outcome.value
+    out = []
+    for name in calls:
+        value, caught = done[name]
+        replay_warnings(caught)
+        out.append(value)
     return out

@@ -85,6 +85,7 @@ def fit(
     max_quantile_draws: int = 1000,
     store_draws: bool = False,
     pointwise_loglik: bool = True,
+    cores: int | None = None,
     **prepare_kwargs,
 ) -> xr.DataTree:
     """Fit the stage model by NUTS and compute posterior stage probabilities.
@@ -129,6 +130,10 @@ def fit(
         in the posterior (memory: 8 bytes x draws x days x 4).
     pointwise_loglik : bool
         Store the ``log_likelihood`` group.
+    cores : int, optional
+        Chains sampled at once (threads); default one per chain up to the CPU count. Set 1
+        when several fits share the machine (e.g. :func:`stressflow.inference.apps.many
+        .fit_many` workers). Each chain has its own seed, so it does not change the draws.
     **prepare_kwargs
         Passed to :func:`stressflow.data.prepare` (e.g. ``spread_column``).
 
@@ -152,6 +157,9 @@ def fit(
         raise ValueError(f"init must be 'em' or 'kmeans', got {init!r}")
     if adaptation not in ADAPTATIONS:
         raise ValueError(f"adaptation must be one of {ADAPTATIONS}, got {adaptation!r}")
+    if cores is not None and (isinstance(cores, bool) or not isinstance(cores, int | np.integer)
+                              or cores < 1):
+        raise ValueError(f"cores must be an integer >= 1 or None, got {cores!r}")
     for name, value, low in (("chains", chains, 1), ("draws", draws, 1), ("tune", tune, 0)):
         if not isinstance(value, int | np.integer) or value < low:
             raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
@@ -188,7 +196,7 @@ def fit(
             model, start_point, chains=chains, draws=draws, tune=tune, seed=seed,
             progress_bar=progress_bar, target_accept=target_accept,
             cache_key=json.dumps([spec.to_dict(), [str(c) for c in features.columns]]),
-            adaptation=adaptation,
+            adaptation=adaptation, cores=cores,
         )
     timings["compile"] = time.perf_counter() - t0 - timings["sampling"]
     timings["compile_cached"] = float(cached)

@@ -47,8 +47,13 @@ def _nutpie_compiled(model, start, cache_key):
     return compiled.with_data(**data), base_model, True
 
 
+def _cores(chains: int, cores: int | None) -> int:
+    """Chains run at once: ``cores`` if given, else one per chain up to the CPU count."""
+    return min(chains, os.cpu_count() or 1) if cores is None else min(chains, cores)
+
+
 def sample_nutpie(model, start, *, chains, draws, tune, seed, progress_bar, target_accept,
-                   cache_key=None, adaptation="low_rank"):
+                   cache_key=None, adaptation="low_rank", cores=None):
     import nutpie
     from pymc.initial_point import make_initial_point_fn
 
@@ -75,7 +80,7 @@ def sample_nutpie(model, start, *, chains, draws, tune, seed, progress_bar, targ
         draws=draws,
         tune=tune,
         chains=chains,
-        cores=min(chains, os.cpu_count() or 1),
+        cores=_cores(chains, cores),
         seed=seed,
         progress_bar=progress_bar,
         save_warmup=False,
@@ -86,7 +91,7 @@ def sample_nutpie(model, start, *, chains, draws, tune, seed, progress_bar, targ
 
 
 def sample_pymc(model, start, *, chains, draws, tune, seed, progress_bar, target_accept,
-                 cache_key=None, adaptation=None):
+                 cache_key=None, adaptation=None, cores=None):
     import pymc as pm
 
     rng = np.random.default_rng(seed)
@@ -99,7 +104,7 @@ def sample_pymc(model, start, *, chains, draws, tune, seed, progress_bar, target
             draws=draws,
             tune=tune,
             chains=chains,
-            cores=min(chains, os.cpu_count() or 1),
+            cores=_cores(chains, cores),
             random_seed=rng,
             progress_bar=progress_bar,
             initvals=initvals,

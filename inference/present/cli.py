@@ -1,5 +1,7 @@
-"""Command line: ``stressflow fit``, ``summary``, ``datasets``, and the result commands of
-:mod:`stressflow.inference.present.commands` (``episodes``, ``plot``, ``update``, ``export``)."""
+"""Command line: ``stressflow fit``, ``summary``, ``datasets``, the result commands of
+:mod:`stressflow.inference.present.commands` (``episodes``, ``plot``, ``update``, ``export``,
+``compare``), ``evaluate`` (:mod:`~stressflow.inference.present.cli_evaluate`) and the
+parallel ``backtest`` and ``fit-many`` (:mod:`~stressflow.inference.present.cli_many`)."""
 
 from __future__ import annotations
 
@@ -123,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_datasets)
 
     from stressflow.inference.present.cli_evaluate import register_cli as register_evaluate
+    from stressflow.inference.present.cli_many import register_cli as register_many
     from stressflow.inference.present.commands import (
         register_compare,
         register_episodes,
@@ -135,6 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_feed(sub)
     register_evaluate(sub)
     register_compare(sub)
+    register_many(sub)
     return parser
 
 
