@@ -89,9 +89,9 @@ def test_model_options_build_the_spec():
     four = spec_from_args(parse(["fit", "--dataset", "sp500", "--discretionary", "off"]))
     assert four.n_stages == 4 and four.stage_durations == (250.0, 250.0, 20.0, 7.0)
     tv = spec_from_args(parse(["fit", "--dataset", "sp500", "--transition-covariates",
-                               "vix,low_vol", "--stage-durations", "100,100,10,5"]))
+                               "vix,low_vol", "--stage-durations", "100,100,10,5,30"]))
     assert tv.transition_model == "ladder" and tv.transition_covariates == ("vix", "low_vol")
-    assert tv.stage_durations == (100.0, 100.0, 10.0, 5.0)
+    assert tv.stage_durations == (100.0, 100.0, 10.0, 5.0, 30.0)
     with pytest.raises(ValueError, match="stage-durations"):
         spec_from_args(parse(["fit", "--dataset", "sp500", "--stage-durations", "long"]))
     assert main(["fit", "--dataset", "sp500", "--transition-model", "logit"]) == 2

@@ -117,6 +117,7 @@ def fit_task(data, *, start=None, end=None, cut_at_end: bool = False, out_path=N
             compile_cached=bool(timings["compile_cached"]), sampling_s=timings["sampling"],
             time=stages[dims.TIME].values, filtered=stages["filtered"].values,
             smoothed=stages["smoothed"].values, file=str(out_path or ""),
+            stages=[str(k) for k in stages[dims.STAGE].values],
         )
     record["wall_s"] = time.perf_counter() - t0
     record["peak_rss_mb"] = peak_rss_mb()
@@ -333,8 +334,12 @@ def tasks_summary(dim: str, names: list[str], records: Mapping[str, dict], attrs
     for i, rec in enumerate(done):
         if "time" in rec:
             rows = index.get_indexer(pd.DatetimeIndex(rec["time"]))
+            # by stage name; a stage the task's model lacks (four stages: discretionary) has
+            # probability 0 on its days, as in the feed
+            cols = [dims.STAGES.index(k) for k in rec.get("stages", dims.LADDER)]
             for key, arr in probs.items():
-                arr[i, rows] = rec[key]
+                arr[i, rows] = 0.0
+                arr[i, rows[:, None], cols] = rec[key]
     data = {key: ((dim, dims.TIME, dims.STAGE), arr) for key, arr in probs.items()}
     for key, (dtype, missing) in _SCALARS.items():
         data[key] = ((dim,), np.array([r.get(key, missing) for r in done], dtype=dtype))

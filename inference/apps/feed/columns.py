@@ -148,7 +148,6 @@ def feed(fit: xr.DataTree) -> pd.DataFrame:
     gq = st["filtered_margin_or_worse_quantile"].transpose(dims.QUANTILE, dims.TIME).values
     smoothed = st["smoothed"].transpose(dims.TIME, dims.STAGE).values.astype(np.float64)
     in_fit = st["in_fit_window"].values.astype(bool)
-    smoothed = np.where(in_fit[:, None], smoothed, np.nan)
     n_obs = st["observed"].values.astype(np.int64)
     names = [str(k) for k in st[dims.STAGE].values]
     # a model without some stage (4 stages: no discretionary) gives it probability 0
@@ -159,6 +158,7 @@ def feed(fit: xr.DataTree) -> pd.DataFrame:
         names = names + pad
     order = [names.index(k) for k in dims.STAGES]
     filtered, fq, smoothed = filtered[..., order], fq[..., order], smoothed[..., order]
+    smoothed = np.where(in_fit[:, None], smoothed, np.nan)
     f_idx = dims.STAGES.index(COMPULSION_STAGE)
     g_idx = [dims.STAGES.index(k) for k in MARGIN_OR_WORSE]
     suffix = [f"q{round(100 * level):02d}" for level in INTERVAL]
