@@ -47,6 +47,19 @@ def _nutpie_compiled(model, start, cache_key):
     return compiled.with_data(**data), base_model, True
 
 
+def _one_blas_thread():
+    """BLAS limited to one thread while chains sample (restored afterwards).
+
+    The emission term is a ``(T, 3D) x (3D, K)`` matrix product; above a size threshold
+    OpenBLAS runs it on all cores, and with one sampler thread per chain already on every core
+    the threads oversubscribe them (the README, Performance, gives the measurement). One BLAS
+    thread per chain avoids that.
+    """
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=1, user_api="blas")
+
+
 def _cores(chains: int, cores: int | None) -> int:
     """Chains run at once: ``cores`` if given, else one per chain up to the CPU count."""
     return min(chains, os.cpu_count() or 1) if cores is None else min(chains, cores)
@@ -75,18 +88,19 @@ def sample_nutpie(model, start, *, chains, draws, tune, seed, progress_bar, targ
 
     compiled = dataclasses.replace(compiled, initial_point_func=jittered_point)
     t0 = time.perf_counter()
-    trace = nutpie.sample(
-        compiled,
-        draws=draws,
-        tune=tune,
-        chains=chains,
-        cores=_cores(chains, cores),
-        seed=seed,
-        progress_bar=progress_bar,
-        save_warmup=False,
-        target_accept=target_accept,
-        adaptation=adaptation,
-    )
+    with _one_blas_thread():
+        trace = nutpie.sample(
+            compiled,
+            draws=draws,
+            tune=tune,
+            chains=chains,
+            cores=_cores(chains, cores),
+            seed=seed,
+            progress_bar=progress_bar,
+            save_warmup=False,
+            target_accept=target_accept,
+            adaptation=adaptation,
+        )
     return trace, time.perf_counter() - t0, cached
 
 
