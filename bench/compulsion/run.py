@@ -3,9 +3,11 @@
 Usage (from the repository root)::
 
     .venv/bin/python -m bench.compulsion.run            # every variant
-    .venv/bin/python -m bench.compulsion.run base k5_surprise   # a subset (prints only)
+    .venv/bin/python -m bench.compulsion.run base k5_surprise   # a subset
+    .venv/bin/python -m bench.compulsion.run --out compulsion_screen_round2 base k5_sb_strong
 
-With no arguments the results files are rewritten; with variant names the scores are printed.
+With no arguments ``compulsion_screen.{csv,md}`` is rewritten; with variant names the scores
+go to ``compulsion_screen_subset.{csv,md}``, or to the stem given by ``--out``.
 """
 
 from __future__ import annotations
@@ -92,6 +94,9 @@ def _long_rows(variant, summ, eps, eps_oot, fit) -> list[dict]:
 
 def main(argv: list[str]) -> int:
     warnings.simplefilter("ignore")  # DataWarnings of prepare() on the bundled files
+    out = None
+    if argv[:1] == ["--out"]:
+        out, argv = argv[1], argv[2:]
     wanted = argv or [v.name for v in VARIANTS]
     unknown = sorted(set(wanted) - {v.name for v in VARIANTS})
     if unknown:
@@ -112,9 +117,9 @@ def main(argv: list[str]) -> int:
               f"met {summ['targets_met']}/{len(TARGETS)} ({summ['seconds']:.1f} s)", flush=True)
     RESULTS.mkdir(exist_ok=True)
     # a subset of variants goes to its own files (the full screen's files are left as they are)
-    stem = "compulsion_screen_subset" if argv else "compulsion_screen"
+    stem = out or ("compulsion_screen_subset" if argv else "compulsion_screen")
     pd.DataFrame(rows).to_csv(RESULTS / f"{stem}.csv", index=False)
-    command = f"{COMMAND} {' '.join(argv)}" if argv else COMMAND
+    command = " ".join([COMMAND, *(["--out", out] if out else []), *argv])
     write_markdown(RESULTS / f"{stem}.md", results, TARGETS, command)
     return 0
 
