@@ -205,3 +205,29 @@ def test_em_start_on_sp500_puts_the_2008_crash_in_forced_flow_and_2000_in_discre
     assert probs.loc["2000-09-01":"2001-04-04", "forced_flow"].mean() < 0.3
     assert probs.loc["2000-09-01":"2001-04-04", "discretionary"].mean() > 0.3
     assert (probs["forced_flow"] > 0.5).mean() < 0.15
+
+
+def test_ladder_tvtp_on_five_stages_leaves_the_discretionary_moves_untilted(sim5):
+    from stressflow.models.evaluate import evaluate_transitions
+
+    spec = ModelSpec(transition_model="ladder", transition_covariates=("a",))
+    z = np.random.default_rng(2).normal(0, 1.5, (50, 1))
+    log_trans = evaluate_transitions(spec, {"P": SIM5_P, "gamma": np.array([0.8])}, z)
+    trans = np.exp(log_trans)  # (49, 5, 5), P_t for the move into day t + 1
+    assert_allclose(trans.sum(axis=-1), 1.0, atol=1e-12)
+    assert_array_equal(trans == 0, np.broadcast_to(SIM5_P == 0, trans.shape))
+    # the discretionary row is P's own row on every day; on a ladder row the odds of entering
+    # discretionary against staying are P's, whatever the covariate
+    assert_allclose(trans[:, DISC], np.broadcast_to(SIM5_P[DISC], (49, 5)), atol=1e-12)
+    odds = trans[:, :4, DISC] / trans[:, np.arange(4), np.arange(4)]
+    assert_allclose(odds, np.broadcast_to(SIM5_P[:4, DISC] / SIM5_P.diagonal()[:4], (49, 4)),
+                    rtol=1e-10)
+    # and the ladder itself is tilted: the log-odds of moving up against staying grow by
+    # gamma * z of the previous day
+    up = np.log(trans[:, 2, FF] / trans[:, 2, 2])
+    assert_allclose(up, np.log(SIM5_P[2, FF] / SIM5_P[2, 2]) + 0.8 * z[:-1, 0], rtol=1e-10)
+    frame, _ = sim5
+    covariates = pd.DataFrame({"a": np.random.default_rng(3).normal(size=len(frame))},
+                              index=frame.index)
+    model = build_model(frame, spec, covariates)
+    assert np.isfinite(model.compile_logp()(model.initial_point()))
