@@ -13,7 +13,6 @@ Usage (from the repository root)::
 
 from __future__ import annotations
 
-import dataclasses
 import time
 import warnings
 from pathlib import Path
@@ -60,8 +59,10 @@ def evaluation_ms(spec) -> float:
 
 
 def sampling_s(spec, one_blas_thread: bool) -> float:
-    import nutpie
-    from pymc.initial_point import make_initial_point_fn
+    """Sampling time of ``fit``'s own nutpie call (EM start, seeded jitter), with or without
+    its one-BLAS-thread limit."""
+    import contextlib
+
     from stressflow.inference.fitting import sampling
     from stressflow.inference.fitting.initialize import em_start
     from stressflow.models.pymc_model import build_model
@@ -69,25 +70,16 @@ def sampling_s(spec, one_blas_thread: bool) -> float:
     features = _prepared(spec).features
     start = em_start(features, spec, 0)
     model = build_model(features, spec)
-    compiled, base_model, _ = sampling._nutpie_compiled(model, start, None)
-    point_fn = make_initial_point_fn(model=base_model, overrides=start, jitter_rvs=set(),
-                                     return_transformed=True)
-    names = [base_model.rvs_to_values[rv].name for rv in base_model.free_RVs]
-
-    def init(chain_seed):
-        point = point_fn(chain_seed)
-        x = np.concatenate([np.ravel(point[n]) for n in names])
-        return x + np.random.default_rng([0, int(chain_seed) % 2**63]).normal(0, 0.05, x.shape)
-
-    compiled = dataclasses.replace(compiled, initial_point_func=init)
-    kwargs = dict(draws=300, tune=2000, chains=4, cores=2, seed=0, progress_bar=False)
-    t0 = time.perf_counter()
-    if one_blas_thread:
-        with sampling._one_blas_thread():
-            nutpie.sample(compiled, **kwargs)
-    else:
-        nutpie.sample(compiled, **kwargs)
-    return time.perf_counter() - t0
+    limit = sampling._one_blas_thread
+    if not one_blas_thread:
+        sampling._one_blas_thread = contextlib.nullcontext
+    try:
+        _, seconds, _ = sampling.sample_nutpie(
+            model, start, chains=4, draws=300, tune=2000, seed=0, progress_bar=False,
+            target_accept=0.8, cores=2)
+    finally:
+        sampling._one_blas_thread = limit
+    return seconds
 
 
 def main() -> None:

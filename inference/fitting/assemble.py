@@ -17,6 +17,7 @@ import xarray as xr
 from stressflow.inference import schema
 from stressflow.inference.postprocess.stages import stage_probabilities
 from stressflow.models import dims
+from stressflow.models.emissions import ranked_stage_names
 from stressflow.models.evaluate import evaluate, evaluate_draws, mean_params, model_data
 from stressflow.models.numerics import kernels
 
@@ -50,7 +51,7 @@ def assemble(trace, prepared, spec, *, quantiles, max_quantile_draws, store_draw
     posterior = posterior.drop_vars([v for v in posterior.data_vars if str(v) == "hmm_loglik"])
     stage_names = list(spec.stage_names)
     coords = {dims.STAGE: stage_names, dims.STAGE_FROM: stage_names, dims.STAGE_TO: stage_names,
-              dims.STAGE_RANKED: [k for k in stage_names if k != dims.FORCED_FLOW]}
+              dims.STAGE_RANKED: ranked_stage_names(spec)}
     if spec.time_varying:
         coords[dims.COVARIATE] = list(spec.transition_covariates)
     posterior = posterior.assign_coords(
