@@ -3,7 +3,8 @@
 Both start every chain from one data-driven point (:mod:`stressflow.inference.fitting.initialize`)
 plus a small seeded jitter. nutpie compiles the log density with numba; a compiled density is
 kept per process and key (the model options and feature names) and reused for new data with
-``with_data``, which skips the compile.
+``with_data``, which skips the compile, and its machine code is kept on disk for the next
+process (:mod:`stressflow.inference.fitting.compile_cache`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import os
 import time
 
 import numpy as np
+from stressflow.inference.fitting.compile_cache import compile_model
 
 __all__ = ["SAMPLERS", "ADAPTATIONS", "clear_compile_cache", "sample_nutpie", "sample_pymc"]
 
@@ -33,18 +35,19 @@ def clear_compile_cache() -> None:
 
 
 def _nutpie_compiled(model, start, cache_key):
-    """``(compiled, model_it_was_built_from, cached)`` for ``model``'s data."""
-    import nutpie
-
+    """``(compiled, model_it_was_built_from, source)`` for ``model``'s data; ``source`` is
+    ``"memory"`` (this process compiled the same graph before), or the
+    :class:`~stressflow.inference.fitting.compile_cache.CompileResult` source (``"disk"``,
+    ``"compiled"``, ``"nutpie"``)."""
     hit = _NUTPIE_CACHE.get(cache_key) if cache_key is not None else None
     if hit is None:
-        compiled = nutpie.compile_pymc_model(model, initial_points=start, jitter_rvs=set())
+        result = compile_model(model, cache_key, start)
         if cache_key is not None:
-            _NUTPIE_CACHE[cache_key] = (model, compiled)
-        return compiled, model, False
+            _NUTPIE_CACHE[cache_key] = (model, result.compiled)
+        return result.compiled, model, result.source
     base_model, compiled = hit
     data = {var.name: var.get_value() for var in model.data_vars}
-    return compiled.with_data(**data), base_model, True
+    return compiled.with_data(**data), base_model, "memory"
 
 
 def _one_blas_thread():
@@ -70,7 +73,7 @@ def sample_nutpie(model, start, *, chains, draws, tune, seed, progress_bar, targ
     import nutpie
     from pymc.initial_point import make_initial_point_fn
 
-    compiled, base_model, cached = _nutpie_compiled(model, start, cache_key)
+    compiled, base_model, source = _nutpie_compiled(model, start, cache_key)
     # the start in nutpie's flat unconstrained order, from this fit's start values
     point_fn = make_initial_point_fn(model=base_model, overrides=start, jitter_rvs=set(),
                                      return_transformed=True)
@@ -101,7 +104,7 @@ def sample_nutpie(model, start, *, chains, draws, tune, seed, progress_bar, targ
             target_accept=target_accept,
             adaptation=adaptation,
         )
-    return trace, time.perf_counter() - t0, cached
+    return trace, time.perf_counter() - t0, source
 
 
 def sample_pymc(model, start, *, chains, draws, tune, seed, progress_bar, target_accept,
@@ -126,6 +129,6 @@ def sample_pymc(model, start, *, chains, draws, tune, seed, progress_bar, target
             target_accept=target_accept,
             compute_convergence_checks=False,
         )
-    return trace, time.perf_counter() - t0, False
+    return trace, time.perf_counter() - t0, "pymc"
 
 
