@@ -5,9 +5,13 @@ For each series length T, every approach fits the same simulated 4-stage, 4-feat
 (:func:`common.common_start`), the same number of chains, tuning steps and draws:
 
 ============================  =================================================================
-``stressflow``                ``stressflow.inference.fitting.fit``: forward-backward Op with its
-exact
-                              gradient, nutpie (numba); a fresh process, so it compiles
+``stressflow``                ``stressflow.inference.fitting.fit`` of ``ModelSpec.base()`` (the
+                              model the peers implement): forward-backward Op with its exact
+                              gradient, nutpie (numba); a fresh process with the persistent
+                              compile cache off (``STRESSFLOW_COMPILE_CACHE=0``), so it compiles
+``stressflow cached``         the same fit in a fresh process after an earlier process (untimed)
+                              compiled the same model: the persistent compile cache
+                              (``stressflow.inference.fitting.compile_cache``) loads it
 ``stressflow warm``           the same fit after one earlier fit in the process (other data,
                               same options): the compiled log density is reused, as when
                               refitting many windows or assets
@@ -52,6 +56,7 @@ import pandas as pd
 HERE = Path(__file__).resolve().parent
 PEERS = (
     "stressflow",
+    "stressflow cached",
     "stressflow warm",
     "pymc-extras marginalize",
     "pymc scan",
@@ -126,7 +131,7 @@ def worker(peer: str, n_t: int, chains: int, tune: int, draws: int, seed: int) -
     """Fit once and return the measurements (called in a fresh process)."""
     warnings.simplefilter("ignore")
     sys.path.insert(0, str(HERE))
-    from common import common_start, marginalized_model, scan_model, simulate
+    from common import bench_spec, common_start, marginalized_model, scan_model, simulate
 
     features = simulate(n_t, seed=seed)
     start = common_start(features, seed)
@@ -134,19 +139,20 @@ def worker(peer: str, n_t: int, chains: int, tune: int, draws: int, seed: int) -
     out = {"compile_s": np.nan}
     t_all = time.perf_counter()
 
-    if peer in ("stressflow", "stressflow warm"):
+    if peer.startswith("stressflow"):
         from stressflow.inference import check_fit, fit
 
         if peer == "stressflow warm":  # compile on other data of another length, untimed
-            fit(_prepared(simulate(max(n_t // 2, 200), seed=seed + 1)), chains=1, draws=5,
-                tune=5, seed=seed, pointwise_loglik=False)
+            fit(_prepared(simulate(max(n_t // 2, 200), seed=seed + 1)), spec=bench_spec(),
+                chains=1, draws=5, tune=5, seed=seed, pointwise_loglik=False)
             t_all = time.perf_counter()
-        res = fit(_prepared(features), chains=chains, tune=tune, draws=draws, seed=seed,
-                  pointwise_loglik=False)
+        res = fit(_prepared(features), spec=bench_spec(), chains=chains, tune=tune,
+                  draws=draws, seed=seed, pointwise_loglik=False)
         tm = json.loads(res.attrs["timings"])
         out["compile_s"] = tm["compile"] + tm["build"]
         out["sampling_s"] = tm["sampling"]
         out["postprocess_s"] = tm["postprocess"]
+        out["compile_disk"] = tm.get("compile_disk", 0.0)
         diag = check_fit(res, warn=False)
         out.update(min_ess_bulk=diag.min_ess_bulk, max_rhat=diag.max_rhat,
                    divergences=diag.divergences)
@@ -260,6 +266,11 @@ def run_one(peer, n_t, args) -> dict:
     env = dict(os.environ)
     # NumPyro runs chains in parallel only over several host devices
     env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={args.chains}"
+    # "stressflow" compiles in its process as before the persistent cache existed
+    env["STRESSFLOW_COMPILE_CACHE"] = "0" if peer == "stressflow" else "1"
+    if peer == "stressflow cached":  # an earlier process compiles and saves (untimed)
+        subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout, env=env,
+                       check=False)
     t0 = time.perf_counter()
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout, env=env)
@@ -284,6 +295,7 @@ def bench(args) -> pd.DataFrame:
     table = pd.DataFrame(rows)
     table["ess_per_s"] = table["min_ess_bulk"] / table["wall_s"]
     for name, col in (("stressflow", "stressflow_ess_per_s_ratio"),
+                      ("stressflow cached", "cached_ess_per_s_ratio"),
                       ("stressflow warm", "warm_ess_per_s_ratio")):
         ref = table[table["approach"] == name].set_index("T")["ess_per_s"]
         if len(ref):
@@ -311,7 +323,8 @@ def main() -> None:
         return
     table = bench(args)
     cols = ["T", "approach", "status", "compile_s", "sampling_s", "wall_s", "min_ess_bulk",
-            "ess_per_s", "stressflow_ess_per_s_ratio", "warm_ess_per_s_ratio", "max_rhat",
+            "ess_per_s", "stressflow_ess_per_s_ratio", "cached_ess_per_s_ratio",
+            "warm_ess_per_s_ratio", "max_rhat",
             "divergences", "peak_rss_gb"]
     cols = [c for c in cols if c in table]
     text = (
@@ -319,7 +332,8 @@ def main() -> None:
         f"same simulated data, priors and start for every approach; {os.cpu_count()} cores.\n"
         "`ess_per_s` = min bulk ESS / whole wall time (compile included); "
         "`stressflow_ess_per_s_ratio` = stressflow's ess_per_s / the approach's, same T "
-        "(`warm_`: the same for stressflow with its compiled density reused).\n\n"
+        "(`cached_`: stressflow in a fresh process that loads its compiled density from the "
+        "persistent cache; `warm_`: stressflow reusing it within the process).\n\n"
         + table[cols].round(3).to_markdown(index=False) + "\n"
     )
     print(text)

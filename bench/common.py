@@ -90,9 +90,17 @@ def marginalized_model(features: pd.DataFrame) -> pm.Model:
     return marginalize(model, ["stage"])
 
 
-def common_start(features: pd.DataFrame, seed: int = 0) -> dict[str, np.ndarray]:
-    """The starting point every sampler gets: stressflow's default EM start."""
-    from stressflow.inference.fitting.initialize import em_start
+def bench_spec():
+    """The stressflow model the peers implement: ``ModelSpec.base()`` (four stages ordered on
+    volatility, full P with stickiness 20 on the diagonal, Gaussian emissions, the priors of
+    :func:`_priors`)."""
     from stressflow.models.spec import ModelSpec
 
-    return em_start(features, ModelSpec(), seed)
+    return ModelSpec.base()
+
+
+def common_start(features: pd.DataFrame, seed: int = 0) -> dict[str, np.ndarray]:
+    """The starting point every sampler gets: stressflow's EM start of :func:`bench_spec`."""
+    from stressflow.inference.fitting.initialize import em_start
+
+    return em_start(features, bench_spec(), seed)

@@ -11,11 +11,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import REPO_ROOT
 from numpy.testing import assert_array_equal
 from stressflow.inference.fitting import compile_cache
 from stressflow.models.spec import ModelSpec
-
-from conftest import REPO_ROOT
 
 BASE = ModelSpec.base()
 
@@ -104,7 +103,10 @@ def test_cached_callbacks_equal_nutpie_own(fresh_key, small_simulated):
 
     def call(c, x):
         grad, logp = np.zeros(c.n_dim), np.zeros(())
-        ptr = (lambda a: a.ctypes.data_as(ctypes.POINTER(ctypes.c_double)))
+
+        def ptr(a):
+            return a.ctypes.data_as(ctypes.POINTER(ctypes.c_double))
+
         rc = c.compiled_logp_func.ctypes(c.n_dim, ptr(x), ptr(grad), ptr(logp),
                                          ctypes.c_void_p(c.user_data.ctypes.data))
         return rc, float(logp), grad

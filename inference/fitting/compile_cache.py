@@ -193,8 +193,8 @@ def _callback_source(kind: str, n_dim: int, n_expanded: int, n_words: int,
             f"        (values,) = inner({call})",
             "        out[...] = values",
         ]
-    lines += ["    except Exception:", "        return 1" if kind == "logp" else "        return -2",
-              "    return 0"]
+    failed = "        return 1" if kind == "logp" else "        return -2"
+    lines += ["    except Exception:", failed, "    return 0"]
     return "\n".join(lines) + "\n"
 
 
