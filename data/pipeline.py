@@ -11,6 +11,7 @@ from stressflow.models.dims import FEATURE, FEATURES, TIME
 
 from .checks import BAD_TICK_MODES, check_magnitudes, check_usable, treat_bad_ticks
 from .covariate_join import check_max_stale, check_names, window_covariates
+from .dropouts import VOLUME_DROPOUT_MODES, treat_volume_dropouts
 from .errors import DataError
 from .observables import OPTIONAL_OBSERVABLES, compute_observables
 from .prices import REQUIRED_COLUMNS, Source, first_date, read_prices, to_numeric_column
@@ -107,6 +108,7 @@ def prepare(
     covariate_data: pd.DataFrame | pd.Series | None = None,
     covariate_max_stale: int | None = None,
     bad_ticks: str = "mask",
+    volume_dropouts: str = "mask",
 ) -> PreparedData:
     """Validate daily prices and compute standardised stress observables.
 
@@ -165,6 +167,12 @@ def prepare(
         jumps back the next day; rule in :mod:`stressflow.data.checks`): ``"mask"`` makes
         that day's prices missing, ``"keep"`` uses them, ``"raise"`` raises DataError. Flagged
         days are counted (``report.n_bad_ticks``) and warned about in every mode.
+    volume_dropouts : {"mask", "keep"}, default "mask"
+        Treatment of volume dropouts (a day's abnormal volume more than 5 robust sd below its
+        trailing median: an early close or a bad volume record; rule in
+        :mod:`stressflow.data.dropouts`): ``"mask"`` makes that day's volume and impact
+        missing, ``"keep"`` uses them. Flagged days are counted
+        (``report.n_volume_dropouts``) and warned about in both modes.
 
     Returns
     -------
@@ -245,6 +253,9 @@ def prepare(
 
     if bad_ticks not in BAD_TICK_MODES:
         raise ValueError(f"bad_ticks must be one of {BAD_TICK_MODES}, got {bad_ticks!r}")
+    if volume_dropouts not in VOLUME_DROPOUT_MODES:
+        raise ValueError(f"volume_dropouts must be one of {VOLUME_DROPOUT_MODES}, "
+                         f"got {volume_dropouts!r}")
     prices = read_prices(source, columns=columns, date_column=date_column)
     check_magnitudes(prices)
 
@@ -298,7 +309,8 @@ def prepare(
         optional=observables,
     )
     in_window = prices.loc[window]
-    raw = obs.raw.loc[window].copy()
+    observed, dropouts = treat_volume_dropouts(obs.raw, volume_dropouts)
+    raw = observed.loc[window].copy()
 
     # Extra columns: log if strictly positive over the window (or as the transform says).
     log_columns = []
@@ -360,6 +372,9 @@ def prepare(
         n_bad_ticks=int((ticks.to_numpy() & window).sum()),
         bad_tick_dates=window_dates(ticks, window),
         bad_ticks=bad_ticks,
+        n_volume_dropouts=int((dropouts.to_numpy() & window).sum()),
+        volume_dropout_dates=window_dates(dropouts, window),
+        volume_dropouts=volume_dropouts,
         n_zero_volume=int(zero_volume.sum()),
         zero_volume_dates=window_dates(obs.zero_volume, window),
         n_flat_range=int((obs.flat_range.to_numpy() & window).sum()),

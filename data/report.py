@@ -69,6 +69,11 @@ class DataReport:
         next day; rule in :mod:`stressflow.data.checks`).
     bad_ticks : str
         Their treatment: ``"mask"`` (that day's prices missing) or ``"keep"``.
+    n_volume_dropouts, volume_dropout_dates
+        Volume dropouts (abnormal volume more than 5 robust sd below its trailing median: an
+        early close or a bad volume record; rule in :mod:`stressflow.data.dropouts`).
+    volume_dropouts : str
+        Their treatment: ``"mask"`` (that day's volume and impact missing) or ``"keep"``.
     n_zero_volume, zero_volume_dates
         Rows with ``volume == 0`` (non-trading rows, e.g. exchange holidays): all observables
         missing that day.
@@ -116,6 +121,9 @@ class DataReport:
     n_bad_ticks: int = 0
     bad_tick_dates: tuple[pd.Timestamp, ...] = ()
     bad_ticks: str = "mask"
+    n_volume_dropouts: int = 0
+    volume_dropout_dates: tuple[pd.Timestamp, ...] = ()
+    volume_dropouts: str = "mask"
     n_zero_volume: int = 0
     zero_volume_dates: tuple[pd.Timestamp, ...] = ()
     n_flat_range: int = 0
@@ -178,6 +186,11 @@ class DataReport:
                 self.bad_tick_dates,
             ),
             (
+                f"volume dropouts ({self.volume_dropouts})",
+                self.n_volume_dropouts,
+                self.volume_dropout_dates,
+            ),
+            (
                 "zero-volume rows (all observables missing)",
                 self.n_zero_volume,
                 self.zero_volume_dates,
@@ -231,6 +244,17 @@ def emit_warnings(report: DataReport) -> None:
             f"{report.n_bad_ticks} suspected bad tick(s): a price jumps by more than 20 robust "
             f"sd and jumps back the next day; {treatment}; first: "
             f"{format_dates(report.bad_tick_dates)}"
+        )
+    if report.n_volume_dropouts:
+        treatment = (
+            "their volume and impact are treated as missing (volume_dropouts='keep' uses them)"
+            if report.volume_dropouts == "mask"
+            else "kept as given (volume_dropouts='keep')"
+        )
+        warn_data(
+            f"{report.n_volume_dropouts} volume dropout(s): volume more than 5 robust sd below "
+            f"its trailing median (an early close or a bad volume record); {treatment}; first: "
+            f"{format_dates(report.volume_dropout_dates)}"
         )
     if report.n_zero_volume:
         warn_data(

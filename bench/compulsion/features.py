@@ -95,7 +95,8 @@ def _treasury_change(index: pd.DatetimeIndex) -> pd.Series:
     return y10.diff().reindex(index)
 
 
-def raw_observables(market: str, *, macro: bool = True) -> pd.DataFrame:
+def raw_observables(market: str, *, macro: bool = True,
+                    volume_dropouts: str = "mask") -> pd.DataFrame:
     """Every candidate observable of a bundled market, raw, on its trading dates.
 
     Parameters
@@ -104,6 +105,8 @@ def raw_observables(market: str, *, macro: bool = True) -> pd.DataFrame:
         Bundled dataset name (``sp500``, ``spy``, ``vw``, ...).
     macro : bool
         Join the US macro series (:data:`US_ONLY` columns); False for non-US markets.
+    volume_dropouts : {"mask", "keep"}
+        ``prepare``'s treatment of volume dropouts (:mod:`stressflow.data.dropouts`).
 
     Returns
     -------
@@ -111,7 +114,7 @@ def raw_observables(market: str, *, macro: bool = True) -> pd.DataFrame:
         Index: the dates of the validated price file with volume > 0; columns: the observables
         named in the module docstring, NaN where missing.
     """
-    prepared = prepare(market)
+    prepared = prepare(market, volume_dropouts=volume_dropouts)
     prices = prepared.prices
     traded = prices["volume"] > 0
     out = prepared.raw.loc[traded.to_numpy()].copy()

@@ -5,6 +5,10 @@ Usage (from the repository root)::
     .venv/bin/python -m bench.compulsion.run            # every variant
     .venv/bin/python -m bench.compulsion.run base k5_surprise   # a subset
     .venv/bin/python -m bench.compulsion.run --out compulsion_screen_round2 base k5_sb_strong
+    .venv/bin/python -m bench.compulsion.run --volume-dropouts keep --out x k5_price_noar_strong
+
+``--volume-dropouts keep`` scores the variants on the volume observables with the early
+closes and bad volume rows left in (``prepare``'s default masks them).
 
 With no arguments ``compulsion_screen.{csv,md}`` is rewritten; with variant names the scores
 go to ``compulsion_screen_subset.{csv,md}``, or to the stem given by ``--out``.
@@ -94,15 +98,20 @@ def _long_rows(variant, summ, eps, eps_oot, fit) -> list[dict]:
 
 def main(argv: list[str]) -> int:
     warnings.simplefilter("ignore")  # DataWarnings of prepare() on the bundled files
-    out = None
-    if argv[:1] == ["--out"]:
-        out, argv = argv[1], argv[2:]
+    out, dropouts, options = None, "mask", []
+    while argv[:1] in (["--out"], ["--volume-dropouts"]):
+        if argv[0] == "--out":
+            out = argv[1]
+        else:
+            dropouts = argv[1]
+            options += argv[:2]
+        argv = argv[2:]
     wanted = argv or [v.name for v in VARIANTS]
     unknown = sorted(set(wanted) - {v.name for v in VARIANTS})
     if unknown:
         raise SystemExit(f"unknown variant(s) {unknown}; known: {[v.name for v in VARIANTS]}")
-    raw = raw_observables("sp500")
-    raw_vw = raw_observables("vw", macro=False)
+    raw = raw_observables("sp500", volume_dropouts=dropouts)
+    raw_vw = raw_observables("vw", macro=False, volume_dropouts=dropouts)
     rows, results = [], []
     for variant in VARIANTS:
         if variant.name not in wanted:
@@ -119,7 +128,7 @@ def main(argv: list[str]) -> int:
     # a subset of variants goes to its own files (the full screen's files are left as they are)
     stem = out or ("compulsion_screen_subset" if argv else "compulsion_screen")
     pd.DataFrame(rows).to_csv(RESULTS / f"{stem}.csv", index=False)
-    command = " ".join([COMMAND, *(["--out", out] if out else []), *argv])
+    command = " ".join([COMMAND, *options, *(["--out", out] if out else []), *argv])
     write_markdown(RESULTS / f"{stem}.md", results, TARGETS, command)
     return 0
 

@@ -379,7 +379,10 @@ def compile_model(model, model_key: str | None, start=None) -> CompileResult:
         if loaded is not None:
             return CompileResult(loaded, "disk", key)
         try:
-            return CompileResult(_compile(model, key), "compiled", key)
+            compiled = _compile(model, key)
+            # run what was saved, not the in-process copy: every process then executes the same
+            # machine code, so same-seed draws agree whether a fit compiled or loaded
+            return CompileResult(_load(model, key) or compiled, "compiled", key)
         except (ImportError, AttributeError, TypeError, KeyError) as exc:
             note = f"persistent compile cache not used: {type(exc).__name__}: {exc}"
     else:
