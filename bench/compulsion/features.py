@@ -44,6 +44,13 @@ Stock-bond co-movement (a dash for cash sells both): with ``dy_t`` the daily cha
 rows of ``-(r_t / sd63(r)_t) (dy_t / sd63(dy)_t)``: positive when stock and bond PRICES move
 the same way (both sold, or both bought), negative in a flight to quality.
 
+Implied volatility (bundled ``vix_daily_1990_2018.csv``, close; missing before 1990):
+``vix_surprise_t = log VIX_t - med_252(log VIX)_t`` (a break in implied volatility against its
+trailing year) and ``vrp_t = log VIX_t - log(100 sqrt(252) rv21_t)`` with ``rv21_t`` the sd of
+``r`` over the last 21 rows (implied against realised: fear priced beyond the moves seen).
+
+Speed of the move, direction-free: ``speed5_t = |log(c_t / c_{t-5})| / (sqrt(5) sd63_t)``.
+
 Intraday path: ``whipsaw_t = log(max(log(h_t/l_t), 1e-4)) - log(max(|r_t|, 1e-4))``, the
 day's range against its close-to-close move (clipped to [-3, 6]): high when the price went far
 and came back. Gap openings are NOT used: the bundled S&P 500 open equals the previous close on
@@ -62,9 +69,11 @@ __all__ = ["SHARED", "US_ONLY", "raw_observables", "standardise"]
 
 #: Folder of the real macro series.
 SHARED = Path("/work/shared/data")
+#: The library's bundled datasets (VIX).
+BUNDLED = Path(__file__).resolve().parents[2] / "data" / "datasets"
 #: Observables that exist only for US markets (macro series); dropped for other markets.
 US_ONLY = ("ted", "ted_chg5", "hy", "hy_chg5", "baa", "baa_chg5", "ted_abs5", "hy_abs5",
-           "baa_abs5", "stock_bond")
+           "baa_abs5", "stock_bond", "vix_surprise", "vrp")
 
 _MACRO = {
     "ted": ("us_ted_spread_daily_1986_2017.csv", "ted_spread_pct"),
@@ -87,6 +96,12 @@ def _macro(name: str, index: pd.DatetimeIndex) -> pd.Series:
     values = pd.to_numeric(frame[column], errors="coerce")
     values = values.where(values > 0)
     return np.log(values).reindex(index)
+
+
+def _vix(index: pd.DatetimeIndex) -> pd.Series:
+    frame = pd.read_csv(BUNDLED / "vix_daily_1990_2018.csv", parse_dates=["date"])
+    close = pd.to_numeric(frame.set_index("date")["close"], errors="coerce")
+    return np.log(close.where(close > 0)).reindex(index)
 
 
 def _treasury_change(index: pd.DatetimeIndex) -> pd.Series:
@@ -134,7 +149,13 @@ def raw_observables(market: str, *, macro: bool = True,
     out["reversal"] = (-(r * r.shift(1)) / sd63**2).clip(-20, 20)
     rng = np.log(high / low).where(high > low)
     out["whipsaw"] = (np.log(rng.clip(lower=1e-4)) - np.log(r.abs().clip(lower=1e-4))).clip(-3, 6)
+    speed = np.log(close / close.shift(5)).abs() / (np.sqrt(5.0) * sd63)
+    out["speed5"] = speed.clip(upper=20.0)
     if macro:
+        vix = _vix(out.index)
+        out["vix_surprise"] = vix - _prev_median(vix, 252)
+        rv21 = r.rolling(21, min_periods=15).std()
+        out["vrp"] = vix - np.log(100.0 * np.sqrt(252.0) * rv21.where(rv21 > 0))
         for name in _MACRO:
             level = _macro(name, out.index)
             out[name] = level

@@ -189,3 +189,21 @@ VARIANTS = VARIANTS + (
     Variant("k5_sb_ret_strong", MIXED + ("stock_bond", "ret"), _d(**_K5N),
             "k5_sb_noar_strong + the day's return as a per-stage Gaussian observable"),
 )
+
+# Session of 2026-12-03: the default (k5_price_noar_strong) plus one candidate observable that
+# carries compulsion rather than turbulence: the reversal signature as an observable, a break in
+# implied volatility, implied against realised volatility, and the speed of the move.
+VARIANTS = VARIANTS + (
+    Variant("k5_rev_noar_strong", MIXED + ("reversal",), _d(**_K5N),
+            "k5_price_noar_strong + reversal observable"),
+    Variant("k5_vix_noar_strong", MIXED + ("vix_surprise",), _d(**_K5N),
+            "k5_price_noar_strong + log VIX against its trailing-year median"),
+    Variant("k5_vrp_noar_strong", MIXED + ("vrp",), _d(**_K5N),
+            "k5_price_noar_strong + log VIX minus log realised 21-day volatility"),
+    Variant("k5_speed_noar_strong", MIXED + ("speed5",), _d(**_K5N),
+            "k5_price_noar_strong + |5-day return| / (sqrt 5 sd63)"),
+    Variant("k5_speed_rev_noar_strong", MIXED + ("speed5", "reversal"), _d(**_K5N),
+            "k5_price_noar_strong + speed5 + reversal"),
+    Variant("k5_vix_rev_noar_strong", MIXED + ("vix_surprise", "reversal"), _d(**_K5N),
+            "k5_price_noar_strong + vix_surprise + reversal"),
+)
