@@ -108,7 +108,7 @@ def prepare(
     covariate_data: pd.DataFrame | pd.Series | None = None,
     covariate_max_stale: int | None = None,
     bad_ticks: str = "mask",
-    volume_dropouts: str = "mask",
+    volume_dropouts: str = "keep",
 ) -> PreparedData:
     """Validate daily prices and compute standardised stress observables.
 
@@ -167,11 +167,11 @@ def prepare(
         jumps back the next day; rule in :mod:`stressflow.data.checks`): ``"mask"`` makes
         that day's prices missing, ``"keep"`` uses them, ``"raise"`` raises DataError. Flagged
         days are counted (``report.n_bad_ticks``) and warned about in every mode.
-    volume_dropouts : {"mask", "keep"}, default "mask"
+    volume_dropouts : {"keep", "mask"}, default "keep"
         Treatment of volume dropouts (a day's abnormal volume more than 5 robust sd below its
-        trailing median: an early close or a bad volume record; rule in
-        :mod:`stressflow.data.dropouts`): ``"mask"`` makes that day's volume and impact
-        missing, ``"keep"`` uses them. Flagged days are counted
+        trailing median: an early close or a bad volume record; rule, and why the default
+        keeps them, in :mod:`stressflow.data.dropouts`): ``"keep"`` uses that day's volume and
+        impact, ``"mask"`` makes them missing. Flagged days are counted
         (``report.n_volume_dropouts``) and warned about in both modes.
 
     Returns

@@ -123,7 +123,7 @@ class DataReport:
     bad_ticks: str = "mask"
     n_volume_dropouts: int = 0
     volume_dropout_dates: tuple[pd.Timestamp, ...] = ()
-    volume_dropouts: str = "mask"
+    volume_dropouts: str = "keep"
     n_zero_volume: int = 0
     zero_volume_dates: tuple[pd.Timestamp, ...] = ()
     n_flat_range: int = 0

@@ -151,11 +151,10 @@ def test_sp500_1990_2018_standardised(sp500_1990):
     assert np.isfinite(values[present]).all()
     assert np.allclose(np.nanmean(values, axis=0), 0.0, atol=1e-9)
     assert np.allclose(np.nanstd(values, axis=0), 1.0, atol=1e-9)
-    # volatility is complete over 1990-2018 (history starts 1983); volume and impact miss
-    # only the volume dropouts (early closes, bad vendor volume rows; test_dropouts.py)
+    # volatility, volume and impact are complete over 1990-2018 (history starts 1983)
     assert prep.report.n_missing[VOLATILITY] == 0
-    assert prep.report.n_missing[VOLUME] == prep.report.n_volume_dropouts == 61
-    assert prep.report.n_missing[IMPACT] == 61
+    assert prep.report.n_missing[VOLUME] == 0
+    assert prep.report.n_missing[IMPACT] == 0
     assert prep.report.n_warmup == 0
     # with negative two-day estimates floored at zero, the spread is complete too
     assert prep.report.n_missing[SPREAD] == prep.report.n_zero_spread == 0
@@ -214,11 +213,9 @@ def test_sp500_flat_row_1983_and_warmup(sp500_full):
     # warm-up at the start of the file: missing and counted, not an error
     assert prep.report.n_warmup == 1 + 252 // 3
     assert prep.features[IMPACT].iloc[: 1 + 252 // 3].isna().all()
-    # after the warm-up only the volume dropouts miss volume and impact (test_dropouts.py)
-    dropouts = prep.features.index.isin(prep.report.volume_dropout_dates)
-    assert (prep.features[IMPACT].notna() == ~dropouts).iloc[1 + 252 // 3 :].all()
+    assert prep.features[IMPACT].iloc[1 + 252 // 3 :].notna().all()
     assert prep.features[VOLUME].iloc[: 63 // 3].isna().all()
-    assert (prep.features[VOLUME].notna() == ~dropouts).iloc[63 // 3 :].all()
+    assert prep.features[VOLUME].iloc[63 // 3 :].notna().all()
 
 
 def test_sp500_911_gap_reported():
@@ -275,8 +272,7 @@ def test_vw_close_outside_range(vw_full):
 def test_other_equities_prepare(name):
     prep = quiet_prepare(name, start="2005-01-01", end="2012-12-31")
     assert prep.report.n_zero_volume == 0 and prep.report.n_range_inconsistent == 0
-    assert prep.report.n_missing[VOLATILITY] == 0
-    assert prep.report.n_missing[IMPACT] == prep.report.n_volume_dropouts  # SPY: 2005-11-25
+    assert prep.report.n_missing[VOLATILITY] == 0 and prep.report.n_missing[IMPACT] == 0
     assert np.allclose(prep.features.mean(), 0.0, atol=1e-9)
 
 

@@ -226,8 +226,7 @@ def test_zero_volume_rows_all_missing_and_kept(sp):
     assert list(prep.report.zero_volume_dates) == dates
     assert prep.features.loc[dates].isna().all().all()
     assert prep.features.index.isin(dates).sum() == 2
-    # besides them only the window's volume dropouts (early closes) miss a volume
-    assert prep.report.n_missing[VOLUME] == 2 + prep.report.n_volume_dropouts
+    assert prep.report.n_missing[VOLUME] == 2
 
 
 def test_negative_volume(sp):

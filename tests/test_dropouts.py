@@ -1,5 +1,6 @@
 """Volume dropouts (early closes, bad vendor volume rows) on the real bundled series: flagged
-causally, counted, warned about, and with ``mask`` only that day's volume and impact missing."""
+causally, counted and warned about in both modes; with ``mask`` only that day's volume and
+impact are missing, with the default ``keep`` nothing changes."""
 
 from __future__ import annotations
 
@@ -28,12 +29,12 @@ def quiet(*args, **kwargs):
 
 @pytest.fixture(scope="module")
 def sp_mask():
-    return quiet("sp500", start="2005-01-01")
+    return quiet("sp500", start="2005-01-01", volume_dropouts="mask")
 
 
 @pytest.fixture(scope="module")
 def sp_keep():
-    return quiet("sp500", start="2005-01-01", volume_dropouts="keep")
+    return quiet("sp500", start="2005-01-01")  # the default keeps them
 
 
 def test_early_closes_and_bad_volume_rows_are_flagged_and_masked(sp_mask, sp_keep):
@@ -45,7 +46,7 @@ def test_early_closes_and_bad_volume_rows_are_flagged_and_masked(sp_mask, sp_kee
         assert np.isfinite(row[VOLATILITY]) and np.isfinite(row[SPREAD])
         assert sp_keep.raw.loc[day, VOLUME] < np.log(0.6)  # kept: under 60% of the usual volume
     assert sp_mask.report.n_volume_dropouts == len(flagged) == sp_keep.report.n_volume_dropouts
-    assert sp_mask.report.volume_dropouts == "mask"
+    assert (sp_mask.report.volume_dropouts, sp_keep.report.volume_dropouts) == ("mask", "keep")
     assert sp_mask.report.n_missing[VOLUME] - sp_keep.report.n_missing[VOLUME] == len(flagged)
     # only the flagged days change, and only in volume and impact
     same = ~sp_mask.raw.index.isin(list(flagged))
@@ -68,7 +69,8 @@ def test_warned_with_count_and_dates():
 
 def test_an_update_flags_the_same_days(sp_mask):
     """Causal rule: new rows prepared with the fitted transform get the fit's flags."""
-    later = quiet("sp500", start="2018-01-01", transform=sp_mask.transform)
+    later = quiet("sp500", start="2018-01-01", transform=sp_mask.transform,
+                  volume_dropouts="mask")
     expect = [d for d in sp_mask.report.volume_dropout_dates if d >= pd.Timestamp("2018-01-01")]
     assert list(later.report.volume_dropout_dates) == expect
     assert later.features.loc["2018-11-23", VOLUME] != later.features.loc["2018-11-23", VOLUME]
@@ -83,10 +85,11 @@ def test_injected_low_volume_is_flagged_high_volume_is_not():
     changed = frame.copy()
     changed.loc[low, "volume"] *= 0.01
     changed.loc[high, "volume"] *= 100
-    prep = quiet(changed)
+    prep = quiet(changed, volume_dropouts="mask")
     pd.testing.assert_frame_equal(changed.drop(index=[low, high]), before.drop(index=[low, high]))
     assert list(prep.report.volume_dropout_dates) == [changed.loc[low, "date"]]
     assert np.isfinite(prep.features.loc[changed.loc[high, "date"], VOLUME])
+    assert np.isnan(prep.features.loc[changed.loc[low, "date"], VOLUME])
     assert quiet(before).report.n_volume_dropouts == 0
 
 

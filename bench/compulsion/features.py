@@ -111,7 +111,7 @@ def _treasury_change(index: pd.DatetimeIndex) -> pd.Series:
 
 
 def raw_observables(market: str, *, macro: bool = True,
-                    volume_dropouts: str = "mask") -> pd.DataFrame:
+                    volume_dropouts: str = "keep") -> pd.DataFrame:
     """Every candidate observable of a bundled market, raw, on its trading dates.
 
     Parameters
@@ -120,7 +120,7 @@ def raw_observables(market: str, *, macro: bool = True,
         Bundled dataset name (``sp500``, ``spy``, ``vw``, ...).
     macro : bool
         Join the US macro series (:data:`US_ONLY` columns); False for non-US markets.
-    volume_dropouts : {"mask", "keep"}
+    volume_dropouts : {"keep", "mask"}
         ``prepare``'s treatment of volume dropouts (:mod:`stressflow.data.dropouts`).
 
     Returns

@@ -5,10 +5,10 @@ Usage (from the repository root)::
     .venv/bin/python -m bench.compulsion.run            # every variant
     .venv/bin/python -m bench.compulsion.run base k5_surprise   # a subset
     .venv/bin/python -m bench.compulsion.run --out compulsion_screen_round2 base k5_sb_strong
-    .venv/bin/python -m bench.compulsion.run --volume-dropouts keep --out x k5_price_noar_strong
+    .venv/bin/python -m bench.compulsion.run --volume-dropouts mask --out x k5_price_noar_strong
 
-``--volume-dropouts keep`` scores the variants on the volume observables with the early
-closes and bad volume rows left in (``prepare``'s default masks them).
+``--volume-dropouts mask`` scores the variants with the volume and impact of early closes and
+bad volume rows masked (``stressflow.data.dropouts``; ``prepare``'s default keeps them).
 
 With no arguments ``compulsion_screen.{csv,md}`` is rewritten; with variant names the scores
 go to ``compulsion_screen_subset.{csv,md}``, or to the stem given by ``--out``.
@@ -98,7 +98,7 @@ def _long_rows(variant, summ, eps, eps_oot, fit) -> list[dict]:
 
 def main(argv: list[str]) -> int:
     warnings.simplefilter("ignore")  # DataWarnings of prepare() on the bundled files
-    out, dropouts, options = None, "mask", []
+    out, dropouts, options = None, "keep", []
     while argv[:1] in (["--out"], ["--volume-dropouts"]):
         if argv[0] == "--out":
             out = argv[1]
