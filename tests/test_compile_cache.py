@@ -183,3 +183,16 @@ print(json.dumps({"timings": json.loads(res.attrs["timings"]),
     assert runs[1]["timings"]["compile_disk"] == 1.0
     assert runs[1]["timings"]["compile_cached"] == 0.0
     assert runs[0]["mu"] == runs[1]["mu"]
+
+
+def test_a_failed_helper_compiles_here_and_says_so(fresh_key, small_simulated, monkeypatch):
+    """Where the helper process cannot compile (here: it exits with an error), the model is
+    compiled in this process, still written to the cache, and the note says so."""
+    from stressflow.models.pymc_model import build_model
+
+    monkeypatch.setattr(compile_cache.sys, "executable", "/bin/false")
+    model = build_model(small_simulated.features, BASE)
+    result = compile_cache.compile_model(model, fresh_key)
+    assert result.source == "compiled" and "helper process failed" in result.note
+    monkeypatch.undo()
+    assert compile_cache.compile_model(model, fresh_key).source == "disk"

@@ -25,6 +25,13 @@ generated code, and whether the kernels call glibc's vector ``exp``
 code is never loaded; old entries are left for the user to delete (``pytensor.config
 .base_compiledir``). Set ``STRESSFLOW_COMPILE_CACHE=0`` to compile in every process.
 
+On a miss the callbacks are compiled in a helper process
+(:mod:`stressflow.inference.fitting.compile_helper`) and then loaded from the cache like in any
+later process: numba code compiled in-process and the same code loaded from its cache can differ
+in the last bits, and a fit's draws with them, so this way the first fit on a machine gives the
+same draws as every later one. The helper costs a Python start-up (a few seconds) on top of the
+compile, once per key.
+
 Where this module cannot build the callbacks (a nutpie version whose internals differ, a model
 with a 0-dimensional data container), :func:`compile_model` falls back to nutpie's own compile
 and says so in its result.
@@ -54,8 +61,9 @@ class CompileResult:
     """A compiled nutpie model and where it came from.
 
     ``source`` is ``"disk"`` (callbacks loaded from the persistent cache), ``"compiled"``
-    (compiled in this process and written to the cache) or ``"nutpie"`` (nutpie's own compile:
-    the cache is disabled or could not be used; ``note`` says why).
+    (not in the cache: compiled in a helper process, written to the cache and loaded from it;
+    if the helper failed, compiled in this process, and ``note`` says so) or ``"nutpie"``
+    (nutpie's own compile: the cache is disabled or could not be used; ``note`` says why).
     """
 
     compiled: object
@@ -321,9 +329,9 @@ def _load(model, key: str):
     return _assemble(model, layout, logp_cb, expand_cb, shared_vars)
 
 
-def _compile(model, key: str):
+def compile_here(model, key: str):
     """Compile the callbacks in this process (nutpie's graph functions), save them to the
-    cache and return the model."""
+    cache under ``key`` (a :func:`disk_key`) and return the model."""
     from nutpie.compile_pymc import _make_functions, make_user_data
     from pymc.initial_point import make_initial_point_fn
 
@@ -357,6 +365,28 @@ def _compile(model, key: str):
     return _assemble(model, layout, logp_cb, expand_cb, _model_shared(model, layout["shared"]))
 
 
+def _compile_in_helper(model, key: str):
+    """``(model loaded from the cache, "")`` after compiling in a helper process
+    (:mod:`stressflow.inference.fitting.compile_helper`), or ``(None, why not)``."""
+    import subprocess
+
+    import cloudpickle
+
+    try:
+        payload = cloudpickle.dumps(model)
+    except Exception as exc:  # a model cloudpickle cannot serialise: compile here instead
+        return None, f"the model could not be pickled: {type(exc).__name__}"
+    proc = subprocess.run(
+        [sys.executable, "-m", "stressflow.inference.fitting.compile_helper", key],
+        input=payload, capture_output=True, check=False,
+    )
+    if proc.returncode != 0:
+        last = proc.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["no message"]
+        return None, f"the helper process failed: {last[0]}"
+    loaded = _load(model, key)
+    return (loaded, "") if loaded is not None else (None, "the helper's entry did not load")
+
+
 def compile_model(model, model_key: str | None, start=None) -> CompileResult:
     """nutpie's compiled model of ``model``, from the persistent cache where possible.
 
@@ -378,11 +408,16 @@ def compile_model(model, model_key: str | None, start=None) -> CompileResult:
         loaded = _load(model, key)
         if loaded is not None:
             return CompileResult(loaded, "disk", key)
+        # compiled in a helper process, then loaded: every process, this one included, runs
+        # the machine code loaded from disk, so same-seed draws do not depend on the cache state
+        loaded, helper_note = _compile_in_helper(model, key)
+        if loaded is not None:
+            return CompileResult(loaded, "compiled", key)
         try:
-            compiled = _compile(model, key)
-            # run what was saved, not the in-process copy: every process then executes the same
-            # machine code, so same-seed draws agree whether a fit compiled or loaded
-            return CompileResult(_load(model, key) or compiled, "compiled", key)
+            compiled = compile_here(model, key)
+            return CompileResult(_load(model, key) or compiled, "compiled", key,
+                                 f"compiled in this process ({helper_note}): its draws may "
+                                 "differ in the last bits from a process that loads the cache")
         except (ImportError, AttributeError, TypeError, KeyError) as exc:
             note = f"persistent compile cache not used: {type(exc).__name__}: {exc}"
     else:
