@@ -365,28 +365,6 @@ def compile_here(model, key: str):
     return _assemble(model, layout, logp_cb, expand_cb, _model_shared(model, layout["shared"]))
 
 
-def _compile_in_helper(model, key: str):
-    """``(model loaded from the cache, "")`` after compiling in a helper process
-    (:mod:`stressflow.inference.fitting.compile_helper`), or ``(None, why not)``."""
-    import subprocess
-
-    import cloudpickle
-
-    try:
-        payload = cloudpickle.dumps(model)
-    except Exception as exc:  # a model cloudpickle cannot serialise: compile here instead
-        return None, f"the model could not be pickled: {type(exc).__name__}"
-    proc = subprocess.run(
-        [sys.executable, "-m", "stressflow.inference.fitting.compile_helper", key],
-        input=payload, capture_output=True, check=False,
-    )
-    if proc.returncode != 0:
-        last = proc.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["no message"]
-        return None, f"the helper process failed: {last[0]}"
-    loaded = _load(model, key)
-    return (loaded, "") if loaded is not None else (None, "the helper's entry did not load")
-
-
 def compile_model(model, model_key: str | None, start=None) -> CompileResult:
     """nutpie's compiled model of ``model``, from the persistent cache where possible.
 
@@ -410,9 +388,13 @@ def compile_model(model, model_key: str | None, start=None) -> CompileResult:
             return CompileResult(loaded, "disk", key)
         # compiled in a helper process, then loaded: every process, this one included, runs
         # the machine code loaded from disk, so same-seed draws do not depend on the cache state
-        loaded, helper_note = _compile_in_helper(model, key)
+        from stressflow.inference.fitting.compile_helper import compile_elsewhere
+
+        helper_note = compile_elsewhere(model, key)
+        loaded = _load(model, key) if not helper_note else None
         if loaded is not None:
             return CompileResult(loaded, "compiled", key)
+        helper_note = helper_note or "the helper's entry did not load"
         try:
             compiled = compile_here(model, key)
             return CompileResult(_load(model, key) or compiled, "compiled", key,
