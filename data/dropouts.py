@@ -26,7 +26,9 @@ early-close or holiday-bridge sessions (Jul 3: 7, the Friday after Thanksgiving:
 15, Dec 26: 6, Dec 31 1999), 8 vendor rows with a wrong volume (2011-02-18 .. 2011-03-02 and
 2008-08-05: composite volume about a third of the days around them) and 6 other quiet days
 (the blizzard of 1996-01-08, the blackout of 2003-08-15, 1986-10-13, 1996-07-05, 2000-11-29,
-2010-12-22). Below 4 sd the list starts to take ordinary quiet days (93 days). The same rule
+2010-12-22). Between 4 and 5 robust sd lie 29 more days, nearly all of them holiday-season
+or early-close sessions as well (e.g. 1987-11-27, 2008-11-28, 2016-11-25): K = 5 is
+conservative, it misses some short sessions rather than take ordinary quiet days. The same rule
 flags 2 days on SPY (early closes 2003-12-24, 2005-11-25), 5 on VW (Xetra, 2006-03-28 the
 largest) and none on GME, whose volume is three times as noisy.
 
