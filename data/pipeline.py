@@ -108,7 +108,7 @@ def prepare(
     covariate_data: pd.DataFrame | pd.Series | None = None,
     covariate_max_stale: int | None = None,
     bad_ticks: str = "mask",
-    volume_dropouts: str = "keep",
+    volume_dropouts: str | None = None,
 ) -> PreparedData:
     """Validate daily prices and compute standardised stress observables.
 
@@ -167,11 +167,12 @@ def prepare(
         jumps back the next day; rule in :mod:`stressflow.data.checks`): ``"mask"`` makes
         that day's prices missing, ``"keep"`` uses them, ``"raise"`` raises DataError. Flagged
         days are counted (``report.n_bad_ticks``) and warned about in every mode.
-    volume_dropouts : {"keep", "mask"}, default "keep"
-        Treatment of volume dropouts (a day's abnormal volume more than 5 robust sd below its
-        trailing median: an early close or a bad volume record; rule, and why the default
-        keeps them, in :mod:`stressflow.data.dropouts`): ``"keep"`` uses that day's volume and
-        impact, ``"mask"`` makes them missing. Flagged days are counted
+    volume_dropouts : {"keep", "mask"}, optional
+        Treatment of volume dropouts (abnormal volume more than 5 robust sd below its trailing
+        median: an early close or a bad volume record; rule, and why the default keeps them,
+        in :mod:`stressflow.data.dropouts`): ``"keep"`` (default, or the given transform's
+        choice, which it stores so an update treats new rows as the fit did) uses that day's
+        volume and impact, ``"mask"`` makes them missing. Flagged days are counted
         (``report.n_volume_dropouts``) and warned about in both modes.
 
     Returns
@@ -253,6 +254,8 @@ def prepare(
 
     if bad_ticks not in BAD_TICK_MODES:
         raise ValueError(f"bad_ticks must be one of {BAD_TICK_MODES}, got {bad_ticks!r}")
+    volume_dropouts = resolve_option("volume_dropouts", volume_dropouts, transform,
+                                     VOLUME_DROPOUT_MODES[0])
     if volume_dropouts not in VOLUME_DROPOUT_MODES:
         raise ValueError(f"volume_dropouts must be one of {VOLUME_DROPOUT_MODES}, "
                          f"got {volume_dropouts!r}")
@@ -346,6 +349,7 @@ def prepare(
             spread_window=spread_window,
             spread_column=spread_column,
             log_columns=log_columns,
+            volume_dropouts=volume_dropouts,
         )
         fitted = True
     else:

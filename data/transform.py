@@ -85,6 +85,9 @@ class FeatureTransform:
         window (covariates have no missing values there); scales > 0.
     covariate_max_stale : int
         Most trading rows a covariate value was allowed to be carried forward (>= 0).
+    volume_dropouts : {"keep", "mask"}
+        The treatment of volume dropouts (:mod:`stressflow.data.dropouts`); stored only when
+        ``"mask"``, so transforms written before it existed load as ``"keep"``.
 
     Notes
     -----
@@ -107,6 +110,7 @@ class FeatureTransform:
     covariate_center: tuple[float, ...] = ()
     covariate_scale: tuple[float, ...] = ()
     covariate_max_stale: int = DEFAULT_COVARIATE_MAX_STALE
+    volume_dropouts: str = "keep"
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -135,6 +139,9 @@ class FeatureTransform:
             if isinstance(value, bool) or int(value) != value or int(value) < 1:
                 raise ValueError(f"{option} must be a positive integer, got {value!r}")
             set_(self, option, int(value))
+        if self.volume_dropouts not in ("keep", "mask"):
+            raise ValueError(f"volume_dropouts must be 'keep' or 'mask', got "
+                             f"{self.volume_dropouts!r}")
         unknown = set(self.log_columns) - set(self.features)
         if unknown:
             raise ValueError(f"log_columns {sorted(unknown)} are not among the features")
@@ -177,6 +184,7 @@ class FeatureTransform:
             "log_columns": self.log_columns,
             "covariates": self.covariates,
             "covariate_max_stale": self.covariate_max_stale,
+            "volume_dropouts": self.volume_dropouts,
         }
 
     @classmethod
@@ -189,6 +197,7 @@ class FeatureTransform:
         spread_window: int = DEFAULT_SPREAD_WINDOW,
         spread_column: str | None = None,
         log_columns: Iterable[str] = (),
+        volume_dropouts: str = "keep",
     ) -> FeatureTransform:
         """Fit centre and scale to raw observables.
 
@@ -197,7 +206,7 @@ class FeatureTransform:
         raw : pandas.DataFrame
             Raw observables over the fitting window (columns are the features, NaN =
             missing), e.g. :attr:`PreparedData.raw <stressflow.data.PreparedData.raw>`.
-        volume_window, impact_window, spread_window, spread_column, log_columns
+        volume_window, impact_window, spread_window, spread_column, log_columns, volume_dropouts
             The options the raw observables were computed with (recorded, not used here).
 
         Returns
@@ -220,6 +229,7 @@ class FeatureTransform:
             spread_window=spread_window,
             spread_column=spread_column,
             log_columns=tuple(log_columns),
+            volume_dropouts=volume_dropouts,
         )
 
     def with_covariates(
@@ -321,6 +331,8 @@ class FeatureTransform:
         version-1 format, without ``covariate*`` keys; otherwise it is version 2.
         """
         out = asdict(self)
+        if self.volume_dropouts == "keep":
+            del out["volume_dropouts"]  # the format from before the option, read as "keep"
         for key in ("features", "center", "scale", "log_columns", *_COVARIATE_KEYS[:3]):
             out[key] = list(out[key])
         if self.covariates or self.covariate_max_stale != DEFAULT_COVARIATE_MAX_STALE:
@@ -353,6 +365,7 @@ class FeatureTransform:
             "spread_window",
             "spread_column",
             "log_columns",
+            "volume_dropouts",
             *_COVARIATE_KEYS,
         }
         unknown = set(d) - known
@@ -361,6 +374,8 @@ class FeatureTransform:
         for key in ("volume_window", "impact_window", "spread_window", "covariate_max_stale"):
             if key in d:
                 d[key] = int(np.asarray(d[key]).item())
+        if "volume_dropouts" in d:
+            d["volume_dropouts"] = str(np.asarray(d["volume_dropouts"]).item())
         if "spread_column" in d and d["spread_column"] is not None:
             d["spread_column"] = str(np.asarray(d["spread_column"]).item()) or None
         return cls(**d)

@@ -68,12 +68,25 @@ def test_warned_with_count_and_dates():
 
 
 def test_an_update_flags_the_same_days(sp_mask):
-    """Causal rule: new rows prepared with the fitted transform get the fit's flags."""
-    later = quiet("sp500", start="2018-01-01", transform=sp_mask.transform,
-                  volume_dropouts="mask")
+    """Causal rule: new rows prepared with the fitted transform get the fit's flags, and the
+    fit's treatment, which the transform carries."""
+    assert sp_mask.transform.volume_dropouts == "mask"
+    later = quiet("sp500", start="2018-01-01", transform=sp_mask.transform)
     expect = [d for d in sp_mask.report.volume_dropout_dates if d >= pd.Timestamp("2018-01-01")]
     assert list(later.report.volume_dropout_dates) == expect
     assert later.features.loc["2018-11-23", VOLUME] != later.features.loc["2018-11-23", VOLUME]
+
+
+def test_the_transform_stores_the_treatment(sp_mask, sp_keep):
+    from stressflow.data.transform import FeatureTransform
+
+    masked = sp_mask.transform
+    assert FeatureTransform.from_json(masked.to_json()) == masked
+    # "keep" is not written, so the format is the one from before the option
+    assert "volume_dropouts" not in sp_keep.transform.to_dict()
+    assert FeatureTransform.from_dict(sp_keep.transform.to_dict()).volume_dropouts == "keep"
+    with pytest.raises(ValueError, match="conflicts with the given transform"):
+        prepare("sp500", start="2018-01-01", transform=masked, volume_dropouts="keep")
 
 
 def test_injected_low_volume_is_flagged_high_volume_is_not():
