@@ -54,6 +54,8 @@ __all__ = ["CompileResult", "cache_dir", "compile_model", "disk_key", "enabled"]
 #: Version of the generated callback source below; part of the key.
 _TEMPLATE_VERSION = 1
 _ENV = "STRESSFLOW_COMPILE_CACHE"
+#: The helper process's module (run by name: it imports this module, not the other way round).
+_HELPER = "stressflow.inference.fitting.compile_helper"
 
 
 @dataclass(frozen=True)
@@ -365,6 +367,25 @@ def compile_here(model, key: str):
     return _assemble(model, layout, logp_cb, expand_cb, _model_shared(model, layout["shared"]))
 
 
+def _compile_elsewhere(model, key: str) -> str:
+    """Compile ``model`` under the cache key ``key`` in a helper process; "" once its entry is
+    written, else why not (the caller then compiles in its own process)."""
+    import subprocess
+
+    import cloudpickle
+
+    try:
+        payload = cloudpickle.dumps(model)
+    except Exception as exc:  # a model cloudpickle cannot serialise
+        return f"the model could not be pickled: {type(exc).__name__}"
+    proc = subprocess.run([sys.executable, "-m", _HELPER, key], input=payload,
+                          capture_output=True, check=False)
+    if proc.returncode != 0:
+        last = proc.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["no message"]
+        return f"the helper process failed: {last[0]}"
+    return ""
+
+
 def compile_model(model, model_key: str | None, start=None) -> CompileResult:
     """nutpie's compiled model of ``model``, from the persistent cache where possible.
 
@@ -388,9 +409,7 @@ def compile_model(model, model_key: str | None, start=None) -> CompileResult:
             return CompileResult(loaded, "disk", key)
         # compiled in a helper process, then loaded: every process, this one included, runs
         # the machine code loaded from disk, so same-seed draws do not depend on the cache state
-        from stressflow.inference.fitting.compile_helper import compile_elsewhere
-
-        helper_note = compile_elsewhere(model, key)
+        helper_note = _compile_elsewhere(model, key)
         loaded = _load(model, key) if not helper_note else None
         if loaded is not None:
             return CompileResult(loaded, "compiled", key)

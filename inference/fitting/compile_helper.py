@@ -14,25 +14,7 @@ gives the same draws whatever the state of the cache.
 
 from __future__ import annotations
 
-import subprocess
 import sys
-
-
-def compile_elsewhere(model, key: str) -> str:
-    """Compile ``model`` under the cache key ``key`` in a helper process; "" once its entry is
-    written, else why not (the caller then compiles in its own process)."""
-    import cloudpickle
-
-    try:
-        payload = cloudpickle.dumps(model)
-    except Exception as exc:  # a model cloudpickle cannot serialise
-        return f"the model could not be pickled: {type(exc).__name__}"
-    proc = subprocess.run([sys.executable, "-m", __name__, key], input=payload,
-                          capture_output=True, check=False)
-    if proc.returncode != 0:
-        last = proc.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["no message"]
-        return f"the helper process failed: {last[0]}"
-    return ""
 
 
 def main(argv: list[str] | None = None) -> int:
