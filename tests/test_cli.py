@@ -20,7 +20,7 @@ def fitted(tmp_path_factory):
     out = tmp_path_factory.mktemp("cli") / "sp.nc"
     code = main(["fit", "--dataset", "sp500", "--start", "2007-01-01", "--end", "2009-12-31",
                  "--chains", "2", "--draws", "60", "--tune", "60", "--seed", "3",
-                 "--out", str(out)])
+                 "--volume-dropouts", "mask", "--out", str(out)])
     assert code == 0
     return out
 
@@ -32,6 +32,10 @@ def test_fit_writes_a_loadable_fit(fitted):
     opts = json.loads(res.attrs["fit_options"])
     assert (opts["chains"], opts["draws"], opts["tune"], opts["seed"]) == (2, 60, 60, 3)
     assert res["posterior"].sizes[dims.CHAIN] == 2 and res["posterior"].sizes[dims.DRAW] == 60
+    # --volume-dropouts mask reaches prepare and is stored with the transform (for updates)
+    report = json.loads(res.attrs["data_report"])
+    assert report["volume_dropouts"] == "mask" and report["n_volume_dropouts"] > 0
+    assert json.loads(res.attrs["transform"])["volume_dropouts"] == "mask"
 
 
 def test_summary_prints_the_report(fitted, capsys):

@@ -47,6 +47,7 @@ def _cmd_fit(args) -> int:
                 source, start=args.start, end=args.end, spec=spec, chains=args.chains,
                 draws=args.draws, tune=args.tune, seed=args.seed,
                 progress_bar=show_progress(args), spread_column=args.spread_column,
+                volume_dropouts=args.volume_dropouts,
                 store_draws=args.store_draws, pointwise_loglik=args.pointwise_loglik,
             )
     except (DataError, ValueError, FileNotFoundError) as exc:
@@ -99,6 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--start", help="first date of the fit window (YYYY-MM-DD)")
     p.add_argument("--end", help="last date of the fit window (YYYY-MM-DD)")
     p.add_argument("--spread-column", help="column to use as the spread observable")
+    p.add_argument("--volume-dropouts", choices=("keep", "mask"),
+                   help="early closes and bad volume rows (volume > 5 robust sd below its "
+                        "trailing median): keep them (default) or mask their volume and impact")
     p.add_argument("--chains", type=int, default=4)
     p.add_argument("--draws", type=int, default=1000)
     p.add_argument("--tune", type=int, default=2000)
