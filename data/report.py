@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .dropouts import DROPOUT_SD
 from .errors import format_dates, warn_data
 
 __all__ = ["GAP_BUSINESS_DAYS", "DataReport", "emit_warnings"]
@@ -252,8 +253,9 @@ def emit_warnings(report: DataReport) -> None:
             else "kept as given (volume_dropouts='keep')"
         )
         warn_data(
-            f"{report.n_volume_dropouts} volume dropout(s): volume more than 5 robust sd below "
-            f"its trailing median (an early close or a bad volume record); {treatment}; first: "
+            f"{report.n_volume_dropouts} volume dropout(s): volume more than {DROPOUT_SD:g} "
+            "robust sd below its trailing median (an early close or a bad volume record); "
+            f"{treatment}; first: "
             f"{format_dates(report.volume_dropout_dates)}"
         )
     if report.n_zero_volume:

@@ -21,6 +21,7 @@ import pandas as pd
 from stressflow.models import dims
 from stressflow.models.dims import FEATURE
 
+from .dropouts import VOLUME_DROPOUT_MODES
 from .errors import DataError
 
 __all__ = [
@@ -139,8 +140,8 @@ class FeatureTransform:
             if isinstance(value, bool) or int(value) != value or int(value) < 1:
                 raise ValueError(f"{option} must be a positive integer, got {value!r}")
             set_(self, option, int(value))
-        if self.volume_dropouts not in ("keep", "mask"):
-            raise ValueError(f"volume_dropouts must be 'keep' or 'mask', got "
+        if self.volume_dropouts not in VOLUME_DROPOUT_MODES:
+            raise ValueError(f"volume_dropouts must be one of {VOLUME_DROPOUT_MODES}, got "
                              f"{self.volume_dropouts!r}")
         unknown = set(self.log_columns) - set(self.features)
         if unknown:

@@ -11,6 +11,7 @@ import time
 import warnings
 from pathlib import Path
 
+from stressflow.data.dropouts import DROPOUT_SD, VOLUME_DROPOUT_MODES
 from stressflow.inference.present.console import show_progress
 from stressflow.inference.present.console import show_warning as _show_warning
 
@@ -100,9 +101,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--start", help="first date of the fit window (YYYY-MM-DD)")
     p.add_argument("--end", help="last date of the fit window (YYYY-MM-DD)")
     p.add_argument("--spread-column", help="column to use as the spread observable")
-    p.add_argument("--volume-dropouts", choices=("keep", "mask"),
-                   help="early closes and bad volume rows (volume > 5 robust sd below its "
-                        "trailing median): keep them (default) or mask their volume and impact")
+    p.add_argument("--volume-dropouts", choices=VOLUME_DROPOUT_MODES,
+                   help=f"early closes and bad volume rows (volume > {DROPOUT_SD:g} robust sd "
+                        "below its trailing median): keep them (default) or mask their volume "
+                        "and impact")
     p.add_argument("--chains", type=int, default=4)
     p.add_argument("--draws", type=int, default=1000)
     p.add_argument("--tune", type=int, default=2000)
