@@ -58,6 +58,16 @@ READABLE_SCHEMA_VERSIONS: tuple[int, ...] = (1, 2, 3)
 STAGE_GROUPS: dict[str, tuple[str, ...]] = {
     "margin_or_worse": dims.MARGIN_OR_WORSE,
 }
+
+
+def stage_group_indices(stage_names) -> dict[str, list[int]]:
+    """Model indices of each group of :data:`STAGE_GROUPS` among ``stage_names``; a stage the
+    model lacks (e.g. margin pressure with K < 4 stages) is left out of its group."""
+    names = [str(k) for k in stage_names]
+    return {group: [names.index(k) for k in members if k in names]
+            for group, members in STAGE_GROUPS.items()}
+
+
 #: Price columns kept in ``observed_data`` (when present) so that new rows can be turned into
 #: observables with the same trailing windows; the spread and extra columns are kept too.
 PRICE_COLUMNS_KEPT: tuple[str, ...] = ("open", "high", "low", "close", "volume")

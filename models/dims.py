@@ -49,8 +49,7 @@ LADDER: tuple[str, ...] = ("orderly", "fragile", "margin_pressure", "forced_flow
 #: stage) and is not "margin pressure or worse".
 DISCRETIONARY = "discretionary"
 
-#: Every stage name, in model index order: the ladder, then the discretionary stage. A model
-#: with K stages uses the first K (:func:`stage_names`).
+#: Every named stage, in model index order: the ladder, then the discretionary stage.
 STAGES: tuple[str, ...] = (*LADDER, DISCRETIONARY)
 
 #: The stage whose probability is the probability of compulsion.
@@ -59,13 +58,44 @@ FORCED_FLOW = "forced_flow"
 #: The stages that count as "margin pressure or worse" (a selloff or rally under constraint).
 MARGIN_OR_WORSE: tuple[str, ...] = ("margin_pressure", "forced_flow")
 
+#: Fewest stages a model can have (calm and forced flow).
+MIN_STAGES = 2
+
+#: Name prefix of a stage beyond the five named ones: model index k >= 5 is ``stage_<k>``.
+EXTRA_STAGE_PREFIX = "stage_"
+
 
 def stage_names(n_stages: int) -> tuple[str, ...]:
-    """The stage names of a model with ``n_stages`` stages (4: the ladder; 5: + discretionary)."""
-    if n_stages not in (len(LADDER), len(STAGES)):
-        raise ValueError(f"a stage model has {len(LADDER)} or {len(STAGES)} stages, "
+    """The stage names of a model with ``n_stages`` stages, in model index order.
+
+    ====  =====================================================================
+    K     stages
+    ====  =====================================================================
+    2     orderly, forced_flow
+    3     orderly, fragile, forced_flow
+    4     orderly, fragile, margin_pressure, forced_flow (:data:`LADDER`)
+    5     the ladder, then discretionary (:data:`STAGES`)
+    >= 6  :data:`STAGES`, then ``stage_5``, ``stage_6``, ... (named by model index)
+    ====  =====================================================================
+
+    With fewer than four stages the ladder keeps its ends (calm and compulsion) and, for three,
+    the long-lived fragile stage between them. Every model has ``orderly`` and ``forced_flow``.
+    A stage beyond the five named ones is, like discretionary, outside the ladder: another
+    non-compulsion regime, ordered above discretionary on the ordering feature.
+    """
+    if isinstance(n_stages, bool) or not isinstance(n_stages, int) or n_stages < MIN_STAGES:
+        raise ValueError(f"a stage model has at least {MIN_STAGES} stages (an integer), "
                          f"got {n_stages!r}")
-    return STAGES[:n_stages]
+    if n_stages < len(LADDER):
+        return (LADDER[0], *LADDER[1:n_stages - 1], FORCED_FLOW)
+    extra = tuple(f"{EXTRA_STAGE_PREFIX}{k}" for k in range(len(STAGES), n_stages))
+    return (*STAGES, *extra)[:n_stages]
+
+
+def ladder_size(n_stages: int) -> int:
+    """How many of the first stages of a ``n_stages`` model are on the ladder (the rest,
+    discretionary and ``stage_<k>``, are outside it)."""
+    return min(n_stages, len(LADDER))
 
 
 #: The four built-in observables, in their canonical order.

@@ -19,7 +19,8 @@ from typing import Any, Literal
 import numpy as np
 from stressflow.models import dims
 
-__all__ = ["ModelSpec", "allowed_transitions", "EMISSIONS", "STRUCTURES", "TRANSITION_MODELS"]
+__all__ = ["ModelSpec", "allowed_transitions", "EMISSIONS", "STRUCTURES", "TRANSITION_MODELS",
+           "FRAMEWORK_DURATIONS", "EXTRA_STAGE_DURATION"]
 
 #: Emission families (components in :mod:`stressflow.models.emissions`).
 EMISSIONS = ("gaussian", "student_t")
@@ -57,10 +58,12 @@ class ModelSpec:
         ``1 + duration_strength (1 - 1/d_k)`` on the diagonal and ``1 + duration_strength /
         (d_k m_k)`` on each of its ``m_k`` allowed moves, i.e. ``duration_strength``
         pseudo-transitions whose stay share is ``1 - 1/d_k`` (the prior mode of P[k, k] is
-        then ``1 - 1/d_k``). Default ``(250, 250, 20, 7, 40)``: set from the framework's
+        then ``1 - 1/d_k``). Default ``"framework"``: :data:`FRAMEWORK_DURATIONS` of the
+        model's stages, ``(250, 250, 20, 7, 40)`` for the five stages, set from the framework's
         description of the stages (orderly and fragile last hundreds of days, margin pressure
-        weeks, forced flow days to weeks, a discretionary repricing weeks to months: 40), never
-        from the catalogue's labels. ``None``: one ``stickiness`` for every stage.
+        weeks, forced flow days to weeks, a discretionary repricing weeks to months: 40; a
+        ``stage_<k>`` beyond them 40 as well), never from the catalogue's labels. ``None``:
+        one ``stickiness`` for every stage.
     duration_strength : float
         Number of pseudo-transitions per row behind ``stage_durations`` (> 0).
     observables : tuple of str
@@ -71,11 +74,17 @@ class ModelSpec:
         ``"reversal"`` adds the normalised product of consecutive returns
         (:func:`stressflow.data.observables.reversal_observable`); see the README for what it
         does to the catalogue scores and to the cost of a fit.
-    discretionary_stage : bool
+    n_stages : int, optional
+        Number of hidden stages K >= 2; the names are :func:`stressflow.models.dims
+        .stage_names` (2: orderly and forced flow; 3: + fragile; 4: the ladder; 5: +
+        discretionary; 6 and more: + ``stage_5``, ... outside the ladder). ``None`` (default):
+        5 with ``discretionary_stage``, 4 without.
+    discretionary_stage : bool, optional
         Add a fifth stage, ``discretionary`` (:data:`stressflow.models.dims.DISCRETIONARY`): a
         high-volatility repricing that is not compulsion. It sits outside the ladder (with
-        ``transitions="sequential"`` it can be entered from and left to any stage). Default
-        True; False gives the framework's four stages alone.
+        ``transitions="sequential"`` it can be entered from and left to any stage). ``None``
+        (default): True unless ``n_stages`` is below 5; False gives the framework's four
+        stages alone. A value that contradicts ``n_stages`` raises ``ValueError``.
     order_feature : str
         Observable whose stage means are ordered to identify the labels (all stages, or, with
         ``compulsion_feature``, the stages other than forced flow).
@@ -98,16 +107,18 @@ class ModelSpec:
     stickiness: float = 20.0
     order_feature: str = "volatility"
     compulsion_feature: str | None = "vol_surprise"
-    discretionary_stage: bool = True
+    discretionary_stage: bool | None = None
     mu_prior_sd: float = 2.0
     transition_model: Literal["constant", "logit", "ladder"] = "constant"
     transition_covariates: tuple[str, ...] = ()
     tvtp_prior_sd: float = 1.0
-    stage_durations: tuple[float, ...] | None = (250.0, 250.0, 20.0, 7.0, 40.0)
+    stage_durations: tuple[float, ...] | Literal["framework"] | None = "framework"
     duration_strength: float = 1000.0
     observables: tuple[str, ...] = ("vol_surprise",)
+    n_stages: int | None = None
 
     def __post_init__(self):
+        self._resolve_stages()
         object.__setattr__(self, "transition_covariates",
                            tuple(str(c) for c in self.transition_covariates))
         object.__setattr__(self, "observables", tuple(str(c) for c in self.observables))
@@ -121,6 +132,12 @@ class ModelSpec:
                              f"{self.order_feature!r}")
         if not (math.isfinite(self.stickiness) and self.stickiness >= 0):
             raise ValueError(f"stickiness must be a finite number >= 0, got {self.stickiness!r}")
+        if isinstance(self.stage_durations, str):
+            if self.stage_durations != "framework":
+                raise ValueError("stage_durations must be durations, 'framework' or None, got "
+                                 f"{self.stage_durations!r}")
+            object.__setattr__(self, "stage_durations", tuple(
+                FRAMEWORK_DURATIONS.get(name, EXTRA_STAGE_DURATION) for name in self.stage_names))
         if self.stage_durations is not None:
             durations = tuple(float(d) for d in self.stage_durations)
             object.__setattr__(self, "stage_durations", durations)
@@ -146,15 +163,30 @@ class ModelSpec:
                 "transition_covariates"
             )
 
-    @property
-    def n_stages(self) -> int:
-        """Number of hidden stages K."""
-        return len(self.stage_names)
+    def _resolve_stages(self) -> None:
+        """Set ``n_stages`` and ``discretionary_stage`` from whichever of them was given."""
+        k, disc = self.n_stages, self.discretionary_stage
+        if disc is not None and not isinstance(disc, bool | np.bool_):
+            raise ValueError(f"discretionary_stage must be True, False or None, got {disc!r}")
+        if k is None:
+            k = len(dims.STAGES) if disc is None or disc else len(dims.LADDER)
+        elif isinstance(k, bool) or not isinstance(k, int | np.integer):
+            raise ValueError(f"n_stages must be an integer >= {dims.MIN_STAGES}, got {k!r}")
+        k = int(k)
+        names = dims.stage_names(k) if k >= dims.MIN_STAGES else None
+        if names is None:
+            raise ValueError(f"n_stages must be an integer >= {dims.MIN_STAGES}, got {k!r}")
+        has_disc = dims.DISCRETIONARY in names
+        if disc is not None and bool(disc) != has_disc:
+            raise ValueError(f"discretionary_stage={bool(disc)} contradicts n_stages={k} (the "
+                             f"stages are {list(names)}); give one of them")
+        object.__setattr__(self, "n_stages", k)
+        object.__setattr__(self, "discretionary_stage", has_disc)
 
     @property
     def stage_names(self) -> tuple[str, ...]:
         """The model's stage names in index order (:func:`stressflow.models.dims.stage_names`)."""
-        return dims.STAGES if self.discretionary_stage else dims.LADDER
+        return dims.stage_names(self.n_stages)
 
     @property
     def time_varying(self) -> bool:
@@ -185,9 +217,21 @@ class ModelSpec:
         """The default model before the compulsion work: the four built-in observables, the
         four ladder stages ordered on volatility, one stickiness for every stage
         (``observables=()``, ``discretionary_stage=False``, ``compulsion_feature=None``,
-        ``stage_durations=None``)."""
-        return cls(**{**BASE_OPTIONS, **options})
+        ``stage_durations=None``); with ``n_stages`` given, the stage count is that one."""
+        values = {**BASE_OPTIONS, **options}
+        if "n_stages" in options and "discretionary_stage" not in options:
+            values.pop("discretionary_stage")
+        return cls(**values)
 
+
+#: Prior expected duration (trading days) of each named stage, from the framework's description
+#: of the stages (the default ``ModelSpec.stage_durations``).
+FRAMEWORK_DURATIONS: dict[str, float] = {
+    "orderly": 250.0, "fragile": 250.0, "margin_pressure": 20.0, "forced_flow": 7.0,
+    "discretionary": 40.0,
+}
+#: Prior expected duration of a stage beyond the five named ones (``stage_<k>``).
+EXTRA_STAGE_DURATION = 40.0
 
 #: The value of each option that fit files written before the option existed were fitted with.
 LEGACY_OPTIONS: dict[str, Any] = {
@@ -212,13 +256,13 @@ BASE_OPTIONS: dict[str, Any] = {
 def allowed_transitions(transitions: str, n_stages: int = len(dims.STAGES)) -> np.ndarray:
     """Boolean ``(K, K)`` mask of the transitions ``i -> j`` that P may give positive mass.
 
-    ``"sequential"``: on the ladder (the first four stages) stress moves one stage at a time,
-    with a direct return to orderly; a stage beyond the ladder (discretionary) can be entered
-    from and left to any stage."""
+    ``"sequential"``: on the ladder (the first ``min(K, 4)`` stages) stress moves one stage at
+    a time, with a direct return to orderly; a stage beyond the ladder (discretionary,
+    ``stage_<k>``) can be entered from and left to any stage."""
     if transitions == "full":
         return np.ones((n_stages, n_stages), dtype=bool)
     if transitions == "sequential":
-        n_ladder = min(n_stages, len(dims.LADDER))
+        n_ladder = dims.ladder_size(n_stages)
         idx = np.arange(n_ladder)
         mask = np.ones((n_stages, n_stages), dtype=bool)
         mask[:n_ladder, :n_ladder] = np.abs(idx[:, None] - idx[None, :]) <= 1

@@ -79,7 +79,7 @@ def test_spec_defaults_name_five_stages_and_validate():
     assert four.stage_names == dims.LADDER
     # a fit file written before the options existed reads back as the four-stage model
     old = {k: v for k, v in SPEC.to_dict().items()
-           if k not in ("discretionary_stage", "compulsion_feature")}
+           if k not in ("discretionary_stage", "compulsion_feature", "n_stages")}
     old["stage_durations"] = [250.0, 250.0, 20.0, 7.0]
     assert ModelSpec.from_dict(old).n_stages == 4
     assert ModelSpec.from_dict(old).compulsion_feature is None

@@ -388,6 +388,7 @@ def test_model_spec_defaults_and_dict():
         "stage_durations": [250.0, 250.0, 20.0, 7.0, 40.0],
         "duration_strength": 1000.0,
         "observables": ["vol_surprise"],
+        "n_stages": 5,
     }
     assert spec.n_stages == 5 and spec.stage_names == dims.STAGES
     base = ModelSpec.base()

@@ -39,50 +39,73 @@ import numpy as np
 import pandas as pd
 from stressflow.data import DataReport, FeatureTransform, PreparedData
 from stressflow.models import dims
+from stressflow.models.pymc_model import build_model
 from stressflow.models.spec import ModelSpec
-from stressflow.models.transitions import dirichlet_concentration
 
-K, D = len(dims.STAGES), len(dims.FEATURES)
+MODELS = {"default": ModelSpec, "base": ModelSpec.base}
+
+
+def model_features(spec: ModelSpec) -> tuple[str, ...]:
+    """The observables the model is fitted to: the four built-in ones and the spec's extras."""
+    return (*dims.FEATURES, *spec.observables)
 
 
 def prior_draw(spec: ModelSpec, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """One draw of ``mu`` (K, D), ``sigma`` (K, D) and ``P`` (K, K) from the model's prior."""
-    mu = rng.normal(0.0, spec.mu_prior_sd, size=(K, D))
-    order = list(dims.FEATURES).index(spec.order_feature)
-    mu[:, order] = np.sort(mu[:, order])
-    sigma = rng.gamma(shape=2.0, scale=1.0 / 2.0, size=(K, D))
-    conc = dirichlet_concentration(spec)
-    trans = np.vstack([rng.dirichlet(conc[i]) for i in range(K)])
-    return {"mu": mu, "sigma": sigma, "P": trans}
+    """One draw of ``mu`` (K, D), ``sigma`` (K, D) and ``P`` (K, K) from the model's prior.
+
+    The free variables are forward-sampled from the PyMC model that :func:`build_model` makes
+    (the model is not written a second time here). Forward sampling ignores transforms, so the
+    ordered ``mu_order`` is sorted afterwards: the ordered transform on iid normals gives the
+    density of their order statistics. ``mu`` and ``P`` are then the model's own deterministic
+    functions of the free variables."""
+    import pymc as pm
+    import pytensor
+
+    index = pd.bdate_range("2000-01-03", periods=2)
+    names = model_features(spec)
+    model = build_model(pd.DataFrame(np.zeros((2, len(names))), index=index, columns=names),
+                        spec)
+    free = list(model.free_RVs)
+    seed = int(rng.integers(2**31))
+    values = dict(zip([v.name for v in free], pm.draw(free, random_seed=seed), strict=True))
+    values["mu_order"] = np.sort(values["mu_order"])
+    names = list(values)
+    theta = pytensor.function([model[name] for name in names], [model["mu"], model["P"]],
+                              on_unused_input="ignore")
+    mu, trans = theta(*(values[name] for name in names))
+    return {"mu": np.asarray(mu), "sigma": np.asarray(values["sigma"]), "P": np.asarray(trans)}
 
 
 def simulate(theta: dict[str, np.ndarray], n_days: int, rng: np.random.Generator):
     """Stages (T,) and observables (T, D) of the HMM: stage_1 uniform, then
     ``Pr(stage_t = j | stage_{t-1} = i) = P[i, j]``, ``y[t, d] ~ N(mu[s_t, d], sigma[s_t, d])``."""
+    k, d = theta["mu"].shape
     stages = np.empty(n_days, dtype=np.int64)
-    stages[0] = rng.integers(K)
+    stages[0] = rng.integers(k)
     cum = np.cumsum(theta["P"], axis=1)
     u = rng.random(n_days)
     for t in range(1, n_days):
-        stages[t] = min(int(np.searchsorted(cum[stages[t - 1]], u[t], side="right")), K - 1)
-    y = theta["mu"][stages] + theta["sigma"][stages] * rng.standard_normal((n_days, D))
+        stages[t] = min(int(np.searchsorted(cum[stages[t - 1]], u[t], side="right")), k - 1)
+    y = theta["mu"][stages] + theta["sigma"][stages] * rng.standard_normal((n_days, d))
     return stages, y
 
 
-def prepared(y: np.ndarray) -> PreparedData:
+def prepared(y: np.ndarray, names: tuple[str, ...]) -> PreparedData:
     """The simulated observables as a PreparedData with the identity transform."""
+    d = len(names)
     index = pd.bdate_range("2000-01-03", periods=len(y), name=dims.TIME)
-    features = pd.DataFrame(y, index=index, columns=pd.Index(dims.FEATURES, name=dims.FEATURE))
-    transform = FeatureTransform(features=dims.FEATURES, center=(0.0,) * D, scale=(1.0,) * D)
+    features = pd.DataFrame(y, index=index, columns=pd.Index(names, name=dims.FEATURE))
+    transform = FeatureTransform(features=names, center=(0.0,) * d, scale=(1.0,) * d)
     prices = pd.DataFrame({"close": np.full(len(y), 100.0)}, index=index.rename("date"))
     report = DataReport(start=index[0], end=index[-1], n_rows=len(y), spread_source="simulated",
-                        n_missing=dict.fromkeys(dims.FEATURES, 0))
+                        n_missing=dict.fromkeys(names, 0))
     return PreparedData(features=features, raw=features.copy(), prices=prices,
                         transform=transform, report=report)
 
 
 def ranks(theta: dict[str, np.ndarray], posterior, n_ranked: int) -> dict[str, int]:
-    """Rank of each true scalar among ``n_ranked`` evenly thinned posterior draws (0..L)."""
+    """Rank of each true scalar among ``n_ranked`` evenly thinned posterior draws (0..L);
+    the structural zeros of P are left out."""
     out = {}
     for name in ("mu", "sigma", "P"):
         da = posterior[name]
@@ -90,12 +113,17 @@ def ranks(theta: dict[str, np.ndarray], posterior, n_ranked: int) -> dict[str, i
         keep = np.linspace(0, len(draws) - 1, n_ranked).round().astype(int)
         below = (draws[keep] < theta[name][None]).sum(axis=0)
         for idx in np.ndindex(below.shape):
+            if name == "P" and theta[name][idx] == 0.0:
+                continue  # a structural zero of P (a forbidden move) has no rank
             out[f"{name}[{','.join(map(str, idx))}]"] = int(below[idx])
     return out
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", choices=sorted(MODELS), default="default",
+                        help="default: ModelSpec() (five stages, compulsion feature); base: "
+                             "ModelSpec.base() (four stages ordered on volatility)")
     parser.add_argument("--n-sims", type=int, default=200)
     parser.add_argument("--n-days", type=int, default=1000)
     parser.add_argument("--chains", type=int, default=2)
@@ -111,7 +139,8 @@ def main(argv=None) -> int:
 
     from stressflow.inference import fit
 
-    spec = ModelSpec()
+    spec = MODELS[args.model]()
+    names = model_features(spec)
     out = Path(args.out)
     outs = {n: out if i == 0 else out.with_name(f"{out.stem}_L{n}{out.suffix}")
             for i, n in enumerate(args.ranked)}
@@ -130,13 +159,13 @@ def main(argv=None) -> int:
         t0 = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            result = fit(prepared(y), spec=spec, chains=args.chains, draws=args.draws,
+            result = fit(prepared(y, names), spec=spec, chains=args.chains, draws=args.draws,
                          tune=args.tune, seed=seed, pointwise_loglik=False)
         from stressflow.inference import check_fit
 
         diag = check_fit(result, warn=False)
         for n_ranked, path in outs.items():
-            row = {"seed": seed, "seconds": round(time.perf_counter() - t0, 2),
+            row = {"seed": seed, "model": args.model, "seconds": round(time.perf_counter() - t0, 2),
                    "max_rhat": round(float(diag.max_rhat), 4),
                    "min_ess_bulk": round(float(diag.min_ess_bulk), 1),
                    "divergences": int(diag.divergences),

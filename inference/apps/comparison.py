@@ -106,7 +106,7 @@ def compare_fits(fits: dict[str, xr.DataTree]) -> pd.DataFrame:
 
 def _describe(fit: xr.DataTree) -> str:
     spec = schema.read_spec(fit)
-    text = f"{spec.emission}, {spec.transitions}, {spec.transition_model}"
+    text = f"{spec.n_stages} stages, {spec.emission}, {spec.transitions}, {spec.transition_model}"
     if spec.time_varying:
         text += f" ({', '.join(spec.transition_covariates)})"
     return text

@@ -47,9 +47,12 @@ observable is absent.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import xarray as xr
+from stressflow.inference import schema
 from stressflow.inference.apps.detection import (
     RALLY,
     SELLOFF,
@@ -72,11 +75,7 @@ __all__ = [
 #: Dimension / index name of an episode table, from :mod:`stressflow.models.dims`.
 EPISODE = dims.EPISODE
 
-# Stage indices: the ladder stages have the same index in every model (4 or 5 stages).
-FORCED_FLOW = dims.STAGES.index(dims.FORCED_FLOW)
-MARGIN_PRESSURE = dims.STAGES.index("margin_pressure")
-#: Indices of the stages that count as "margin pressure or worse" (not discretionary).
-MARGIN_OR_WORSE = np.array([dims.STAGES.index(k) for k in dims.MARGIN_OR_WORSE])
+MARGIN_PRESSURE = "margin_pressure"
 
 #: The five episode labels.
 LABELS = (
@@ -101,6 +100,7 @@ def compulsion_scores(
     min_share: float = 0.5,
     lead_in: int = 5,
     quantiles: tuple[float, float] = (0.05, 0.95),
+    stages: tuple[str, ...] = dims.STAGES,
 ) -> dict[str, float]:
     """Posterior probabilities of compulsion events over one episode, from path samples.
 
@@ -117,6 +117,10 @@ def compulsion_scores(
         The share of ``D`` that must be in the stage(s) for the event.
     lead_in : int
         Days before the first forced-flow day searched for margin pressure.
+    stages : tuple of str
+        The model's stage names in index order (``paths`` value k is stage ``stages[k]``);
+        default the five-stage model's. A model without margin pressure (K < 4) has
+        ``p_margin_lead_in`` NaN.
 
     Returns
     -------
@@ -134,12 +138,16 @@ def compulsion_scores(
         raise ValueError(f"min_share must be in (0, 1], got {min_share!r}")
     if not isinstance(lead_in, int | np.integer) or lead_in < 0:
         raise ValueError(f"lead_in must be an integer >= 0, got {lead_in!r}")
+    stages = [str(k) for k in stages]
+    forced = stages.index(dims.FORCED_FLOW)
+    margin = stages.index(MARGIN_PRESSURE) if MARGIN_PRESSURE in stages else None
+    margin_or_worse = [stages.index(k) for k in dims.MARGIN_OR_WORSE if k in stages]
     sub = paths[:, days]
     need = min_share * days.size
-    ff = sub == FORCED_FLOW
+    ff = sub == forced
     n_ff = ff.sum(axis=1)
     comp = n_ff >= need - 1e-9
-    mp_or_worse = np.isin(sub, MARGIN_OR_WORSE).sum(axis=1) >= need - 1e-9
+    mp_or_worse = np.isin(sub, margin_or_worse).sum(axis=1) >= need - 1e-9
     _, group = np.unique(np.asarray(draw_of_sample), return_inverse=True)
     counts = np.bincount(group)
     q = np.asarray(quantiles, dtype=np.float64)
@@ -149,8 +157,9 @@ def compulsion_scores(
         return np.quantile(per, q)
 
     has = n_ff > 0
-    if has.any():
-        p_lead = float(_lead_in(paths[has], days[np.argmax(ff[has], axis=1)], lead_in).mean())
+    if has.any() and margin is not None:
+        first = days[np.argmax(ff[has], axis=1)]
+        p_lead = float(_lead_in(paths[has], first, lead_in, forced, margin).mean())
     else:
         p_lead = float("nan")
     cq = per_draw_q(comp)
@@ -168,23 +177,25 @@ def compulsion_scores(
     }
 
 
-def _lead_in(paths: np.ndarray, first: np.ndarray, lead_in: int) -> np.ndarray:
-    """Per path: is there margin pressure in the ``lead_in`` days before the onset of the
-    forced-flow spell that contains day ``first``? (bool array, one per row of ``paths``)."""
+def _lead_in(paths: np.ndarray, first: np.ndarray, lead_in: int, forced: int,
+             margin: int) -> np.ndarray:
+    """Per path: is there margin pressure (stage index ``margin``) in the ``lead_in`` days
+    before the onset of the forced-flow (index ``forced``) spell that contains day ``first``?
+    (bool array, one per row of ``paths``)."""
     rows = np.arange(paths.shape[0])
     onset = first.astype(np.int64).copy()
     active = onset > 0
-    active[active] = paths[rows[active], onset[active] - 1] == FORCED_FLOW
+    active[active] = paths[rows[active], onset[active] - 1] == forced
     while active.any():  # walk back to the first day of the forced-flow spell
         onset[active] -= 1
         active &= onset > 0
-        active[active] = paths[rows[active], onset[active] - 1] == FORCED_FLOW
+        active[active] = paths[rows[active], onset[active] - 1] == forced
     if lead_in == 0:
         return np.zeros(paths.shape[0], dtype=bool)
     back = onset[:, None] - np.arange(1, lead_in + 1)[None, :]
     valid = back >= 0
     stage = paths[rows[:, None], np.where(valid, back, 0)]
-    return ((stage == MARGIN_PRESSURE) & valid).any(axis=1)
+    return ((stage == margin) & valid).any(axis=1)
 
 
 def label_episode(direction: str, p_compulsion: float, *, hi: float = 0.7,
@@ -223,6 +234,14 @@ def _relative(fit: xr.DataTree, feature: str, days: np.ndarray) -> float:
     return float(np.exp(vals.mean())) if vals.size else float("nan")
 
 
+def _path_stages(fit: xr.DataTree, paths: xr.DataArray) -> tuple[str, ...]:
+    """The stage names the path values index: the paths' own ``stages`` attribute, else the
+    fit's model."""
+    if "stages" in paths.attrs:
+        return tuple(json.loads(paths.attrs["stages"]))
+    return schema.read_spec(fit).stage_names
+
+
 def score_episodes(
     fit: xr.DataTree,
     table: pd.DataFrame,
@@ -258,6 +277,7 @@ def score_episodes(
     observed = np.isfinite(feats).any(axis=1)
     draw_id = paths[dims.CHAIN].values.astype(np.int64) * 1_000_000 + paths[dims.DRAW].values
     arr = paths.values
+    stages = _path_stages(fit, paths)
     out = table.copy()
     rows = []
     for _, ep in table.iterrows():
@@ -271,7 +291,8 @@ def score_episodes(
             continue
         row["volume_rel"] = _relative(fit, "volume", days)
         row["impact_rel"] = _relative(fit, "impact", days)
-        row.update(compulsion_scores(arr, draw_id, days, min_share=min_share, lead_in=lead_in))
+        row.update(compulsion_scores(arr, draw_id, days, min_share=min_share, lead_in=lead_in,
+                                     stages=stages))
         row["label"] = label_episode(ep["direction"], row["p_compulsion"], hi=hi, lo=lo)
         rows.append(row)
     scores = pd.DataFrame(rows, index=table.index)

@@ -329,14 +329,17 @@ def tasks_summary(dim: str, names: list[str], records: Mapping[str, dict], attrs
     done = [records.get(n, {}) for n in names]
     times = sorted({t for r in done for t in r.get("time", ())})
     index = pd.DatetimeIndex(times)
-    shape = (len(names), len(index), len(dims.STAGES))
+    stages = list(dims.STAGES)
+    stages += sorted({k for r in done for k in r.get("stages", ()) if k not in stages},
+                     key=lambda k: int(k.removeprefix(dims.EXTRA_STAGE_PREFIX)))
+    shape = (len(names), len(index), len(stages))
     probs = {"filtered": np.full(shape, np.nan), "smoothed": np.full(shape, np.nan)}
     for i, rec in enumerate(done):
         if "time" in rec:
             rows = index.get_indexer(pd.DatetimeIndex(rec["time"]))
             # by stage name; a stage the task's model lacks (four stages: discretionary) has
             # probability 0 on its days, as in the feed
-            cols = [dims.STAGES.index(k) for k in rec.get("stages", dims.LADDER)]
+            cols = [stages.index(k) for k in rec.get("stages", dims.LADDER)]
             for key, arr in probs.items():
                 arr[i, rows] = 0.0
                 arr[i, rows[:, None], cols] = rec[key]
@@ -349,7 +352,7 @@ def tasks_summary(dim: str, names: list[str], records: Mapping[str, dict], attrs
     for key, pick in (("fit_start", 0), ("fit_end", -1)):
         data[key] = ((dim,), pd.DatetimeIndex([pd.Timestamp(r["time"][pick]) if "time" in r
                                                else pd.NaT for r in done]).values)
-    ds = xr.Dataset(data, coords={dim: names, dims.TIME: index, dims.STAGE: list(dims.STAGES),
+    ds = xr.Dataset(data, coords={dim: names, dims.TIME: index, dims.STAGE: stages,
                                   **dict(coords or {})}, attrs=dict(attrs))
     ds["filtered"].attrs["meaning"] = "Pr(stage_t = k | y_1..y_t), posterior mean"
     ds["smoothed"].attrs["meaning"] = ("Pr(stage_t = k | y_1..y_T), T the task's last day, "

@@ -75,8 +75,7 @@ def assemble(trace, prepared, spec, *, quantiles, max_quantile_draws, store_draw
         (len(time_index), n_stages), schema.chain_of_draw((n_chains, n_draws)),
         quantiles=quantiles, max_quantile_draws=max_quantile_draws,
         keep_log_norm=pointwise_loglik, keep_draws=store_draws,
-        filtered_groups={name: [stage_names.index(k) for k in members]
-                         for name, members in schema.STAGE_GROUPS.items()},
+        filtered_groups=schema.stage_group_indices(stage_names),
     )
 
     # Viterbi path under the posterior-mean parameters

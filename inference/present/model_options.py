@@ -34,6 +34,10 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
                    help=f"structure of P (default: {default.transitions})")
     p.add_argument("--discretionary", choices=("on", "off"),
                    help="the fifth, discretionary-repricing stage (default: on)")
+    p.add_argument("--stages", type=int, metavar="K",
+                   help="number of stages K >= 2 (2: orderly, forced_flow; 3: + fragile; 4: "
+                        "the ladder; 5: + discretionary; 6+: + stage_5, ...); default 5, or 4 "
+                        "with --discretionary off or --model base")
     p.add_argument("--compulsion-feature", metavar="NAME|none",
                    help="observable whose highest stage mean names forced flow (default: "
                         f"{default.compulsion_feature}; none: forced flow = the stage highest "
@@ -67,10 +71,13 @@ def spec_from_args(args) -> ModelSpec:
     except ValueError:
         raise ValueError(f"--stage-durations must be numbers or none, got "
                          f"{args.stage_durations!r}") from None
-    discretionary = (preset.discretionary_stage if args.discretionary is None
-                     else args.discretionary == "on")
-    if durations is None and stage_durations is not None and not discretionary:
-        stage_durations = stage_durations[:4]  # the preset's durations of the ladder stages
+    n_stages = getattr(args, "stages", None)
+    if args.discretionary is not None:
+        discretionary = args.discretionary == "on"
+    else:
+        discretionary = None if n_stages is not None else preset.discretionary_stage
+    if durations is None and stage_durations is not None:
+        stage_durations = "framework"  # the preset's durations of the chosen stages
     compulsion = args.compulsion_feature
     if compulsion is not None and compulsion.strip().lower() == "none":
         compulsion = ""
@@ -78,6 +85,7 @@ def spec_from_args(args) -> ModelSpec:
         emission=args.emission or preset.emission,
         transitions=args.transitions or preset.transitions,
         discretionary_stage=discretionary,
+        n_stages=n_stages,
         compulsion_feature=(preset.compulsion_feature if compulsion is None
                             else compulsion or None),
         observables=preset.observables if observables is None else observables,

@@ -25,6 +25,17 @@ __all__ = [
 
 #: Colour of each stage, in :data:`stressflow.models.dims.STAGES` order.
 STAGE_COLORS = ("#4c9a5b", "#e2c044", "#e07b39", "#b2182b", "#6a8fc7")
+#: Colours of the stages beyond the named five (``stage_5``, ``stage_6``, ..., cycled).
+EXTRA_STAGE_COLORS = ("#8c6bb1", "#7f7f7f", "#41b6c4", "#a6761d")
+
+
+def stage_color(stage: str) -> str:
+    """The colour of a stage by name (the same colour in every model, whatever its K)."""
+    if stage in dims.STAGES:
+        return STAGE_COLORS[dims.STAGES.index(stage)]
+    index = int(stage.removeprefix(dims.EXTRA_STAGE_PREFIX)) - len(dims.STAGES)
+    return EXTRA_STAGE_COLORS[index % len(EXTRA_STAGE_COLORS)]
+
 _KINDS = ("overview", "observables", "transitions")
 
 
@@ -73,7 +84,7 @@ def plot_overview(fit: xr.DataTree, *, episode_table: pd.DataFrame | None = None
     ax_p.set_title(f"{src} {fit.attrs.get('start', '')} .. {fit.attrs.get('end', '')}: "
                    "episodes annotated with p_compulsion")
     ax_s.stackplot(smoothed.index, smoothed.to_numpy().T, labels=list(smoothed.columns),
-                   colors=STAGE_COLORS[:smoothed.shape[1]], lw=0)
+                   colors=[stage_color(str(k)) for k in smoothed.columns], lw=0)
     ax_s.set_ylim(0, 1)
     ax_s.set_ylabel("Pr(stage_t = k | y_1..y_T)")
     ax_s.legend(loc="upper left", fontsize=7, ncols=4, framealpha=0.8)
@@ -124,10 +135,10 @@ def plot_observables(fit: xr.DataTree, *, bins: int = 40, figsize=(10, 7)):
             if w.sum() <= 0:
                 continue
             ax.hist(x[ok], bins=edges, weights=w, density=True, histtype="step", lw=1.4,
-                    color=STAGE_COLORS[k], label=stage)
+                    color=stage_color(stage), label=stage)
             if mu is not None and name in [str(f) for f in mu[dims.FEATURE].values]:
                 ax.axvline(float(mu.sel({dims.STAGE: stage, dims.FEATURE: name})),
-                           color=STAGE_COLORS[k], ls="--", lw=0.8)
+                           color=stage_color(stage), ls="--", lw=0.8)
         ax.set_title(name)
         ax.set_xlabel("standardised value")
     for ax in axes[len(names):]:

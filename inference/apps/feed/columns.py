@@ -40,10 +40,11 @@ def _schema() -> tuple[FeedColumn, ...]:
     post = "posterior mean over parameter draws"
     q = "quantile across parameter draws of Pr({what} | y_1..y_t, theta)"
     cols = [FeedColumn("date", "datetime64[ns]", "trading date t (one row per date)")]
-    absent = f"; 0 from a model without the {dims.DISCRETIONARY} stage"
+    always = dims.stage_names(dims.MIN_STAGES)
     for k in dims.STAGES:
+        absent = "" if k in always else f"; 0 from a model without the {k} stage"
         cols.append(FeedColumn(f"filtered_{k}", "float64", f"Pr(stage_t = {k} | y_1..y_t), {post}"
-                               + (absent if k not in dims.LADDER else "")))
+                               + absent))
     for k in dims.STAGES:
         for level in INTERVAL:
             cols.append(FeedColumn(
@@ -150,7 +151,13 @@ def feed(fit: xr.DataTree) -> pd.DataFrame:
     in_fit = st["in_fit_window"].values.astype(bool)
     n_obs = st["observed"].values.astype(np.int64)
     names = [str(k) for k in st[dims.STAGE].values]
-    # a model without some stage (4 stages: no discretionary) gives it probability 0
+    extra = [k for k in names if k not in dims.STAGES]
+    if extra:
+        raise ValueError(f"the feed has columns for the named stages {list(dims.STAGES)}; this "
+                         f"fit's model also has {extra} (n_stages={len(names)}), which the "
+                         "feed cannot carry: read fit['stages'] instead")
+    # a model without some stage (4 stages: no discretionary; 2 or 3: no margin pressure)
+    # gives it probability 0
     pad = [k for k in dims.STAGES if k not in names]
     if pad:
         filtered, fq, smoothed = (np.concatenate([a, np.zeros((*a.shape[:-1], len(pad)))],

@@ -227,8 +227,7 @@ def update(fit: xr.DataTree, new_rows, *, columns=None, date_column: str = "date
     res = filter_forward(
         terms, n_chains * n_draws, state, quantiles=levels,
         max_quantile_draws=int(options.get("max_quantile_draws", 1000)),
-        filtered_groups={g: [spec.stage_names.index(k) for k in members]
-                         for g, members in schema.STAGE_GROUPS.items()},
+        filtered_groups=schema.stage_group_indices(spec.stage_names),
     )
 
     new_index = pd.DatetimeIndex(new_features.index, name=dims.TIME)
