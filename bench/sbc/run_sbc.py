@@ -6,15 +6,19 @@ time, so nutpie's compiled density is reused) and records, for every scalar of `
 ``sigma`` (K x D) and ``P`` (K x K), the rank of the true value among L thinned posterior draws
 (0..L). If the posterior is calibrated, each rank is uniform on 0..L.
 
-The prior is the model's (``stressflow.models``; defaults of ``ModelSpec``): ``mu`` of the
-ordering feature (volatility) = the sorted values of K iid Normal(0, 2) draws (the density of
-PyMC's ordered transform on iid normals), other ``mu`` iid Normal(0, 2), ``sigma`` iid
-Gamma(2, rate 2), each row of ``P`` Dirichlet(1 + 20 on the diagonal, 1 elsewhere), and the
-first stage uniform.
+The prior is the model's own: the free variables are forward-sampled from the PyMC model that
+:func:`stressflow.models.pymc_model.build_model` makes for ``--model`` (``default``:
+``ModelSpec()``, five stages, forced flow identified by the vol_surprise break, sequential P
+with the framework duration prior; ``base``: ``ModelSpec.base()``, four stages ordered on
+volatility, full sticky P), the ordered stage means sorted (forward sampling ignores the
+ordered transform; sorting iid normals gives the density it imposes), and ``mu`` and ``P``
+computed by the model's own deterministics. The first stage is uniform, as in the model. The
+structural zeros of a sequential P have no rank and are left out.
 
 Usage::
 
-    python bench/sbc/run_sbc.py --n-sims 200 --n-days 1000 --out bench/results/sbc_ranks.csv
+    python bench/sbc/run_sbc.py --model base --n-sims 200 --n-days 1000 \
+        --out bench/results/sbc_ranks.csv
     python bench/sbc/plot_sbc.py bench/results/sbc_ranks.csv
 
 Rows are appended after each fit, so a run stopped by a wall-clock cap (``timeout``) keeps the
