@@ -151,23 +151,13 @@ def test_em_start_on_sp500_names_2008_forced_flow_and_more_stages_shrink_it(sp50
 
 def _start_params(spec, start):
     """``(mu, sigma, P)`` from an EM start, through the model's own deterministics."""
-    import pytensor.tensor as pt
     from stressflow.models.pymc_model import build_model
 
+    from tests.test_compulsion_model import _deterministic, _unconstrained
+
     model = build_model(_features_stub(spec), spec)
-    point = model.initial_point()
-    for rv, value in model.rvs_to_values.items():
-        if rv.name in start:
-            transform = model.rvs_to_transforms.get(rv)
-            x = np.asarray(start[rv.name], dtype=np.float64)
-            point[value.name] = x if transform is None else transform.forward(
-                pt.as_tensor(x)).eval()
-    out = []
-    for name in ("mu", "sigma", "P"):
-        (var,) = model.replace_rvs_by_values([model[name]])
-        out.append(model.compile_fn(var, inputs=model.value_vars, on_unused_input="ignore")(
-            point))
-    return out
+    point = model.initial_point() | _unconstrained(model, start)
+    return [_deterministic(model, name, point) for name in ("mu", "sigma", "P")]
 
 
 def _features_stub(spec):
