@@ -30,7 +30,8 @@ least one observable present; ``|D|`` their number; ``FF`` = ``forced_flow``, ``
     ``D``, and ``u`` runs over the fit's rows (days before the fit's first day count as no
     margin pressure). High: flow became forced after a margin-pressure phase (pre-emptive
     deleveraging that turned into a loss of discretion); low: forced flow arrived without that
-    lead-in. NaN when no sampled path has FF in ``D``. With ``transitions="sequential"`` forced
+    lead-in. NaN when no sampled path has FF in ``D``, or the model has no MP stage (K < 4;
+    "MP or worse" is then FF alone). With ``transitions="sequential"`` forced
     flow can only be entered from margin pressure, so it is 1 by construction whenever
     ``lead_in >= 1`` and the spell does not start on the fit's first day.
 
