@@ -170,12 +170,11 @@ class ModelSpec:
             raise ValueError(f"discretionary_stage must be True, False or None, got {disc!r}")
         if k is None:
             k = len(dims.STAGES) if disc is None or disc else len(dims.LADDER)
-        elif isinstance(k, bool) or not isinstance(k, int | np.integer):
+        elif (isinstance(k, bool) or not isinstance(k, int | np.integer)
+              or k < dims.MIN_STAGES):
             raise ValueError(f"n_stages must be an integer >= {dims.MIN_STAGES}, got {k!r}")
         k = int(k)
-        names = dims.stage_names(k) if k >= dims.MIN_STAGES else None
-        if names is None:
-            raise ValueError(f"n_stages must be an integer >= {dims.MIN_STAGES}, got {k!r}")
+        names = dims.stage_names(k)
         has_disc = dims.DISCRETIONARY in names
         if disc is not None and bool(disc) != has_disc:
             raise ValueError(f"discretionary_stage={bool(disc)} contradicts n_stages={k} (the "

@@ -70,8 +70,9 @@ def ladder_signs(n_stages: int) -> np.ndarray:
     the ladder's covariates do not tilt."""
     idx = np.arange(n_stages)
     signs = np.sign(idx[None, :] - idx[:, None]).astype(np.float64)
-    signs[len(dims.LADDER):, :] = 0.0
-    signs[:, len(dims.LADDER):] = 0.0
+    n_ladder = dims.ladder_size(n_stages)
+    signs[n_ladder:, :] = 0.0
+    signs[:, n_ladder:] = 0.0
     return signs
 
 

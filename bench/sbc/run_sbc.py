@@ -73,10 +73,10 @@ def prior_draw(spec: ModelSpec, rng: np.random.Generator) -> dict[str, np.ndarra
     seed = int(rng.integers(2**31))
     values = dict(zip([v.name for v in free], pm.draw(free, random_seed=seed), strict=True))
     values["mu_order"] = np.sort(values["mu_order"])
-    names = list(values)
-    theta = pytensor.function([model[name] for name in names], [model["mu"], model["P"]],
+    inputs = list(values)
+    theta = pytensor.function([model[name] for name in inputs], [model["mu"], model["P"]],
                               on_unused_input="ignore")
-    mu, trans = theta(*(values[name] for name in names))
+    mu, trans = theta(*(values[name] for name in inputs))
     return {"mu": np.asarray(mu), "sigma": np.asarray(values["sigma"]), "P": np.asarray(trans)}
 
 
