@@ -385,3 +385,24 @@ def test_nan_or_plus_inf_inputs_are_refused_with_their_place(name, bad):
     trans[0, 1] = bad
     with pytest.raises(ValueError, match="log_trans has 1 NaN"):
         fn(log_init, trans, log_lik)
+
+
+@pytest.mark.parametrize("k", [7, 16, 27])
+@pytest.mark.parametrize("structure", STRUCTURES)
+def test_array_work_vectors_above_the_unrolled_size(k, structure):
+    """K above ``MAX_UNROLLED_STAGES`` (the joint states of a panel model) runs the fast path
+    on array work vectors; it must agree with the log-space reference like the tuple path."""
+    from stressflow.models.numerics import fast
+
+    assert k > fast.MAX_UNROLLED_STAGES and isinstance(fast.specialise(k)[0], np.ndarray)
+    li, lt, ll = random_problem(k, 40, 7 * k + STRUCTURES.index(structure), structure)
+    filtered, smoothed, log_norm, xi = reference_forward_backward(li, lt, ll)
+    got_smoothed, got_xi, got_filtered, got_log_norm = kernels.smooth(li, lt, ll)
+    assert_allclose(got_filtered, filtered, rtol=0, atol=1e-10)
+    assert_allclose(got_smoothed, smoothed, rtol=0, atol=1e-10)
+    assert_allclose(got_log_norm, log_norm, rtol=0, atol=1e-10)
+    assert_allclose(got_xi, xi, rtol=0, atol=1e-10)
+    logp, g_init, g_trans, g_lik = kernels.logp_and_grad(li, lt, ll)
+    assert_allclose(logp, log_norm.sum(), rtol=0, atol=1e-9)
+    assert_allclose(g_lik, smoothed, rtol=0, atol=1e-10)
+    assert_allclose(g_trans, xi, rtol=0, atol=1e-10)

@@ -19,7 +19,8 @@ from numba.extending import overload
 from stressflow.models.numerics.steps import is_time_varying, trans_at
 from stressflow.models.numerics.vecmath import exp_inplace, vector_flag
 
-__all__ = ["specialise", "transitions", "forward_fast", "backward_fast", "log_norm_from"]
+__all__ = ["MAX_UNROLLED_STAGES", "specialise", "transitions", "forward_fast", "backward_fast",
+           "log_norm_from"]
 
 _TINY = 1e-300
 # Probabilities below this are treated as a possible loss of precision: the fast linear-space
@@ -33,14 +34,24 @@ _LOG_TRANS_MIN = -600.0
 _RESCALE = 1e-20
 
 
+#: Largest K whose fast path unrolls its loops over K-tuples; above it the work vectors are
+#: arrays: the unrolled code of a K * K-tuple compiles slowly and, from K = 7, runs slower than
+#: the loops over arrays, and numba refuses tuples of 1,000 items or more (the joint states of
+#: a panel model reach K = 16-32).
+MAX_UNROLLED_STAGES = 6
+
+
 def specialise(k):
     """``(zero, zero2, vec)``: the arguments that select the fast path's compiled
     specialisation for K stages (see :func:`forward_fast`).
 
-    ``zero, zero2 = (0.0,) * k, (0.0,) * (k * k)``; ``vec`` is
+    ``zero, zero2 = (0.0,) * k, (0.0,) * (k * k)`` for ``k <= MAX_UNROLLED_STAGES``, zero
+    arrays of those lengths above it (one specialisation for every larger K); ``vec`` is
     :func:`stressflow.models.numerics.vecmath.vector_flag`, which loads the vector maths library
     when it can be used and encodes in its type whether the compiled code may call it.
     """
+    if k > MAX_UNROLLED_STAGES:
+        return np.zeros(k), np.zeros(k * k), vector_flag()
     return (0.0,) * k, (0.0,) * (k * k), vector_flag()
 
 

@@ -147,7 +147,7 @@ def _numba_funcify_hmm_logp(op, node=None, **kwargs):
     known = {s for s in static if s is not None}
     vec = vector_flag()  # loads libmvec if usable; its type selects the exp code path
     logp_and_grad = compiled.logp_and_grad
-    if len(known) == 1:
+    if len(known) == 1 and min(known) <= fast.MAX_UNROLLED_STAGES:
         n_stages = known.pop()
         zero, zero2, _ = fast.specialise(n_stages)
 
