@@ -33,9 +33,19 @@ SAMPLE = "sample"
 EPISODE = "episode"
 #: Forecast horizon in trading days (h = 1..H).
 HORIZON = "horizon"
-#: One market (dataset) among several fitted separately (:func:`~stressflow.inference.apps.many
-#: .fit_many`).
+#: One market (dataset): fitted separately (:func:`~stressflow.inference.apps.many.fit_many`)
+#: or as one asset of a panel model (:mod:`stressflow.models.panel`).
 ASSET = "asset"
+#: The asset whose previous-day stage drives another's transition (panel spillover).
+ASSET_FROM = "asset_from"
+#: One ordered pair of distinct assets ``"<from>-><to>"`` (the free spillover coefficients).
+ASSET_PAIR = "asset_pair"
+#: One observable of one asset in a panel, named ``"<asset>:<observable>"``.
+CHANNEL = "channel"
+#: One channel other than the assets' ordering channels.
+CHANNEL_OTHER = "channel_other"
+#: One joint state of a panel: the tuple of every asset's stage.
+JOINT_STATE = "joint_state"
 #: One fit window (start, end) of one series among several (:func:`~stressflow.inference.apps
 #: .many.fit_windows`).
 WINDOW = "window"

@@ -154,7 +154,7 @@ def assemble(trace, prepared, spec, *, quantiles, max_quantile_draws, store_draw
     stats = trace["sample_stats"].to_dataset() if isinstance(trace, xr.DataTree) else (
         trace.sample_stats
     )
-    groups["sample_stats"] = _portable(stats)
+    groups["sample_stats"] = portable(stats)
     feat_coords = {dims.TIME: time_index, dims.FEATURE: [str(c) for c in features.columns]}
     observed = xr.Dataset(
         {
@@ -181,7 +181,7 @@ def assemble(trace, prepared, spec, *, quantiles, max_quantile_draws, store_draw
                 raw_cov[list(spec.transition_covariates)].to_numpy(dtype=np.float64),
                 dims=(dims.TIME, dims.COVARIATE), coords=cov_coords)
     groups["observed_data"] = observed
-    return xr.DataTree.from_dict({k: _portable(v) for k, v in groups.items()})
+    return xr.DataTree.from_dict({k: portable(v) for k, v in groups.items()})
 
 
 def _kept_price_columns(prepared) -> list[str]:
@@ -204,7 +204,7 @@ def _chain_agreement(chain_smoothed: np.ndarray) -> np.ndarray:
     return (chain_smoothed.argmax(axis=-1) == pooled[None, :]).mean(axis=1)
 
 
-def _portable(ds: xr.Dataset) -> xr.Dataset:
+def portable(ds: xr.Dataset) -> xr.Dataset:
     """Drop variables netCDF cannot store (object dtypes other than strings)."""
     drop = [
         v for v, da in ds.variables.items()

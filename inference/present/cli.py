@@ -132,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from stressflow.inference.present.cli_evaluate import register_cli as register_evaluate
     from stressflow.inference.present.cli_many import register_cli as register_many
+    from stressflow.inference.present.cli_panel import register_cli as register_panel
     from stressflow.inference.present.commands import (
         register_compare,
         register_episodes,
@@ -145,6 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_evaluate(sub)
     register_compare(sub)
     register_many(sub)
+    register_panel(sub)
     return parser
 
 

@@ -1,0 +1,300 @@
+"""The panel (multi-asset) model: data on one calendar, the joint-state evaluator, the graph.
+
+Oracles: the product formula of the coupled transition written out per entry; with no
+coupling, the exact factorisation ``log p(y) = sum_a log p_a(y_a)`` into independent one-asset
+HMMs; per-channel Gaussian densities from scipy; the PyMC graph against the NumPy evaluator.
+Data: the bundled S&P 500, VW, TED and BAA-10y files.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from numpy.testing import assert_allclose
+from scipy import stats
+from stressflow.data import DataError, load_dataset
+from stressflow.data.panel import PANELS, AssetSource, prepare_panel
+from stressflow.models.numerics import kernels
+from stressflow.models.panel import PanelSpec, asset_marginals, evaluate, panel_data
+from stressflow.models.panel.pymc_model import build_panel_model
+
+US = PANELS["us_markets"]
+
+
+@pytest.fixture(scope="module")
+def small_panel():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return prepare_panel({n: US[n] for n in ("sp500", "ted", "baa10y")},
+                             start="2006-01-01", end="2008-12-31")
+
+
+def _random_params(spec, seed):
+    rng = np.random.default_rng(seed)
+    k, c, a = spec.n_stages, len(spec.channels), spec.n_assets
+    out = {"mu": rng.normal(size=(k, c)), "sigma": rng.gamma(4.0, 0.3, size=(k, c))}
+    out["P"] = (rng.dirichlet(np.ones(k) * 2, size=k) if spec.coupling == "shared"
+                else rng.dirichlet(np.ones(k) * 2, size=(a, k)))
+    if spec.coupling == "spillover":
+        out["spillover"] = rng.normal(0.0, 1.5, size=(a, a)) * (1 - np.eye(a))
+    return out
+
+
+# ------------------------------------------------------------------------------------------
+# data
+# ------------------------------------------------------------------------------------------
+
+
+def test_calendar_is_the_union_and_a_missing_day_is_missing_for_that_asset_only():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        panel = prepare_panel({"sp500": US["sp500"], "vw": AssetSource("vw")},
+                              start="2008-06-01", end="2008-12-31")
+    f = panel.features
+    july4 = pd.Timestamp("2008-07-04")  # NYSE closed, Xetra open
+    assert july4 in f.index
+    assert f.loc[july4, panel.asset_channels("sp500")].isna().all()
+    assert f.loc[july4, panel.asset_channels("vw")].notna().all()
+    assert panel.report["sp500"]["days_missing"] >= 1
+    assert (f.index.day_of_week < 5).all()
+    assert_allclose(f.mean().to_numpy(), 0.0, atol=1e-9)
+    assert panel.order_channels == {"sp500": "sp500:volatility", "vw": "vw:volatility"}
+
+
+def test_rate_observables_follow_their_formulas(small_panel):
+    ted = load_dataset("ted")["ted_spread_pct"].dropna()
+    raw = small_panel.raw
+    day = pd.Timestamp("2007-08-20")
+    x = ted.loc[:day]
+    assert raw.loc[day, "ted:level"] == pytest.approx(x.iloc[-1])
+    assert raw.loc[day, "ted:change"] == pytest.approx(x.iloc[-1] - x.iloc[-2])
+    rms = np.sqrt(np.mean(np.diff(x.iloc[-6:].to_numpy()) ** 2))
+    assert raw.loc[day, "ted:change_vol"] == pytest.approx(np.log(max(rms, 1e-3)))
+
+
+def test_weekend_rows_are_dropped_and_counted_and_the_input_is_not_modified():
+    ted = load_dataset("ted").loc["2006":"2008"]
+    extra = pd.DataFrame({"ted_spread_pct": [1.0]}, index=pd.DatetimeIndex(["2007-06-30"]))
+    frame = pd.concat([ted, extra]).sort_index()
+    before = frame.copy()
+    panel = prepare_panel({"ted": AssetSource(frame, "rate", "ted_spread_pct")})
+    assert panel.report["ted"]["weekend_rows_dropped"] == 1
+    assert pd.Timestamp("2007-06-30") not in panel.features.index
+    pd.testing.assert_frame_equal(frame, before)
+
+
+def test_bad_rate_input_names_the_asset_column_and_date():
+    vix = load_dataset("vix").loc["2008"]
+    bad = vix.copy()
+    bad.loc["2008-03-03", "close"] = 0.0
+    with pytest.raises(DataError, match=r"'vix'.*'close'.*2008-03-03"):
+        prepare_panel({"vix": AssetSource(bad, "rate", "close", log_level=True)})
+    with pytest.raises(DataError, match="'nope' is absent"):
+        prepare_panel({"vix": AssetSource(vix, "rate", "nope")})
+
+
+# ------------------------------------------------------------------------------------------
+# spec and evaluator
+# ------------------------------------------------------------------------------------------
+
+
+def test_spec_refuses_what_it_cannot_fit(small_panel):
+    with pytest.raises(ValueError, match="joint states"):
+        PanelSpec.from_panel(small_panel, n_stages=5)
+    with pytest.raises(ValueError, match="coupling"):
+        PanelSpec.from_panel(small_panel, coupling="pairwise")
+    spec = PanelSpec.from_panel(small_panel)
+    with pytest.raises(ValueError, match="order channel"):
+        PanelSpec(spec.assets, spec.channels, spec.channel_asset,
+                  ("ted:level", *spec.order_channels[1:]))
+    assert PanelSpec.from_dict(spec.to_dict()) == spec
+    assert spec.pair_names[0] == "ted->sp500"
+
+
+@pytest.mark.parametrize("coupling", ["spillover", "none", "shared"])
+def test_joint_transitions_are_the_product_of_the_assets_moves(small_panel, coupling):
+    spec = PanelSpec.from_panel(small_panel, coupling=coupling)
+    params = _random_params(spec, 3)
+    _, log_trans, _ = evaluate(spec, params, panel_data(spec, small_panel.features))
+    assert_allclose(np.exp(log_trans).sum(axis=1), 1.0, atol=1e-12)
+    digits, k = spec.joint_digits(), spec.n_stages
+    if coupling == "shared":
+        assert_allclose(np.exp(log_trans), params["P"], atol=1e-12)
+        return
+    spill = params.get("spillover", np.zeros((spec.n_assets,) * 2))
+    for j_from in range(spec.n_joint):
+        for j_to in range(spec.n_joint):
+            prob = 1.0
+            for a in range(spec.n_assets):
+                w = params["P"][a, digits[j_from, a]].copy()
+                w[k - 1] *= np.exp(sum(spill[a, b] for b in range(spec.n_assets)
+                                       if digits[j_from, b] == k - 1))
+                prob *= w[digits[j_to, a]] / w.sum()
+            assert np.exp(log_trans[j_from, j_to]) == pytest.approx(prob, rel=1e-12)
+
+
+def test_emission_is_the_sum_of_per_channel_gaussians(small_panel):
+    spec = PanelSpec.from_panel(small_panel)
+    params = _random_params(spec, 4)
+    _, _, log_lik = evaluate(spec, params, panel_data(spec, small_panel.features))
+    y = small_panel.features.to_numpy()
+    asset_of = [spec.assets.index(a) for a in spec.channel_asset]
+    for t in (0, 200, 700):
+        for j, stages in enumerate(spec.joint_digits()):
+            ok = np.isfinite(y[t])
+            k = stages[asset_of]
+            want = stats.norm.logpdf(y[t, ok], params["mu"][k, range(len(k))][ok],
+                                     params["sigma"][k, range(len(k))][ok]).sum()
+            assert log_lik[t, j] == pytest.approx(want, rel=1e-10)
+
+
+def test_uncoupled_panel_factorises_into_one_asset_hmms(small_panel):
+    spec = PanelSpec.from_panel(small_panel, coupling="none")
+    params = _random_params(spec, 5)
+    joint = kernels.log_marginal(*evaluate(spec, params, panel_data(spec, small_panel.features)))
+    total = 0.0
+    for i, asset in enumerate(spec.assets):
+        cols = small_panel.asset_channels(asset)
+        sub = PanelSpec(assets=(asset,), channels=tuple(cols), channel_asset=(asset,) * len(cols),
+                        order_channels=(spec.order_channels[i],))
+        idx = [spec.channels.index(c) for c in cols]
+        one = {"mu": params["mu"][:, idx], "sigma": params["sigma"][:, idx],
+               "P": params["P"][i:i + 1]}
+        data = panel_data(sub, small_panel.features[cols])
+        total += kernels.log_marginal(*evaluate(sub, one, data))
+    assert joint == pytest.approx(total, rel=1e-11)
+
+
+def test_asset_marginals_sum_over_the_other_assets(small_panel):
+    spec = PanelSpec.from_panel(small_panel)
+    params = _random_params(spec, 6)
+    smoothed = kernels.smooth(*evaluate(spec, params, panel_data(spec, small_panel.features)))[0]
+    marg = asset_marginals(spec, smoothed)
+    assert marg.shape == (len(small_panel.features), spec.n_assets, spec.n_stages)
+    assert_allclose(marg.sum(axis=-1), 1.0, atol=1e-12)
+    first = spec.joint_digits()[:, 0] == 1
+    assert_allclose(marg[:, 0, 1], smoothed[:, first].sum(axis=1), atol=1e-12)
+
+
+def test_graph_log_density_matches_the_numpy_evaluator(small_panel):
+    spec = PanelSpec.from_panel(small_panel)
+    model = build_panel_model(small_panel.features, spec)
+    point = model.initial_point()
+    outs = model.replace_rvs_by_values([model[n] for n in ("mu", "sigma", "P", "spillover",
+                                                           "hmm_loglik")])
+    fns = model.compile_fn(outs, inputs=model.value_vars, on_unused_input="ignore")
+    mu, sigma, trans, spill, graph = fns(point)
+    params = {"mu": mu, "sigma": sigma, "P": trans, "spillover": spill}
+    want = kernels.log_marginal(*evaluate(spec, params, panel_data(spec, small_panel.features)))
+    assert graph == pytest.approx(want, rel=1e-10)
+    assert model.named_vars_to_dims["spillover"] == ("asset", "asset_from")
+    assert np.all(np.diff(mu[:, [spec.channels.index(c) for c in spec.order_channels]],
+                          axis=0) > 0)
+
+
+# ------------------------------------------------------------------------------------------
+# migration quantities on hand-made paths (exact answers)
+# ------------------------------------------------------------------------------------------
+
+
+def _paths(entries, n_days=60, runs=8):
+    """Two-stage paths of assets entering their top stage on the given days for ``runs``."""
+    import xarray as xr
+
+    out = np.zeros((1, len(entries[0]), n_days, len(entries)), dtype=np.int8)
+    for a, days in enumerate(entries):
+        for s, day in enumerate(days):
+            if day is not None:
+                out[0, s, day:day + runs, a] = 1
+    return xr.DataArray(out, dims=("draw", "sample", "time", "asset"),
+                        coords={"draw": [0], "time": pd.bdate_range("2008-01-01",
+                                                                   periods=n_days),
+                                "asset": ["credit", "equity"]},
+                        attrs={"stages": ["orderly", "forced_flow"]})
+
+
+def test_lead_table_and_migration_give_the_hand_counted_answers():
+    from stressflow.inference.apps.migration import lead_table, migration_table, onsets
+
+    paths = _paths([[10, 12, 20, 30], [15, 15, 20, None]])
+    window = ("2008-01-01", "2008-03-31")
+    first = onsets(paths, *window).values[0]
+    assert_allclose(first[:, 0], [10, 12, 20, 30])
+    assert np.isnan(first[3, 1])
+    lead = lead_table(paths, *window).loc[("credit", "equity")]
+    assert lead["pr_both"] == 0.75
+    assert lead["median_lead_days"] == 3.0  # leads 5, 3, 0
+    assert lead["pr_leader_first"] == pytest.approx((2 + 0.5) / 3)
+    mig = migration_table(paths, *window, horizons=(4,)).loc[("credit", "equity", 4)]
+    assert mig["median"] == pytest.approx(2 / 4)  # within 4 days: paths 2 (3 d) and 3 (0 d)
+    # a stress already under way when the window opens is not an onset inside it
+    late = onsets(paths, "2008-01-16", "2008-03-31").values[0]
+    assert np.isnan(late[0, 0]) and late[2, 0] == pytest.approx(
+        np.busday_count("2008-01-16", "2008-01-29"))
+
+
+# ------------------------------------------------------------------------------------------
+# fits: real data end to end, and recovery of a simulated lead
+# ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def pair_panel():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return prepare_panel({n: US[n] for n in ("sp500", "ted")}, start="2006-01-01",
+                             end="2009-06-30")
+
+
+def test_fit_panel_on_real_data_is_labelled_and_reproducible(pair_panel, tmp_path, capsys):
+    from stressflow.inference.fitting.panel_fit import fit_panel
+    from stressflow.inference.present.cli import main
+    from stressflow.inference.schema import load_fit, save_fit
+
+    kw = dict(chains=2, draws=150, tune=200, seed=3)
+    fit = fit_panel(pair_panel, **kw)
+    again = fit_panel(pair_panel, **kw)
+    post = fit["posterior"]
+    assert post["spillover"].dims == ("chain", "draw", "asset", "asset_from")
+    assert post["P"].dims == ("chain", "draw", "asset", "stage_from", "stage_to")
+    np.testing.assert_array_equal(post["spillover"].values, again["posterior"]["spillover"].values)
+    sm = fit["stages"]["smoothed"]
+    assert sm.dims == ("time", "asset", "stage")
+    assert_allclose(sm.sum("stage").values, 1.0, atol=1e-9)
+    assert fit["log_likelihood"]["y"].dims == ("chain", "draw", "time")
+    # both markets in their top stage through the Lehman weeks, neither in calm 2006 H1
+    top = sm.sel(stage="forced_flow")
+    assert (top.sel(time=slice("2008-09-29", "2008-10-31")).mean("time") > 0.9).all()
+    assert (top.sel(time=slice("2006-01-01", "2006-04-30")).mean("time") < 0.2).all()
+    # written atomically with checksums, read back bit for bit, read by `stressflow panel lead`
+    path = save_fit(fit, tmp_path / "pair.nc")
+    back = load_fit(path)
+    np.testing.assert_array_equal(back["stages"]["smoothed"].values, sm.values)
+    assert main(["panel", "lead", str(path), "--window", "2007-06-01", "2008-12-31",
+                 "--draws", "20", "--paths", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "lead table 2007-06-01..2008-12-31" in out and "ted->sp500" not in out
+    assert "sp500" in out and "pr_leader_first" in out
+
+
+def test_simulated_one_way_spillover_is_recovered(pair_panel):
+    from stressflow.data.panel import PanelData
+    from stressflow.inference.fitting.panel_fit import fit_panel
+    from stressflow.models.panel.simulate import simulate_panel
+
+    spec = PanelSpec.from_panel(pair_panel)
+    c = len(spec.channels)
+    truth = {"mu": np.array([[-0.6] * c, [1.0] * c]), "sigma": np.array([[0.6] * c, [1.2] * c]),
+             "P": np.array([[[0.99, 0.01], [0.05, 0.95]]] * 2),
+             "spillover": np.array([[0.0, 0.0], [3.0, 0.0]])}  # sp500's stress raises ted's
+    y, _ = simulate_panel(spec, truth, 2000, seed=11)
+    panel = PanelData.from_features(y, pair_panel.order_channels)
+    fit = fit_panel(panel, chains=2, draws=300, tune=300, seed=0)
+    q = fit["posterior"]["spillover"].quantile([0.01, 0.99], ("chain", "draw"))
+    lead = q.sel(asset="ted", asset_from="sp500").values
+    back = q.sel(asset="sp500", asset_from="ted").values
+    assert lead[0] < 3.0 < lead[1] and lead[0] > 0.5  # 98% interval: covers the truth, not 0
+    assert back[0] < 0.0 < back[1]  # the absent direction covers 0
