@@ -114,6 +114,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default="panel_report.md")
     parser.add_argument("--title")
     parser.add_argument("--window", nargs=2)
+    parser.add_argument("--assets", nargs="+", help="a subset of the US panel's assets")
     args = parser.parse_args(argv)
     warnings.simplefilter("ignore")
     RESULTS.mkdir(exist_ok=True)
@@ -132,10 +133,11 @@ def main(argv=None) -> int:
         print(text)
         return 0
     if args.part == "fit":
-        panel = prepare_panel("us_markets")
+        names = args.assets or list(US)
+        panel = prepare_panel({n: US[n] for n in names}, start="1996-12-31", end="2017-10-30")
         fit = fit_panel(panel, coupling=args.coupling, **kw)
-        title = f"US markets panel, coupling={args.coupling}, {kw}"
-        out = RESULTS / f"panel_{args.coupling}.md"
+        title = f"US markets panel {names}, coupling={args.coupling}, {kw}"
+        out = RESULTS / f"panel_{'_'.join(names) if args.assets else 'us'}_{args.coupling}.md"
     else:
         panel = prepare_panel({"sp500": US["sp500"], args.name: AssetSource(args.name)},
                               start="2005-01-01", end="2009-12-31")
