@@ -104,3 +104,20 @@ def common_start(features: pd.DataFrame, seed: int = 0) -> dict[str, np.ndarray]
     from stressflow.inference.fitting.initialize import em_start
 
     return em_start(features, bench_spec(), seed)
+
+
+def markdown_table(frame: pd.DataFrame) -> str:
+    """A Markdown table of ``frame``'s columns (index not included): floats to 3 decimals
+    without trailing zeros and with thousands separators, NaN empty, dates ISO."""
+    def cell(v):
+        if isinstance(v, float):
+            return "" if np.isnan(v) else f"{v:,.3f}".rstrip("0").rstrip(".")
+        if isinstance(v, pd.Timestamp):
+            return f"{v:%Y-%m-%d}"
+        return str(v)
+
+    lines = ["| " + " | ".join(map(str, frame.columns)) + " |",
+             "|" + "---|" * len(frame.columns)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(
+        index=False)]
+    return "\n".join(lines)

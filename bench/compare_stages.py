@@ -37,6 +37,7 @@ from stressflow.inference.apps.evaluation import evaluation_metrics
 from stressflow.models import dims
 from stressflow.models.spec import ModelSpec
 
+from bench.common import markdown_table
 from bench.tvtp.compare import _lfo
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -130,23 +131,10 @@ def main(argv=None) -> int:
         "sum over the days after the cut of log mean_s p(y_t | y_1..y_{t-1}, theta_s) with "
         "the parameters of the fit to the cut. Catalogue columns from `score_catalogue` on "
         "the whole-window fits (labels read after fitting).", "", LOO_CAVEAT, "",
-        _markdown(table.reset_index()), ""])
+        markdown_table(table.reset_index()), ""])
     (RESULTS / "compare_stages.md").write_text(text)
     print(text)
     return 0
-
-
-def _markdown(frame: pd.DataFrame) -> str:
-    def cell(v):
-        if isinstance(v, float):
-            return "" if np.isnan(v) else f"{v:,.3f}".rstrip("0").rstrip(".")
-        return str(v)
-
-    lines = ["| " + " | ".join(map(str, frame.columns)) + " |",
-             "|" + "---|" * len(frame.columns)]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(
-        index=False)]
-    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -21,9 +21,11 @@ import json
 import numpy as np
 import pandas as pd
 import xarray as xr
+from stressflow.inference import schema
+from stressflow.inference.fitting.panel_fit import panel_params
 from stressflow.models import dims
 from stressflow.models.numerics import kernels
-from stressflow.models.panel.evaluate import evaluate, panel_data, param_names
+from stressflow.models.panel.evaluate import evaluate, panel_data
 from stressflow.models.panel.spec import PanelSpec
 
 __all__ = ["panel_spec", "sample_asset_paths", "onsets", "lead_table", "migration_table"]
@@ -31,7 +33,7 @@ __all__ = ["panel_spec", "sample_asset_paths", "onsets", "lead_table", "migratio
 
 def panel_spec(fit: xr.DataTree) -> PanelSpec:
     """The :class:`PanelSpec` stored with a panel fit."""
-    if fit.attrs.get("model_kind") != "panel":
+    if not schema.is_panel(fit):
         raise ValueError("not a panel fit (root attribute model_kind != 'panel')")
     return PanelSpec.from_dict(json.loads(fit.attrs["panel_spec"]))
 
@@ -48,8 +50,7 @@ def sample_asset_paths(fit: xr.DataTree, *, n_draws: int = 200, paths_per_draw: 
         index in the chains-stacked order.
     """
     spec = panel_spec(fit)
-    post = fit["posterior"].to_dataset()
-    params = {n: post[n].values.reshape(-1, *post[n].shape[2:]) for n in param_names(spec)}
+    params = panel_params(fit["posterior"].to_dataset(), spec)
     total = next(iter(params.values())).shape[0]
     picks = np.unique(np.linspace(0, total - 1, min(total, n_draws)).round().astype(int))
     features = fit["observed_data"]["features"].values

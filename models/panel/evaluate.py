@@ -93,8 +93,7 @@ def evaluate(spec: PanelSpec, params: dict, data: dict, *, xp=np):
         check_params(spec, params)
     digits = spec.joint_digits()
     n_joint = spec.n_joint
-    asset_of = np.array([spec.assets.index(a) for a in spec.channel_asset])
-    stage_of = digits[:, asset_of]  # (J, C): the stage each channel's asset has in J
+    stage_of = digits[:, spec.channel_asset_index]  # (J, C): each channel's asset's stage in J
     cols = np.arange(len(spec.channels))[None, :]
     mu, sigma = params["mu"], params["sigma"]
     log_lik = gaussian_loglik(data["design"], data["offset"], mu[..., stage_of, cols],

@@ -36,8 +36,7 @@ def simulate_panel(spec: PanelSpec, params: dict, n_days: int, seed: int,
     for t in range(1, n_days):
         joint[t] = rng.choice(spec.n_joint, p=trans[joint[t - 1]])
     stages = spec.joint_digits()[joint]
-    asset_of = np.array([spec.assets.index(a) for a in spec.channel_asset])
-    own = stages[:, asset_of]  # (T, C)
+    own = stages[:, spec.channel_asset_index]  # (T, C)
     cols = np.arange(len(spec.channels))
     y = rng.normal(params["mu"][own, cols], params["sigma"][own, cols])
     index = pd.bdate_range(start, periods=n_days, name=dims.TIME)

@@ -139,6 +139,11 @@ class PanelSpec:
         return self.n_stages if self.coupling == "shared" else self.n_stages ** self.n_assets
 
     @property
+    def channel_asset_index(self) -> np.ndarray:
+        """``(C,)`` int array: the index in ``assets`` of each channel's asset."""
+        return np.array([self.assets.index(a) for a in self.channel_asset], dtype=np.int64)
+
+    @property
     def asset_pairs(self) -> tuple[tuple[int, int], ...]:
         """``(to, from)`` index pairs of the free spillover coefficients (``a != b``)."""
         if self.coupling != "spillover":
