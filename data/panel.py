@@ -123,7 +123,8 @@ class PanelData:
     levels : DataFrame, shape (T, A)
         Close (tape) or level (rate) of each asset on the calendar (NaN where absent).
     report : dict
-        Per asset counts: ``rows`` in the window, ``weekend_rows_dropped``, ``days_missing``
+        Per asset: ``source`` (the bundled dataset name, or ``"frame"``), ``kind`` and the
+        counts ``rows`` in the window, ``weekend_rows_dropped``, ``days_missing``
         (calendar days without a row), ``nonfinite_cells`` (rate cells missing in the source).
     center, scale : Series
         The standardisation, by channel.
@@ -135,7 +136,7 @@ class PanelData:
     assets: tuple[str, ...]
     order_channels: dict[str, str]
     levels: pd.DataFrame
-    report: dict[str, dict[str, int]] = field(default_factory=dict)
+    report: dict[str, dict] = field(default_factory=dict)
     center: pd.Series | None = None
     scale: pd.Series | None = None
 
@@ -210,7 +211,9 @@ def _tape_observables(name: str, spec: AssetSource, start, end) -> tuple[pd.Data
     prep = prepare(spec.source, start=start, end=end)
     raw = prep.raw[list(dims.FEATURES)]
     close = prep.prices["close"].reindex(raw.index)
-    return raw.assign(_close=close), {"weekend_rows_dropped": 0, "nonfinite_cells": 0}
+    weekend = raw.index.day_of_week >= 5  # off the calendar: dropped here, and counted
+    return (raw.assign(_close=close)[~weekend],
+            {"weekend_rows_dropped": int(weekend.sum()), "nonfinite_cells": 0})
 
 
 def prepare_panel(assets: str | Mapping[str, AssetSource], *, start=None, end=None,
@@ -266,7 +269,8 @@ def prepare_panel(assets: str | Mapping[str, AssetSource], *, start=None, end=No
         else:
             levels[name] = np.exp(obs["level"]) if spec.log_level else obs["level"]
             order[name] = channel_name(name, "change_vol")
-        report[name] = {"rows": len(obs), **counts}
+        source = spec.source if isinstance(spec.source, str) else "frame"
+        report[name] = {"source": source, "kind": spec.kind, "rows": len(obs), **counts}
         blocks.append(obs.rename(columns=lambda c, n=name: channel_name(n, c)))
     calendar = pd.DatetimeIndex(sorted(set().union(*(b.index for b in blocks))), name=dims.TIME)
     calendar = calendar[calendar.day_of_week < 5]

@@ -39,8 +39,9 @@ from stressflow.models.evaluate import model_data, param_dims
 from stressflow.models.spec import ModelSpec
 
 __all__ = [
-    "SCHEMA_VERSION", "READABLE_SCHEMA_VERSIONS", "STAGE_GROUPS", "PRICE_COLUMNS_KEPT",
-    "price_variable", "save_fit", "load_fit",  "require_fit", "schema_version", "read_spec",
+    "SCHEMA_VERSION", "READABLE_SCHEMA_VERSIONS", "PANEL_KIND", "is_panel", "STAGE_GROUPS",
+    "PRICE_COLUMNS_KEPT", "price_variable", "save_fit", "load_fit", "require_fit",
+    "schema_version", "read_spec",
     "read_transform", "posterior_params", "chain_of_draw", "model_arrays", "stored_prices",
     "filter_state", "time_index", "fit_data_end",
 ]
@@ -122,6 +123,16 @@ def load_fit(path: str | Path) -> xr.DataTree:
     result = verify_variables(result, str(path))
     require_fit(result, where=str(path))
     return result
+
+
+#: Root attribute ``model_kind`` of a panel (several assets) fit; a one-asset fit has none.
+PANEL_KIND = "panel"
+
+
+def is_panel(fit) -> bool:
+    """Whether ``fit`` is a panel fit (:func:`stressflow.inference.fitting.panel_fit
+    .fit_panel`): one stage per asset, dims ``time, asset, stage``."""
+    return isinstance(fit, xr.DataTree) and fit.attrs.get("model_kind") == PANEL_KIND
 
 
 def schema_version(fit: xr.DataTree, where: str = "this fit") -> int:

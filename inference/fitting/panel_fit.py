@@ -13,7 +13,10 @@ The returned ``xarray.DataTree`` holds:
     posterior mean; ``filtered`` (time, asset, stage): ``Pr(s_{a,t} = k | y_1..y_t)``;
     ``smoothed_quantile`` / ``filtered_quantile`` (quantile, time, asset, stage): quantiles
     across draws of the per-draw probabilities; ``joint_smoothed`` (time, joint_state):
-    ``Pr(J_t = J | y_1..y_T)``; ``observed`` (time, asset): channels present.
+    ``Pr(J_t = J | y_1..y_T)``; ``observed`` (time, asset): channels present;
+    ``filtered_margin_or_worse_quantile`` (quantile, time, asset): quantiles across draws of
+    ``Pr(s_{a,t} in {margin_pressure, forced_flow} | y_1..y_t, theta)`` (the stages the model
+    has).
 ``log_likelihood``
     ``y`` (chain, draw, time): ``log p(y_t | y_1..y_{t-1}, theta)`` (all assets' channels).
 ``sample_stats``
@@ -45,10 +48,11 @@ from stressflow.models.panel.pymc_model import build_panel_model, other_channels
 from stressflow.models.panel.spec import PanelSpec
 from stressflow.models.spec import ModelSpec
 
-__all__ = ["fit_panel", "panel_start", "panel_stage_probabilities", "MODEL_KIND"]
+__all__ = ["fit_panel", "panel_start", "panel_params", "panel_stage_probabilities",
+           "MODEL_KIND"]
 
 #: Root attribute ``model_kind`` of a panel fit.
-MODEL_KIND = "panel"
+MODEL_KIND = schema.PANEL_KIND
 # Draws smoothed per compiled batch.
 _CHUNK = 64
 
@@ -60,11 +64,11 @@ def panel_start(panel, spec: PanelSpec, seed: int) -> dict[str, np.ndarray]:
     k, names = spec.n_stages, list(spec.channels)
     mu = np.zeros((k, len(names)))
     sigma = np.ones((k, len(names)))
-    groups = ([(None, names, spec.order_channels[0])] if spec.coupling == "shared" else
-              [(a, [c for c, o in zip(names, spec.channel_asset, strict=True) if o == a],
-                spec.order_channels[i]) for i, a in enumerate(spec.assets)])
+    groups = ([(names, spec.order_channels[0])] if spec.coupling == "shared" else
+              [([c for c, o in zip(names, spec.channel_asset, strict=True) if o == a], order)
+               for a, order in zip(spec.assets, spec.order_channels, strict=True)])
     trans = []
-    for _, cols, order in groups:
+    for cols, order in groups:
         base = ModelSpec.base(n_stages=k, order_feature=order)
         start = em_start(panel.features[cols], base, seed)
         idx = [names.index(c) for c in cols]
@@ -86,13 +90,10 @@ def panel_start(panel, spec: PanelSpec, seed: int) -> dict[str, np.ndarray]:
     return out
 
 
-def _params(posterior: xr.Dataset, spec: PanelSpec) -> dict[str, np.ndarray]:
+def panel_params(posterior: xr.Dataset, spec: PanelSpec) -> dict[str, np.ndarray]:
     """Posterior draws of the evaluator's parameters, chains stacked: (n_draws_total, ...)."""
-    out = {}
-    for name in param_names(spec):
-        values = posterior[name].values
-        out[name] = values.reshape(-1, *values.shape[2:])
-    return out
+    return {name: posterior[name].values.reshape(-1, *posterior[name].shape[2:])
+            for name in param_names(spec)}
 
 
 def panel_stage_probabilities(spec: PanelSpec, params: dict, data: dict, *,
@@ -105,6 +106,8 @@ def panel_stage_probabilities(spec: PanelSpec, params: dict, data: dict, *,
         ``smoothed`` / ``filtered`` (T, A, K): posterior means of ``Pr(s_{a,t} = k | y_1..y_T,
         theta)`` / ``Pr(s_{a,t} = k | y_1..y_t, theta)``; ``smoothed_q`` / ``filtered_q``
         (Q, T, A, K): their quantiles over at most ``max_quantile_draws`` evenly spaced draws;
+        ``filtered_<group>_q`` (Q, T, A) for each group G of :data:`stressflow.inference.schema
+        .STAGE_GROUPS`: quantiles of the per-draw ``Pr(s_{a,t} in G | y_1..y_t, theta)``;
         ``joint_smoothed`` (T, J): posterior mean of ``Pr(J_t = J | y_1..y_T, theta)``;
         ``log_norm`` (S, T): ``log p(y_t | y_1..y_{t-1}, theta^(s))`` for every draw s.
     """
@@ -130,6 +133,9 @@ def panel_stage_probabilities(spec: PanelSpec, params: dict, data: dict, *,
     out = {name: value / n for name, value in sums.items()}
     for name in ("smoothed", "filtered"):
         out[f"{name}_q"] = np.quantile(np.concatenate(kept[name]), q, axis=0)
+    filtered = np.concatenate(kept["filtered"])
+    for group, idx in schema.stage_group_indices(spec.stage_names).items():
+        out[f"filtered_{group}_q"] = np.quantile(filtered[..., idx].sum(axis=-1), q, axis=0)
     out["log_norm"] = np.concatenate(log_norms)
     return out
 
@@ -173,7 +179,8 @@ def fit_panel(panel, spec: PanelSpec | None = None, *, chains: int = 4, draws: i
     posterior = posterior.drop_vars([v for v in posterior.data_vars if str(v) == "hmm_loglik"])
     t1 = time.perf_counter()
     data = panel_data(spec, panel.features)
-    probs = panel_stage_probabilities(spec, _params(posterior, spec), data, quantiles=quantiles)
+    probs = panel_stage_probabilities(spec, panel_params(posterior, spec), data,
+                                      quantiles=quantiles)
     t_post = time.perf_counter() - t1
     time_index = pd.DatetimeIndex(panel.features.index, name=dims.TIME)
     coords = {dims.TIME: time_index, dims.ASSET: list(spec.assets),
@@ -187,6 +194,9 @@ def fit_panel(panel, spec: PanelSpec | None = None, *, chains: int = 4, draws: i
         "filtered_quantile": ((dims.QUANTILE, *tas), probs["filtered_q"]),
         "joint_smoothed": ((dims.TIME, dims.JOINT_STATE), probs["joint_smoothed"]),
         "observed": ((dims.TIME, dims.ASSET), observed.astype(np.int8)),
+        **{f"filtered_{group}_quantile": ((dims.QUANTILE, dims.TIME, dims.ASSET),
+                                          probs[f"filtered_{group}_q"])
+           for group in schema.STAGE_GROUPS},
     }, coords={**coords, dims.JOINT_STATE: spec.joint_names()})
     stages["smoothed"].attrs["long_name"] = "Pr(s_{a,t} = k | y_1..y_T), posterior mean"
     stages["filtered"].attrs["long_name"] = "Pr(s_{a,t} = k | y_1..y_t), posterior mean"
