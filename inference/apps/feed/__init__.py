@@ -33,6 +33,7 @@ from stressflow.inference.apps.feed.columns import (
     FEED_SCHEMA_VERSION,
     INTERVAL,
     MARGIN_OR_WORSE,
+    PANEL_FEED_SCHEMA,
     FeedColumn,
     feed,
 )
@@ -44,6 +45,7 @@ __all__ = [
     "COMPULSION_STAGE",
     "FEED_SCHEMA",
     "FEED_SCHEMA_VERSION",
+    "PANEL_FEED_SCHEMA",
     "INTERVAL",
     "MARGIN_OR_WORSE",
     "FeedColumn",

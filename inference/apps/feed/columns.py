@@ -13,8 +13,9 @@ import xarray as xr
 from stressflow.inference import schema
 from stressflow.models import dims
 
-__all__ = ["FEED_SCHEMA", "FEED_SCHEMA_VERSION", "FeedColumn", "INTERVAL", "COMPULSION_STAGE",
-           "MARGIN_OR_WORSE", "feed", "conform", "require_feed"]
+__all__ = ["FEED_SCHEMA", "PANEL_FEED_SCHEMA", "FEED_SCHEMA_VERSION", "FeedColumn", "INTERVAL",
+           "COMPULSION_STAGE", "MARGIN_OR_WORSE", "feed", "feed_from_stages", "conform",
+           "require_feed"]
 
 #: Version of :data:`FEED_SCHEMA`. Any change of a column's name, dtype, meaning or order
 #: increments it; consumers should check it (Parquet metadata / the CSV's ``.meta.json``).
@@ -94,6 +95,16 @@ def _schema() -> tuple[FeedColumn, ...]:
 FEED_SCHEMA: tuple[FeedColumn, ...] = _schema()
 
 
+#: The columns of a panel fit's feed (:func:`stressflow.inference.apps.panel_assets
+#: .panel_feed`): :data:`FEED_SCHEMA` with ``asset`` after ``date``, one row per (date, asset).
+PANEL_FEED_SCHEMA: tuple[FeedColumn, ...] = (
+    FEED_SCHEMA[0],
+    FeedColumn("asset", "str", "asset of the row (a panel fit's asset name); every probability "
+               "of the row is that asset's stage given all the panel's assets' data"),
+    *FEED_SCHEMA[1:],
+)
+
+
 #: What the feed reads from a fit.
 FEED_NEEDS = {
     "posterior": ("filtered_last",),
@@ -140,8 +151,16 @@ def feed(fit: xr.DataTree) -> pd.DataFrame:
         of the schema. The fit is not modified.
     """
     require_feed(fit)
-    st = fit["stages"]
-    index = schema.time_index(fit)
+    return feed_from_stages(fit["stages"].to_dataset(), schema.time_index(fit),
+                            schema.fit_data_end(fit))
+
+
+def feed_from_stages(st: xr.Dataset, index: pd.DatetimeIndex,
+                     data_end: pd.Timestamp) -> pd.DataFrame:
+    """The plain layer of :func:`feed`: its rows from a ``stages`` group (``filtered``,
+    ``filtered_quantile``, ``filtered_margin_or_worse_quantile``, ``smoothed``,
+    ``in_fit_window``, ``observed`` over ``time`` and ``stage``), its days ``index`` and the
+    last day of the fitted data ``data_end`` (the ``fit_data_end`` column)."""
     levels = np.asarray(st[dims.QUANTILE].values, dtype=np.float64)
     qpos = [quantile_position(levels, level) for level in INTERVAL]
     filtered = st["filtered"].transpose(dims.TIME, dims.STAGE).values.astype(np.float64)
@@ -187,18 +206,18 @@ def feed(fit: xr.DataTree) -> pd.DataFrame:
     cols["in_fit_window"] = in_fit
     cols["n_observed"] = n_obs
     cols["observed"] = n_obs > 0
-    cols["fit_data_end"] = np.full(len(index), schema.fit_data_end(fit).to_datetime64())
+    cols["fit_data_end"] = np.full(len(index), pd.Timestamp(data_end).to_datetime64())
     return conform(pd.DataFrame(cols))
 
 
-def conform(frame: pd.DataFrame) -> pd.DataFrame:
-    """Columns of :data:`FEED_SCHEMA`, in order, cast to the schema's dtypes."""
-    names = [c.name for c in FEED_SCHEMA]
+def conform(frame: pd.DataFrame, columns: tuple[FeedColumn, ...] = FEED_SCHEMA) -> pd.DataFrame:
+    """The ``columns`` (default :data:`FEED_SCHEMA`), in order, cast to their dtypes."""
+    names = [c.name for c in columns]
     missing = [n for n in names if n not in frame.columns]
     if missing:
         raise ValueError(f"feed frame lacks column(s) {missing}")
     out = frame[names].copy()
-    for col in FEED_SCHEMA:
+    for col in columns:
         out[col.name] = out[col.name].astype(col.dtype)
     return out.reset_index(drop=True)
 

@@ -8,9 +8,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import xarray as xr
+from stressflow.inference import schema
 from stressflow.inference.apps.feed.columns import (
     FEED_SCHEMA,
     FEED_SCHEMA_VERSION,
+    PANEL_FEED_SCHEMA,
     conform,
     feed,
 )
@@ -20,17 +22,18 @@ from stressflow.inference.integrity import array_sha256, atomic_write, file_sha2
 __all__ = ["export", "read_feed"]
 
 
-def _feed_metadata(fit: xr.DataTree) -> dict:
+def _feed_metadata(fit: xr.DataTree, columns) -> dict:
     return {
         "feed_schema_version": FEED_SCHEMA_VERSION,
-        "columns": [c._asdict() for c in FEED_SCHEMA],
+        "panel": columns is PANEL_FEED_SCHEMA,
+        "columns": [c._asdict() for c in columns],
         "stressflow_version": package_version(),
         "fit_schema_version": int(np.asarray(fit.attrs.get("schema_version", -1)).item()),
         "fit_stressflow_version": str(fit.attrs.get("stressflow_version", "")),
         "fit_data_hash": str(fit.attrs.get("data_hash", "")),
         "feed_data_hash": str(fit.attrs.get("feed_data_hash", fit.attrs.get("data_hash", ""))),
-        "fit_start": str(fit.attrs.get("start", "")),
-        "fit_end": str(fit.attrs.get("end", "")),
+        "fit_start": str(fit.attrs.get("start", fit.attrs.get("data_start", ""))),
+        "fit_end": str(fit.attrs.get("end", fit.attrs.get("data_end", ""))),
         "feed_end": str(fit.attrs.get("feed_end", fit.attrs.get("end", ""))),
         "source": str(fit.attrs.get("source", "")),
     }
@@ -40,8 +43,10 @@ def export(fit: xr.DataTree, path, format: str = "csv") -> Path:
     """Write :func:`feed` to ``path`` as CSV or Parquet, with its schema metadata.
 
     One row per date with the columns of :data:`FEED_SCHEMA` (version
-    :data:`FEED_SCHEMA_VERSION`), in order. Parquet keeps the dtypes and stores the metadata
-    (schema version, column meanings, package version, data hashes, date range) under the
+    :data:`FEED_SCHEMA_VERSION`), in order; for a panel fit one row per (date, asset) with the
+    columns of :data:`PANEL_FEED_SCHEMA` (:func:`stressflow.inference.apps.panel_assets
+    .panel_feed`; the metadata's ``panel`` is true). Parquet keeps the dtypes and stores the
+    metadata (schema version, column meanings, package version, data hashes, date range) under the
     key ``stressflow``; CSV writes dates as ``YYYY-MM-DD``, booleans as ``True``/``False``,
     missing values as empty fields and floats at full precision, and the same metadata to
     ``<path>.meta.json`` beside it. :func:`read_feed` reads either back with the schema's
@@ -59,8 +64,13 @@ def export(fit: xr.DataTree, path, format: str = "csv") -> Path:
     """
     if format not in ("csv", "parquet"):
         raise ValueError(f"format must be 'csv' or 'parquet', got {format!r}")
-    frame = feed(fit)
-    meta = _feed_metadata(fit)
+    if schema.is_panel(fit):
+        from stressflow.inference.apps.panel_assets import panel_feed
+
+        frame, columns = panel_feed(fit), PANEL_FEED_SCHEMA
+    else:
+        frame, columns = feed(fit), FEED_SCHEMA
+    meta = _feed_metadata(fit, columns)
     path = Path(path)
     if format == "csv":
         with atomic_write(path) as tmp:
@@ -83,7 +93,8 @@ def export(fit: xr.DataTree, path, format: str = "csv") -> Path:
 
 
 def read_feed(path) -> pd.DataFrame:
-    """Read a file written by :func:`export` back with the dtypes of :data:`FEED_SCHEMA`.
+    """Read a file written by :func:`export` back with the dtypes of :data:`FEED_SCHEMA`
+    (:data:`PANEL_FEED_SCHEMA` for a panel fit's feed).
 
     Raises ``ValueError`` if the columns differ from the schema (names or order), the file
     says it has another feed schema version, or the file does not match its stored checksums
@@ -104,7 +115,7 @@ def read_feed(path) -> pd.DataFrame:
                 )
     else:
         dates = [c.name for c in FEED_SCHEMA if c.dtype.startswith("datetime")]
-        frame = pd.read_csv(path, parse_dates=dates)
+        frame = pd.read_csv(path, parse_dates=dates, dtype={"asset": str})
         side = Path(f"{path}.meta.json")
         meta = json.loads(side.read_text()) if side.exists() else {}
         if "sha256" in meta and file_sha256(path) != meta["sha256"]:
@@ -118,9 +129,11 @@ def read_feed(path) -> pd.DataFrame:
             f"{path} has feed schema version {version}; this stressflow reads version "
             f"{FEED_SCHEMA_VERSION}"
         )
-    names = [c.name for c in FEED_SCHEMA]
+    columns = PANEL_FEED_SCHEMA if meta.get("panel", "asset" in frame.columns) else FEED_SCHEMA
+    names = [c.name for c in columns]
     if list(frame.columns) != names:
-        raise ValueError(f"{path}: columns {list(frame.columns)} differ from FEED_SCHEMA {names}")
-    return conform(frame)
+        which = "PANEL_FEED_SCHEMA" if columns is PANEL_FEED_SCHEMA else "FEED_SCHEMA"
+        raise ValueError(f"{path}: columns {list(frame.columns)} differ from {which} {names}")
+    return conform(frame, columns)
 
 
