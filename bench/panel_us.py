@@ -24,23 +24,14 @@ import pandas as pd
 from stressflow.data.panel import PANELS, AssetSource, prepare_panel
 from stressflow.inference.apps.migration import lead_table, migration_table, sample_asset_paths
 from stressflow.inference.fitting.panel_fit import fit_panel
+from stressflow.inference.postprocess.panel_summary import convergence
 from stressflow.models.panel import PanelSpec
 from stressflow.models.panel.pymc_model import build_panel_model
 
+from bench.common import markdown_table
+
 RESULTS = Path(__file__).parent / "results"
 US = PANELS["us_markets"]
-
-
-def _md(frame: pd.DataFrame, digits: int = 3) -> str:
-    frame = frame.reset_index()
-    head = "| " + " | ".join(map(str, frame.columns)) + " |"
-    rule = "|" + "---|" * len(frame.columns)
-    rows = []
-    for _, row in frame.iterrows():
-        cells = [f"{v:.{digits}f}" if isinstance(v, float) else
-                 (f"{v:%Y-%m-%d}" if isinstance(v, pd.Timestamp) else str(v)) for v in row]
-        rows.append("| " + " | ".join(cells) + " |")
-    return "\n".join([head, rule, *rows])
 
 
 def cost(n_days: int = 5000, repeats: int = 200) -> str:
@@ -70,11 +61,8 @@ def cost(n_days: int = 5000, repeats: int = 200) -> str:
 
 def report(fit, title: str, window=("2007-01-01", "2008-12-31")) -> str:
     post = fit["posterior"].to_dataset()
-    rhat = az.rhat(post)
-    worst = max(float(rhat[v].max()) for v in rhat.data_vars)
-    ess = az.ess(post)
-    min_ess = min(float(ess[v].min()) for v in ess.data_vars)
-    div = int(fit["sample_stats"]["diverging"].sum())
+    conv = convergence(fit)  # the zero diagonal of spillover left out
+    worst, min_ess, div = conv["max_rhat"], conv["min_ess"], conv["divergences"]
     loo = az.loo(fit, var_name="y")
     spill = post["spillover"] if "spillover" in post else None
     lines = [f"# {title}", "", f"timings: {fit.attrs['timings']}",
@@ -82,7 +70,7 @@ def report(fit, title: str, window=("2007-01-01", "2008-12-31")) -> str:
              f"PSIS-LOO elpd {loo.elpd:.1f} (se {loo.se:.1f})", ""]
     share = fit["stages"]["smoothed"].isel(stage=-1).mean("time").to_pandas()
     lines += ["Share of days in each asset's top stage (smoothed):", "",
-              _md(share.rename("share").to_frame()), ""]
+              markdown_table(share.rename("share").to_frame().reset_index()), ""]
     if spill is not None:
         q = spill.quantile([0.05, 0.5, 0.95], ("chain", "draw"))
         rows = []
@@ -92,13 +80,14 @@ def report(fit, title: str, window=("2007-01-01", "2008-12-31")) -> str:
                     v = q.sel(asset=a, asset_from=b).values
                     rows.append({"from": b, "to": a, "q05": v[0], "median": v[1], "q95": v[2]})
         lines += ["Spillover (log-odds added to `to`'s move into its top stage when `from` was "
-                  "in its top stage the day before):", "", _md(pd.DataFrame(rows)), ""]
+                  "in its top stage the day before):", "",
+                  markdown_table(pd.DataFrame(rows).reset_index()), ""]
     paths = sample_asset_paths(fit, n_draws=200, paths_per_draw=5, seed=0)
     lines += [f"Lead table {window[0]}..{window[1]} (onset = first run of >= 5 top-stage days; "
               "lead = onset(follower) - onset(leader), trading days; 90% interval):", "",
-              _md(lead_table(paths, *window)), "",
+              markdown_table(lead_table(paths, *window).reset_index()), "",
               "Migration probabilities in the same window (90% interval across draws):", "",
-              _md(migration_table(paths, *window)), ""]
+              markdown_table(migration_table(paths, *window).reset_index()), ""]
     return "\n".join(lines)
 
 

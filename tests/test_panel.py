@@ -249,35 +249,160 @@ def pair_panel():
                              end="2009-06-30")
 
 
-def test_fit_panel_on_real_data_is_labelled_and_reproducible(pair_panel, tmp_path, capsys):
+_PAIR_FIT = dict(chains=2, draws=150, tune=200, seed=3)
+
+
+@pytest.fixture(scope="module")
+def pair_fit_path(tmp_path_factory):
+    """The S&P 500 + TED 2006-2009 panel fitted from the command line."""
+    from stressflow.inference.present.cli import main
+
+    path = tmp_path_factory.mktemp("panel") / "pair.nc"
+    argv = ["fit", "--dataset", "us_markets", "--assets", "sp500", "ted", "--start",
+            "2006-01-01", "--end", "2009-06-30", "--out", str(path), "--quiet"]
+    for key, value in _PAIR_FIT.items():
+        argv += [f"--{key}", str(value)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main(argv) == 0
+    return path
+
+
+@pytest.fixture(scope="module")
+def pair_fit(pair_fit_path):
+    from stressflow.inference.schema import load_fit
+
+    return load_fit(pair_fit_path)
+
+
+def test_fit_panel_on_real_data_is_labelled_and_reproducible(pair_panel, pair_fit,
+                                                             pair_fit_path, capsys):
     from stressflow.inference.fitting.panel_fit import fit_panel
     from stressflow.inference.present.cli import main
-    from stressflow.inference.schema import load_fit, save_fit
 
-    kw = dict(chains=2, draws=150, tune=200, seed=3)
-    fit = fit_panel(pair_panel, **kw)
-    again = fit_panel(pair_panel, **kw)
-    post = fit["posterior"]
+    again = fit_panel(pair_panel, **_PAIR_FIT)  # the API, same seed as the CLI fit
+    post = pair_fit["posterior"]
     assert post["spillover"].dims == ("chain", "draw", "asset", "asset_from")
     assert post["P"].dims == ("chain", "draw", "asset", "stage_from", "stage_to")
     np.testing.assert_array_equal(post["spillover"].values, again["posterior"]["spillover"].values)
-    sm = fit["stages"]["smoothed"]
+    sm = pair_fit["stages"]["smoothed"]
     assert sm.dims == ("time", "asset", "stage")
+    np.testing.assert_array_equal(sm.values, again["stages"]["smoothed"].values)
     assert_allclose(sm.sum("stage").values, 1.0, atol=1e-9)
-    assert fit["log_likelihood"]["y"].dims == ("chain", "draw", "time")
+    assert pair_fit["log_likelihood"]["y"].dims == ("chain", "draw", "time")
     # both markets in their top stage through the Lehman weeks, neither in calm 2006 H1
     top = sm.sel(stage="forced_flow")
     assert (top.sel(time=slice("2008-09-29", "2008-10-31")).mean("time") > 0.9).all()
     assert (top.sel(time=slice("2006-01-01", "2006-04-30")).mean("time") < 0.2).all()
-    # written atomically with checksums, read back bit for bit, read by `stressflow panel lead`
-    path = save_fit(fit, tmp_path / "pair.nc")
-    back = load_fit(path)
-    np.testing.assert_array_equal(back["stages"]["smoothed"].values, sm.values)
-    assert main(["panel", "lead", str(path), "--window", "2007-06-01", "2008-12-31",
+    # K = 2: the margin-or-worse group is forced flow alone, so its quantiles are forced flow's
+    np.testing.assert_array_equal(
+        pair_fit["stages"]["filtered_margin_or_worse_quantile"].values,
+        pair_fit["stages"]["filtered_quantile"].sel(stage="forced_flow").values)
+    assert main(["panel", "lead", str(pair_fit_path), "--window", "2007-06-01", "2008-12-31",
                  "--draws", "20", "--paths", "2"]) == 0
     out = capsys.readouterr().out
     assert "lead table 2007-06-01..2008-12-31" in out and "ted->sp500" not in out
     assert "sp500" in out and "pr_leader_first" in out
+
+
+def test_panel_fit_asset_view_episodes_and_catalogue(pair_fit):
+    from stressflow.inference.apps.migration import sample_asset_paths
+    from stressflow.inference.apps.panel_assets import (
+        asset_paths,
+        asset_view,
+        panel_catalogue,
+        panel_episodes,
+        tape_assets,
+    )
+
+    assert tape_assets(pair_fit) == ["sp500"]
+    view = asset_view(pair_fit, "sp500")
+    np.testing.assert_array_equal(view["stages"]["smoothed"].values,
+                                  pair_fit["stages"]["smoothed"].sel(asset="sp500").values)
+    assert list(view["observed_data"]["features"]["feature"].values) == [
+        c.split(":")[1] for c in pair_fit["observed_data"]["channel"].values
+        if c.startswith("sp500:")]
+    close = view["observed_data"]["close"].to_series()
+    level = pair_fit["observed_data"]["level"].sel(asset="sp500").to_series()
+    assert close.notna().all() and level.isna().any()  # panel days without an S&P 500 row
+    assert_allclose(close[level.notna()], level.dropna())
+    with pytest.raises(ValueError, match="asset 'gme' is not in this panel fit"):
+        asset_view(pair_fit, "gme")
+    paths = sample_asset_paths(pair_fit, n_draws=30, paths_per_draw=4, seed=1)
+    table = panel_episodes(pair_fit, paths=paths)
+    assert table.index.names == ["asset", "episode"]
+    assert set(table.index.get_level_values("asset")) == {"sp500"}
+    # oracle: p_compulsion of each episode straight from the joint paths' sp500 coordinate
+    one = asset_paths(paths, "sp500")
+    assert one.sizes == {"sample": 120, "time": pair_fit["stages"].sizes["time"]}
+    times = pd.DatetimeIndex(pair_fit["stages"]["time"].values)
+    observed = pair_fit["stages"]["observed"].sel(asset="sp500").values > 0
+    raw = paths.sel(asset="sp500").values.reshape(120, -1)
+    for _, ep in table.iterrows():
+        days = np.flatnonzero((times >= ep["start"]) & (times <= ep["end"]) & observed)
+        assert ep["n_days"] == days.size
+        hand = ((raw[:, days] == 1).sum(axis=1) >= 0.5 * days.size).mean()
+        assert ep["p_compulsion"] == pytest.approx(hand)
+    cat = panel_catalogue(pair_fit, paths=paths)
+    lehman = cat.loc[("sp500", "Lehman / GFC 2008")]
+    assert lehman["expected"] == "F-" and lehman["p_compulsion"] > 0.9
+    assert "Quant quake 2007" in cat.index.get_level_values("episode")
+
+
+def test_panel_feed_export_and_read_back(pair_fit, tmp_path):
+    from stressflow.inference.apps.feed import PANEL_FEED_SCHEMA, export, read_feed
+    from stressflow.inference.apps.panel_assets import panel_feed
+
+    frame = panel_feed(pair_fit)
+    st = pair_fit["stages"]
+    assert list(frame.columns) == [c.name for c in PANEL_FEED_SCHEMA]
+    assert len(frame) == st.sizes["time"] * st.sizes["asset"]
+    assert list(frame["asset"].iloc[:2]) == ["sp500", "ted"]
+    ted = frame[frame["asset"] == "ted"]
+    np.testing.assert_array_equal(ted["p_compulsion"].to_numpy(),
+                                  st["filtered"].sel(asset="ted", stage="forced_flow").values)
+    np.testing.assert_array_equal(ted["smoothed_forced_flow"].to_numpy(),
+                                  st["smoothed"].sel(asset="ted", stage="forced_flow").values)
+    assert (ted["filtered_margin_pressure"] == 0).all() and ted["in_fit_window"].all()
+    q95 = st["filtered_quantile"].sel(asset="ted", stage="forced_flow", quantile=0.95).values
+    np.testing.assert_array_equal(ted["p_compulsion_q95"].to_numpy(), q95)
+    for name in ("feed.csv", "feed.parquet"):
+        out = export(pair_fit, tmp_path / name, format=name.split(".")[1])
+        pd.testing.assert_frame_equal(read_feed(out), frame)
+
+
+def test_panel_fit_through_the_cli(pair_fit_path, tmp_path, capsys):
+    from stressflow.inference.present.cli import main
+
+    assert main(["summary", str(pair_fit_path)]) == 0
+    out = capsys.readouterr().out
+    assert "panel fit: assets ['sp500', 'ted']" in out and "max R-hat" in out
+    assert "ted" in out and "spillover" in out
+    assert main(["episodes", str(pair_fit_path), "--n-draws", "10", "--paths-per-draw",
+                 "2"]) == 0
+    out = capsys.readouterr().out
+    assert "Lehman / GFC 2008" in out and "stress regime" in out
+    png = tmp_path / "panel.png"
+    assert main(["plot", str(pair_fit_path), "--out", str(png), "--window", "2007-01-01",
+                 "2008-12-31", "--n-draws", "10"]) == 0
+    assert png.stat().st_size > 10_000
+    assert main(["export", str(pair_fit_path), "--out", str(tmp_path / "f.csv")]) == 0
+    assert "rows (date x asset)" in capsys.readouterr().out
+    assert main(["plot", str(pair_fit_path), "--out", str(png), "--kind", "transitions"]) == 1
+    assert main(["update", str(pair_fit_path), str(png), "--out", str(tmp_path / "u.nc")]) == 1
+    err = capsys.readouterr().err
+    assert "one-asset fits" in err and "update of a panel fit is not implemented" in err
+    # options of the one-asset model are refused for a panel dataset, and vice versa
+    assert main(["fit", "--dataset", "us_markets", "--model", "base", "--out",
+                 str(tmp_path / "x.nc")]) == 2
+    assert main(["fit", "--dataset", "sp500", "--coupling", "none", "--out",
+                 str(tmp_path / "x.nc")]) == 2
+    assert main(["fit", "--dataset", "us_markets", "--assets", "gme", "--out",
+                 str(tmp_path / "x.nc")]) == 1
+    err = capsys.readouterr().err
+    assert "--model describe(s) a one-asset model" in err
+    assert "--coupling appl(ies) to a panel dataset" in err
+    assert "asset(s) ['gme'] not in panel 'us_markets'" in err
 
 
 def test_simulated_one_way_spillover_is_recovered(pair_panel):

@@ -28,6 +28,15 @@ def _cmd_fit(args) -> int:
     if (args.dataset is None) == (args.file is None):
         print("stressflow fit: give exactly one of --dataset NAME or --file PATH", file=sys.stderr)
         return 2
+    from stressflow.data.panel import PANELS
+
+    if args.dataset in PANELS:
+        return _fit_panel_dataset(args)
+    panel_only = [f"--{n}" for n in ("assets", "coupling") if getattr(args, n) is not None]
+    if panel_only:
+        print(f"stressflow fit: {', '.join(panel_only)} appl(ies) to a panel dataset "
+              f"({', '.join(PANELS)}) only", file=sys.stderr)
+        return 2
     source = args.dataset if args.dataset is not None else args.file
     if args.dataset is not None and args.dataset not in list_datasets().index:
         names = ", ".join(list_datasets().index)
@@ -67,16 +76,46 @@ def _cmd_fit(args) -> int:
     return 0
 
 
+#: Options of ``fit`` that describe a one-asset model: (dest, default); a panel dataset
+#: refuses any that is set.
+_SINGLE_ONLY = (("model", "default"), ("emission", None), ("transitions", None),
+                ("discretionary", None), ("compulsion_feature", None), ("observables", None),
+                ("stage_durations", None), ("transition_covariates", None),
+                ("transition_model", None), ("spread_column", None), ("volume_dropouts", None),
+                ("file", None))
+
+
+def _fit_panel_dataset(args) -> int:
+    """``stressflow fit --dataset us_markets``: the panel fit of
+    :func:`stressflow.inference.present.cli_panel.run_panel_fit`."""
+    from stressflow.inference.present.cli_panel import run_panel_fit
+
+    set_single = [f"--{d.replace('_', '-')}" for d, default in _SINGLE_ONLY
+                  if getattr(args, d, default) != default]
+    if set_single:
+        print(f"stressflow fit: {', '.join(set_single)} describe(s) a one-asset model; the "
+              f"panel dataset {args.dataset!r} takes --assets, --coupling and --stages",
+              file=sys.stderr)
+        return 2
+    args.panel = args.dataset
+    return run_panel_fit(args, "stressflow fit")
+
+
 def _cmd_summary(args) -> int:
     from stressflow.inference.postprocess.summaries import summary
-    from stressflow.inference.schema import load_fit
+    from stressflow.inference.schema import is_panel, load_fit
 
     try:
         result = load_fit(args.file)
     except (FileNotFoundError, ValueError, OSError) as exc:
         print(f"stressflow summary: {exc}", file=sys.stderr)
         return 1
-    print(summary(result, n_top=args.top))
+    if is_panel(result):
+        from stressflow.inference.postprocess.panel_summary import panel_summary
+
+        print(panel_summary(result))
+    else:
+        print(summary(result, n_top=args.top))
     return 0
 
 
@@ -88,6 +127,7 @@ def _cmd_datasets(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from stressflow.inference.present.cli_panel import add_panel_options
     from stressflow.inference.present.model_options import add_model_options
 
     parser = argparse.ArgumentParser(
@@ -96,7 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("fit", help="fit the stage model and write it to netCDF")
-    p.add_argument("--dataset", help="bundled dataset name (see `stressflow datasets`)")
+    p.add_argument("--dataset", help="bundled dataset name (see `stressflow datasets`), or a "
+                                     "bundled panel of several markets (us_markets)")
     p.add_argument("--file", help="CSV or Parquet file with date, high, low, close, volume")
     p.add_argument("--start", help="first date of the fit window (YYYY-MM-DD)")
     p.add_argument("--end", help="last date of the fit window (YYYY-MM-DD)")
@@ -110,6 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tune", type=int, default=2000)
     p.add_argument("--seed", type=int, default=0)
     add_model_options(p)
+    add_panel_options(p, stages=False)
     p.add_argument("--store-draws", action="store_true",
                    help="also store per-draw stage probabilities (large)")
     p.add_argument("--no-pointwise-loglik", dest="pointwise_loglik", action="store_false",

@@ -10,33 +10,59 @@
 from __future__ import annotations
 
 import sys
+import time
 
-__all__ = ["register_cli"]
+__all__ = ["register_cli", "add_panel_options", "run_panel_fit"]
 
 
-def _cmd_fit(args) -> int:
-    import arviz as az
+def run_panel_fit(args, prog: str) -> int:
+    """Fit a bundled panel from parsed arguments (``panel``, ``assets``, ``start``, ``end``,
+    ``coupling``, ``stages``, ``chains``, ``draws``, ``tune``, ``seed``, ``out``) and write it;
+    shared by ``stressflow fit --dataset us_markets`` and ``stressflow panel fit``."""
     from stressflow.data import DataError
-    from stressflow.data.panel import prepare_panel
+    from stressflow.data.panel import PANELS, prepare_panel
     from stressflow.inference.fitting.panel_fit import fit_panel
+    from stressflow.inference.postprocess.panel_summary import convergence, panel_summary
+    from stressflow.inference.present.console import show_progress
     from stressflow.inference.schema import save_fit
 
     try:
-        panel = prepare_panel(args.panel, start=args.start, end=args.end)
+        assets = args.panel
+        if args.assets:
+            known = PANELS.get(args.panel, {})
+            unknown = [a for a in args.assets if a not in known]
+            if unknown:
+                raise ValueError(f"asset(s) {unknown} not in panel {args.panel!r} "
+                                 f"(assets: {list(known)})")
+            assets = {a: known[a] for a in args.assets}
+            if args.start is None and args.end is None:
+                from stressflow.data.panel import PANEL_WINDOWS
+
+                args.start, args.end = PANEL_WINDOWS[args.panel]
+        panel = prepare_panel(assets, start=args.start, end=args.end)
+        t0 = time.perf_counter()
         fit = fit_panel(panel, chains=args.chains, draws=args.draws, tune=args.tune,
-                        seed=args.seed, coupling=args.coupling, n_stages=args.stages,
-                        progress_bar=not args.quiet and sys.stderr.isatty())
+                        seed=args.seed, coupling=args.coupling or "spillover",
+                        n_stages=args.stages or 2, progress_bar=show_progress(args))
+        wall = time.perf_counter() - t0
     except (DataError, ValueError) as exc:
-        print(f"stressflow panel fit: {exc}", file=sys.stderr)
+        print(f"{prog}: {exc}", file=sys.stderr)
         return 1
-    rhat = az.rhat(fit["posterior"].to_dataset())
-    worst = max(float(rhat[v].max()) for v in rhat.data_vars)
-    print(f"{panel}\nmax R-hat {worst:.3f}; timings {fit.attrs['timings']}")
-    if worst > 1.01:
+    fit.attrs["source"] = args.panel
+    try:
+        save_fit(fit, args.out)
+    except OSError as exc:
+        print(f"{prog}: cannot write {args.out}: {exc}", file=sys.stderr)
+        return 1
+    print(panel_summary(fit))
+    print(f"\nwrote {args.out}; wall time {wall:.1f} s")
+    if convergence(fit)["max_rhat"] > 1.01:
         print("warning: max R-hat > 1.01, the chains have not converged", file=sys.stderr)
-    save_fit(fit, args.out)
-    print(f"wrote {args.out}", file=sys.stderr)
     return 0
+
+
+def _cmd_fit(args) -> int:
+    return run_panel_fit(args, "stressflow panel fit")
 
 
 def _cmd_lead(args) -> int:
@@ -65,6 +91,17 @@ def _cmd_lead(args) -> int:
     return 0
 
 
+def add_panel_options(p, stages: bool = True) -> None:
+    """``--assets``, ``--coupling`` and (``stages``) ``--stages``: the panel options of
+    ``panel fit``; ``fit`` has its own ``--stages``."""
+    p.add_argument("--assets", nargs="+", metavar="ASSET",
+                   help="fit only these assets of the bundled panel (default: all)")
+    p.add_argument("--coupling", choices=["spillover", "none", "shared"],
+                   help="panel fits: how the assets' stages interact (default spillover)")
+    if stages:
+        p.add_argument("--stages", type=int, help="stages per asset (default 2)")
+
+
 def register_cli(sub) -> None:
     """Add ``panel fit`` and ``panel lead`` to the ``stressflow`` parser's subcommands."""
     p = sub.add_parser("panel", help="fit several markets jointly; read stress migration")
@@ -74,12 +111,13 @@ def register_cli(sub) -> None:
     f.add_argument("--out", required=True)
     f.add_argument("--start")
     f.add_argument("--end")
-    f.add_argument("--coupling", default="spillover", choices=["spillover", "none", "shared"])
-    f.add_argument("--stages", type=int, default=2, help="stages per asset")
+    add_panel_options(f)
     f.add_argument("--chains", type=int, default=4)
     f.add_argument("--draws", type=int, default=1000)
     f.add_argument("--tune", type=int, default=1000)
     f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--progress", action="store_true",
+                   help="show the sampler's progress bar even when not on a terminal")
     f.add_argument("--quiet", action="store_true", help="no progress bar")
     f.set_defaults(func=_cmd_fit)
     lead = psub.add_parser("lead", help="spillover, lead table and migration of a panel fit")

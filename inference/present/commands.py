@@ -61,10 +61,12 @@ def add_score_options(p: argparse.ArgumentParser) -> None:
 def _cmd_episodes(args) -> int:
     from stressflow.inference.apps.catalogue import score_catalogue
     from stressflow.inference.postprocess.paths import sample_stage_paths
-    from stressflow.inference.schema import load_fit
+    from stressflow.inference.schema import is_panel, load_fit
 
     try:
         fit = load_fit(args.file)
+        if is_panel(fit):
+            return _panel_episodes(fit, args)
         paths = sample_stage_paths(fit, n_draws=args.n_draws, paths_per_draw=args.paths_per_draw,
                                    seed=args.seed)
         table = episodes(fit, drawdown=args.drawdown, runup=args.runup, min_share=args.min_share,
@@ -94,6 +96,39 @@ def _cmd_episodes(args) -> int:
     return 0
 
 
+def _panel_episodes(fit, args) -> int:
+    """``stressflow episodes`` of a panel fit: per tape asset, its episodes and its catalogued
+    ones (:mod:`stressflow.inference.apps.panel_assets`)."""
+    from stressflow.inference.apps.migration import sample_asset_paths
+    from stressflow.inference.apps.panel_assets import panel_catalogue, panel_episodes
+
+    paths = sample_asset_paths(fit, n_draws=args.n_draws, paths_per_draw=args.paths_per_draw,
+                               seed=args.seed)
+    options = dict(min_share=args.min_share, lead_in=args.lead_in, hi=args.hi, lo=args.lo,
+                   paths=paths)
+    table = panel_episodes(fit, drawdown=args.drawdown, runup=args.runup, **options)
+    top = json.loads(fit.attrs["panel_spec"])
+    print(f"Episodes of each price asset of {args.file} (drawdown {args.drawdown:.0%}, run-up "
+          f"{args.runup:.0%}); p_compulsion = Pr(>= {args.min_share:.0%} of the episode's days "
+          "in the asset's forced_flow stage | every asset's y_1..y_T)")
+    if top.get("n_stages", 2) < 4:
+        print("note: with fewer than four stages per asset forced_flow is the asset's upper "
+              "stage, a stress regime; it does not tell compulsion from discretionary "
+              "repricing (README, panel model)")
+    print(_format(table, _SHOW) if len(table) else "(no episode beyond the thresholds)")
+    if args.out:
+        table.to_csv(args.out)
+        print(f"\nwrote {args.out}")
+    cat = panel_catalogue(fit, **options)
+    if len(cat):
+        print("\nCatalogued episodes in range (expected labels are for evaluation only):")
+        print(_format(cat, ["market", "expected", "direction", "start", "end", "p_compulsion",
+                            "p_compulsion_q05", "p_compulsion_q95", "label", "agree"]))
+    else:
+        print("\n(no catalogued episode of these markets inside the fitted range)")
+    return 0
+
+
 def register_episodes(subparsers) -> None:
     """Add ``stressflow episodes FILE.nc [--out table.csv] [--seed N] [thresholds]``."""
     p = subparsers.add_parser(
@@ -112,11 +147,18 @@ def _cmd_plot(args) -> int:
     import matplotlib
 
     matplotlib.use("Agg")
-    from stressflow.inference.schema import load_fit
+    from stressflow.inference.schema import is_panel, load_fit
 
     try:
         fit = load_fit(args.file)
-        if args.kind == "overview":
+        if is_panel(fit):
+            if args.kind != "overview":
+                raise ValueError(f"--kind {args.kind} is for one-asset fits; a panel fit has "
+                                 "the overview (stress by market)")
+            from stressflow.inference.present.plots_panel import plot_panel
+
+            fig = plot_panel(fit, window=args.window, seed=args.seed)
+        elif args.kind == "overview":
             fig = plot_overview(fit, drawdown=args.drawdown, runup=args.runup, seed=args.seed,
                                 n_draws=args.n_draws, paths_per_draw=args.paths_per_draw)
         elif args.kind == "observables":
@@ -144,12 +186,14 @@ def register_plot(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the path sampling (overview)")
     p.add_argument("--n-draws", type=int, default=200, help="posterior draws used (overview)")
     p.add_argument("--paths-per-draw", type=int, default=10, help="paths per draw (overview)")
+    p.add_argument("--window", nargs=2, metavar=("START", "END"),
+                   help="panel fits: draw this window only and mark each market's stress onset")
     p.set_defaults(func=_cmd_plot)
 
 
 def _cmd_update(args) -> int:
     from stressflow.inference.present.console import show_warning as _show_warning
-    from stressflow.inference.schema import load_fit, save_fit
+    from stressflow.inference.schema import is_panel, load_fit, save_fit
 
     if Path(args.out).resolve() == Path(args.fit).resolve():
         print(f"stressflow update: --out {args.out} is the input fit; write the updated fit to "
@@ -160,6 +204,9 @@ def _cmd_update(args) -> int:
             warnings.simplefilter("always")
             warnings.showwarning = _show_warning
             fit = load_fit(args.fit)
+            if is_panel(fit):
+                raise ValueError("update of a panel fit is not implemented yet: refit the "
+                                 "panel on the longer window (stressflow fit --dataset ...)")
             t0 = time.perf_counter()
             result = update(fit, args.new, date_column=args.date_column,
                             check_seam=not args.no_seam_check)
@@ -182,7 +229,7 @@ def _cmd_update(args) -> int:
 
 
 def _cmd_export(args) -> int:
-    from stressflow.inference.schema import load_fit
+    from stressflow.inference.schema import is_panel, load_fit
 
     try:
         fit = load_fit(args.fit)
@@ -190,10 +237,10 @@ def _cmd_export(args) -> int:
     except (ValueError, FileNotFoundError, OSError) as exc:
         print(f"stressflow export: {exc}", file=sys.stderr)
         return 1
-    print(
-        f"wrote {out} ({out.stat().st_size / 1e3:.1f} kB, {len(feed(fit))} rows, feed schema "
-        f"version {FEED_SCHEMA_VERSION})"
-    )
+    rows = (f"{fit['stages'].sizes['time'] * fit['stages'].sizes['asset']} rows (date x asset)"
+            if is_panel(fit) else f"{len(feed(fit))} rows")
+    print(f"wrote {out} ({out.stat().st_size / 1e3:.1f} kB, {rows}, feed schema version "
+          f"{FEED_SCHEMA_VERSION})")
     return 0
 
 
