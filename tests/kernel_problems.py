@@ -36,3 +36,21 @@ def random_problem(k, n_t, seed, structure="dense", scale=2.0):
     lt = random_log_trans(k, rng, structure)
     ll = rng.normal(scale=scale, size=(n_t, k))
     return li, lt, ll
+
+
+def paths_both_ways(li, lt, ll):
+    """``(fast, exact)``: (logp, gamma, xi, alpha) from the fast linear-space path (None if it
+    hands the call over) and from the exact log-space path, each called directly."""
+    from stressflow.models.numerics import fast, logspace
+
+    zero, zero2, vec = fast.specialise(li.shape[0])
+    trans, ok = fast.transitions(lt, zero2, vec)
+    fast_out = None
+    if ok:
+        alpha, emis, _, _, logp, ok = fast.forward_fast(li, trans, ll, zero, vec)
+        if ok:
+            gamma, xi, ok = fast.backward_fast(trans, alpha, emis, zero)
+            fast_out = (logp, gamma, xi, alpha) if ok else None
+    log_alpha, log_norm = logspace.forward_log(li, lt, ll)
+    gamma, xi = logspace.backward_log(lt, ll, log_alpha)
+    return fast_out, (log_norm.sum(), gamma, xi, logspace.exp_rows(log_alpha))

@@ -13,10 +13,10 @@ from numpy.testing import assert_allclose, assert_array_equal
 from stressflow.models.numerics import compiled, fast, kernels
 
 try:  # rootdir on sys.path (python -m pytest, or tests/ as a package)
-    from tests.kernel_problems import random_log_trans, random_problem
+    from tests.kernel_problems import paths_both_ways, random_log_trans, random_problem
     from tests.oracles import brute_force, reference_forward_backward
 except ImportError:  # pytest's default rootdir-less "prepend" import of tests/test_*.py
-    from kernel_problems import random_log_trans, random_problem
+    from kernel_problems import paths_both_ways, random_log_trans, random_problem
     from oracles import brute_force, reference_forward_backward
 
 STRUCTURES = ["dense", "sequential"]
@@ -149,6 +149,35 @@ def test_vector_exp_matches_numpy(vectorised):
         assert_allclose(got[ok], want[ok], rtol=4 * np.finfo(float).eps, atol=0)
     grid = run(x[:20_000].reshape(-1, 4), flag)  # 2-d C-contiguous input
     assert_allclose(grid.ravel(), np.exp(x[:20_000]), rtol=4 * np.finfo(float).eps, atol=0)
+
+
+@pytest.mark.parametrize("k", [4, 32])
+def test_dense_transitions_keep_the_fast_path_under_extreme_emissions(k):
+    """With every transition probability above exp(-300) (a panel's joint states), filtered
+    probabilities far below 1e-280 and emission factors that underflow to 0 cannot change any
+    later message by more than ~1e-150 relative, so the fast path keeps the call (before, a
+    five-asset panel fell back to the log-space path on every evaluation, ~30x slower) and
+    agrees with the exact log-space path and the reference to rounding."""
+    rng = np.random.default_rng(k)
+    li = np.full(k, -np.log(k))
+    lt = np.log(0.95 * np.eye(k) + 0.05 * rng.dirichlet(np.ones(k), size=k))
+    ll = rng.normal(scale=300.0, size=(2000, k))  # contrasts of hundreds to thousands of nats
+    fast_out, exact = paths_both_ways(li, lt, ll)
+    assert fast_out is not None, "dense transitions: the fast path must keep the call"
+    assert fast_out[3].min() < 1e-280  # the old precision check would have handed it over
+    assert_allclose(fast_out[0], exact[0], rtol=1e-13)
+    for a, b in zip(fast_out[1:], exact[1:], strict=True):
+        assert_allclose(a, b, rtol=0, atol=1e-12)
+    logp, _, g_trans, g_lik = kernels.logp_and_grad(li, lt, ll)  # the public entry point
+    assert_allclose(logp, exact[0], rtol=1e-13)
+    assert_allclose(g_lik, exact[1], rtol=0, atol=1e-12)
+    assert_allclose(g_trans, exact[2], rtol=0, atol=1e-10)
+    # the independent reference sums in a different order: at log-likelihoods of +-1,000 its
+    # own rounding is ~1e-10, so it checks the kernels to that level
+    _, ref_smoothed, ref_log_norm, ref_xi = reference_forward_backward(li, lt, ll)
+    assert_allclose(logp, ref_log_norm.sum(), rtol=1e-12)
+    assert_allclose(g_lik, ref_smoothed, rtol=0, atol=1e-9)
+    assert_allclose(g_trans, ref_xi, rtol=0, atol=1e-8)
 
 
 def test_subnormal_forward_message_falls_back_to_log_space():

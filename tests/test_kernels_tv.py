@@ -13,10 +13,10 @@ import itertools
 import numpy as np
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
-from stressflow.models.numerics import compiled, fast, kernels, logspace
+from stressflow.models.numerics import compiled, fast, kernels
 
 try:  # rootdir on sys.path (python -m pytest, or tests/ as a package)
-    from tests.kernel_problems import sequential_mask
+    from tests.kernel_problems import paths_both_ways, sequential_mask
     from tests.oracles import (
         brute_force,
         brute_force_filtered,
@@ -25,7 +25,7 @@ try:  # rootdir on sys.path (python -m pytest, or tests/ as a package)
         reference_forward_backward,
     )
 except ImportError:  # pytest's default rootdir-less "prepend" import of tests/test_*.py
-    from kernel_problems import sequential_mask
+    from kernel_problems import paths_both_ways, sequential_mask
     from oracles import (
         brute_force,
         brute_force_filtered,
@@ -197,28 +197,12 @@ def test_broadcast_constant_matches_constant(structure, n_t):
 # --------------------------------------------------------------------------------------------
 
 
-def _paths_both_ways(li, lt, ll):
-    """``(fast, exact)``: (logp, gamma, xi, alpha) from the fast path (None if it hands over)
-    and from the exact log-space path, called directly."""
-    zero, zero2, vec = fast.specialise(li.shape[0])
-    trans, ok = fast.transitions(lt, zero2, vec)
-    fast_out = None
-    if ok:
-        alpha, emis, _, _, logp, ok = fast.forward_fast(li, trans, ll, zero, vec)
-        if ok:
-            gamma, xi, ok = fast.backward_fast(trans, alpha, emis, zero)
-            fast_out = (logp, gamma, xi, alpha) if ok else None
-    log_alpha, log_norm = logspace.forward_log(li, lt, ll)
-    gamma, xi = logspace.backward_log(lt, ll, log_alpha)
-    return fast_out, (log_norm.sum(), gamma, xi, logspace.exp_rows(log_alpha))
-
-
 def test_long_series_fast_path_matches_log_space_and_reference():
     n_t, k = 10_000, 4
     rng = np.random.default_rng(12)
     li, lt = np.log(rng.dirichlet(np.ones(k))), random_steps(k, n_t - 1, rng, "sequential")
     ll = rng.normal(scale=3.0, size=(n_t, k))
-    fast_out, exact = _paths_both_ways(li, lt, ll)
+    fast_out, exact = paths_both_ways(li, lt, ll)
     assert fast_out is not None, "the fast path should handle this series"
     assert_allclose(fast_out[0], exact[0], rtol=1e-11)
     for a, b in zip(fast_out[1:], exact[1:], strict=True):

@@ -32,6 +32,14 @@ _NORMAL = float(np.finfo(np.float64).tiny)
 _LOG_TRANS_MIN = -600.0
 # The fast path rescales its unnormalised messages when their sum leaves [_RESCALE, 1/_RESCALE].
 _RESCALE = 1e-20
+# A "dense" transition table: every probability of every step is at least exp(-300). Then each
+# stage of each day receives at least exp(-300) times the message's mass from the other stages,
+# so an entry that is tiny (below _LOSSY after normalising) or subnormal contributes a relative
+# error below 1e-280 / exp(-300) ~ 1e-150 to any later message, and the fast path stays exact to
+# rounding without the two precision checks (a panel model's 16-64 joint states with well
+# separated emissions trip them on nearly every evaluation; the log-space path is then ~30x
+# slower). A table with structural zeros (the sequential ladder) keeps both checks.
+_DENSE_MIN = float(np.exp(-300.0))
 
 
 #: Largest K whose fast path unrolls its loops over K-tuples; above it the work vectors are
@@ -67,6 +75,12 @@ def _setitem(vec, i, value):
 
 def _exp_table(log_trans, zero2, vec):
     """``exp(log_trans)`` as :func:`transitions` returns it (numba only)."""
+    raise NotImplementedError
+
+
+def _dense(trans):
+    """Whether every transition probability of the fast path's table is >= ``_DENSE_MIN``
+    (numba only)."""
     raise NotImplementedError
 
 
@@ -120,6 +134,20 @@ def _exp_table_impl(log_trans, zero2, vec):
 
         return impl
     return lambda log_trans, zero2, vec: _flat(np.exp(log_trans), zero2)
+
+
+@overload(_dense, inline="always")
+def _dense_impl(trans):
+    if is_time_varying(trans):
+        return lambda trans: trans.size == 0 or trans.min() >= _DENSE_MIN
+
+    def impl(trans):  # a flat K*K tuple or vector
+        low = np.inf
+        for x in trans:
+            low = min(low, x)
+        return low >= _DENSE_MIN
+
+    return impl
 
 
 @overload(_pairs_out, inline="always")
@@ -204,8 +232,9 @@ def forward_fast(log_init, trans, log_lik, zero, vec):
       the shifted emission factors reused by the backward pass;
     - ``ratio[T]``: ``log p(y_t | y_0..y_{t-1}) = shift[t] + log(ratio[t])``;
     - ``logp = log p(y_0..y_{T-1})``, accumulated without a logarithm per day;
-    - ``ok = False`` if any filtered probability fell below ``_LOSSY``, an entry of the
-      unnormalised message below ``_NORMAL`` (a subnormal float), its sum below ``_TINY``, or
+    - ``ok = False`` if any filtered probability fell below ``_LOSSY`` or an entry of the
+      unnormalised message below ``_NORMAL`` (a subnormal float) while the transition table is
+      not dense (an entry below ``_DENSE_MIN``), if its sum fell below ``_TINY``, or if
       ``log_lik`` is not finite: the caller must then use the exact log-space path.
 
     The recursion carries the unnormalised message ``a_t = (a_{t-1} P_t) * emis_t`` (``P_t``
@@ -268,7 +297,7 @@ def forward_fast(log_init, trans, log_lik, zero, vec):
             inv_prev = 1.0
         else:
             inv_prev = inv
-    if not (amin >= _LOSSY and rawmin >= _NORMAL):
+    if not (amin >= _LOSSY and rawmin >= _NORMAL) and not _dense(trans):
         return alpha, emis, shift, ratio, np.nan, False
     logp = shift.sum() + log_scale - np.log(inv_prev)
     return alpha, emis, shift, ratio, logp, True
@@ -279,8 +308,9 @@ def backward_fast(trans, alpha, emis, zero):
     """Scaled backward pass in linear space given the fast forward pass.
 
     Returns ``(gamma, xi, ok)`` with ``gamma[T, K] = Pr(stage_t = k | y_0..y_{T-1})``, the
-    pairwise marginals ``xi`` and ``ok = False`` if a normaliser fell below ``_TINY`` or an
-    entry of the unnormalised message below ``_NORMAL``. For a constant ``trans``, ``xi[K, K] =
+    pairwise marginals ``xi`` and ``ok = False`` if a normaliser fell below ``_TINY`` or, with
+    a transition table that is not dense, an entry of the unnormalised message below
+    ``_NORMAL``. For a constant ``trans``, ``xi[K, K] =
     sum_{t=1..T-1} Pr(stage_{t-1} = i, stage_t = j | y_0..y_{T-1})``; for a time-varying one,
     ``xi[t-1, i, j] = Pr(stage_{t-1} = i, stage_t = j | y_0..y_{T-1})``, shape ``(T-1, K, K)``
     (days 0-based): the time-varying ``trans`` array itself, overwritten (also when ``ok`` is
@@ -293,6 +323,7 @@ def backward_fast(trans, alpha, emis, zero):
     """
     n_t = alpha.shape[0]
     k = len(zero)
+    dense = _dense(trans)  # before a time-varying table is overwritten by the pairs
     gamma = np.empty((n_t, k))
     acc = _pairs_out(trans, k)
     beta = _blank(zero)
@@ -327,7 +358,7 @@ def backward_fast(trans, alpha, emis, zero):
             for i in range(k):
                 b = _setitem(b, i, b[i] * inv)
         beta = b
-    if not bmin >= _NORMAL:
+    if not (bmin >= _NORMAL or dense):
         return gamma, acc, False
     _pairs_finish(acc, trans, k)
     return gamma, acc, True
