@@ -96,16 +96,21 @@ def allowed(design: Design) -> np.ndarray:
 
     ``sequential``: among the four named stages stay, move one stage or return to orderly;
     the discretionary stage (K = 5) may be entered from and left to any stage.
+    ``gated``: as ``sequential``, but forced flow is entered from margin pressure only (no
+    direct move from a discretionary stage): compulsion follows margin calls.
     """
     k = design.n_stages
     if design.transitions == "full":
         return np.ones((k, k), dtype=bool)
-    if design.transitions != "sequential":
-        raise ValueError(f"transitions must be 'full' or 'sequential', got {design.transitions!r}")
+    if design.transitions not in ("sequential", "gated"):
+        raise ValueError("transitions must be 'full', 'sequential' or 'gated', got "
+                         f"{design.transitions!r}")
     mask = np.ones((k, k), dtype=bool)
     idx = np.arange(4)
     mask[:4, :4] = np.abs(idx[:, None] - idx[None, :]) <= 1
     mask[:4, 0] = True
+    if design.transitions == "gated":
+        mask[4:, FF] = False
     return mask
 
 

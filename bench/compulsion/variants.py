@@ -207,3 +207,11 @@ VARIANTS = VARIANTS + (
     Variant("k5_vix_rev_noar_strong", MIXED + ("vix_surprise", "reversal"), _d(**_K5N),
             "k5_price_noar_strong + vix_surprise + reversal"),
 )
+
+# Session of 2026-12-06: forced flow only after margin pressure (the framework's "rarely from
+# leverage to liquidation in one step"): the discretionary stage no longer moves straight into
+# forced flow.
+VARIANTS = VARIANTS + (
+    Variant("k5_price_noar_gated", MIXED, _d(**{**_K5N, "transitions": "gated"}),
+            "k5_price_noar_strong, forced flow entered from margin pressure only"),
+)
