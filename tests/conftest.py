@@ -8,6 +8,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+try:  # the panel fit shared by the panel tests (one fit per session)
+    from tests.panel_fixtures import pair_fit, pair_fit_path, pair_panel  # noqa: F401
+except ImportError:  # pytest's rootdir-less "prepend" import
+    from panel_fixtures import pair_fit, pair_fit_path, pair_panel  # noqa: F401
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 

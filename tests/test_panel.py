@@ -21,6 +21,11 @@ from stressflow.models.numerics import kernels
 from stressflow.models.panel import PanelSpec, asset_marginals, evaluate, panel_data
 from stressflow.models.panel.pymc_model import build_panel_model
 
+try:  # rootdir on sys.path (python -m pytest, or tests/ as a package)
+    from tests.panel_fixtures import PAIR_FIT
+except ImportError:  # pytest's default rootdir-less "prepend" import of tests/test_*.py
+    from panel_fixtures import PAIR_FIT
+
 US = PANELS["us_markets"]
 
 
@@ -241,46 +246,12 @@ def test_lead_table_and_migration_give_the_hand_counted_answers():
 # ------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def pair_panel():
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return prepare_panel({n: US[n] for n in ("sp500", "ted")}, start="2006-01-01",
-                             end="2009-06-30")
-
-
-_PAIR_FIT = dict(chains=2, draws=150, tune=200, seed=3)
-
-
-@pytest.fixture(scope="module")
-def pair_fit_path(tmp_path_factory):
-    """The S&P 500 + TED 2006-2009 panel fitted from the command line."""
-    from stressflow.inference.present.cli import main
-
-    path = tmp_path_factory.mktemp("panel") / "pair.nc"
-    argv = ["fit", "--dataset", "us_markets", "--assets", "sp500", "ted", "--start",
-            "2006-01-01", "--end", "2009-06-30", "--out", str(path), "--quiet"]
-    for key, value in _PAIR_FIT.items():
-        argv += [f"--{key}", str(value)]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        assert main(argv) == 0
-    return path
-
-
-@pytest.fixture(scope="module")
-def pair_fit(pair_fit_path):
-    from stressflow.inference.schema import load_fit
-
-    return load_fit(pair_fit_path)
-
-
 def test_fit_panel_on_real_data_is_labelled_and_reproducible(pair_panel, pair_fit,
                                                              pair_fit_path, capsys):
     from stressflow.inference.fitting.panel_fit import fit_panel
     from stressflow.inference.present.cli import main
 
-    again = fit_panel(pair_panel, **_PAIR_FIT)  # the API, same seed as the CLI fit
+    again = fit_panel(pair_panel, **PAIR_FIT)  # the API, same seed as the CLI fit
     post = pair_fit["posterior"]
     assert post["spillover"].dims == ("chain", "draw", "asset", "asset_from")
     assert post["P"].dims == ("chain", "draw", "asset", "stage_from", "stage_to")
@@ -391,7 +362,7 @@ def test_panel_fit_through_the_cli(pair_fit_path, tmp_path, capsys):
     assert main(["plot", str(pair_fit_path), "--out", str(png), "--kind", "transitions"]) == 1
     assert main(["update", str(pair_fit_path), str(png), "--out", str(tmp_path / "u.nc")]) == 1
     err = capsys.readouterr().err
-    assert "one-asset fits" in err and "update of a panel fit is not implemented" in err
+    assert "one-asset fits" in err and "is not a bundled panel" in err
     # options of the one-asset model are refused for a panel dataset, and vice versa
     assert main(["fit", "--dataset", "us_markets", "--model", "base", "--out",
                  str(tmp_path / "x.nc")]) == 2

@@ -74,7 +74,8 @@ def asset_view(fit: xr.DataTree, asset: str) -> xr.DataTree:
         ``stages``: ``smoothed`` / ``filtered`` (time, stage) = ``Pr(s_{a,t} = k | y_{1..T})``
         / ``Pr(s_{a,t} = k | y_{1..t})`` with ``y`` all assets' observables (posterior
         means), their ``*_quantile`` (quantile, time, stage), ``filtered_margin_or_worse
-        _quantile`` (quantile, time), ``in_fit_window`` (all True) and ``observed`` (the
+        _quantile`` (quantile, time), ``in_fit_window`` (False on days added by
+        :func:`stressflow.inference.apps.feed.panel_update.update_panel`) and ``observed`` (the
         asset's observables present on day t). ``observed_data``: ``features`` and
         ``raw_features`` (time, feature) with the asset prefix dropped from the channel names,
         and ``close`` (the asset's close for a tape asset, its level for a rate; on a day of
@@ -96,7 +97,8 @@ def asset_view(fit: xr.DataTree, asset: str) -> xr.DataTree:
         "filtered_margin_or_worse_quantile": _group_quantile(st, asset, names),
         "observed": st["observed"].sel(one, drop=True).astype(np.int64),
     })
-    stages["in_fit_window"] = (dims.TIME, np.ones(stages.sizes[dims.TIME], dtype=bool))
+    stages["in_fit_window"] = (st["in_fit_window"] if "in_fit_window" in st  # an updated fit
+                               else (dims.TIME, np.ones(stages.sizes[dims.TIME], dtype=bool)))
     od = fit["observed_data"].to_dataset()
     channels = [c for c, a in zip(spec.channels, spec.channel_asset, strict=True) if a == asset]
     features = [c.split(":", 1)[1] for c in channels]
@@ -221,8 +223,9 @@ def panel_feed(fit: xr.DataTree) -> pd.DataFrame:
     date.
 
     ``p_compulsion = Pr(s_{a,t} = forced_flow | y_{1..t})`` with ``y`` every asset's data up to
-    day t (causal); ``smoothed_*`` use the whole sample; ``fit_data_end`` is the panel's last
-    day (a panel fit is not updated: every row is in the fit window)."""
+    day t (causal); ``smoothed_*`` use the whole sample (NaN on days added by
+    :func:`stressflow.inference.apps.feed.panel_update.update_panel`, which does not smooth);
+    ``fit_data_end`` is the last day of the fit's window."""
     spec = panel_spec(fit)
     schema.schema_version(fit)
     frames = []

@@ -22,7 +22,12 @@ The returned ``xarray.DataTree`` holds:
 ``sample_stats``
     nutpie's statistics.
 ``observed_data``
-    ``features``, ``raw_features`` (time, channel); ``level`` (time, asset).
+    ``features``, ``raw_features`` (time, channel); ``level`` (time, asset); ``center``,
+    ``scale`` (channel): the standardisation, ``features = (raw_features - center) / scale``.
+``feed_state``
+    ``filtered_last`` (chain, draw, joint_state): ``Pr(J_T = J | y_1..y_T, theta)`` per draw at
+    the last day, where :func:`stressflow.inference.apps.feed.panel_update.update_panel`
+    continues the filter.
 
 Root attributes: ``model_kind = "panel"``, the spec (``panel_spec``, JSON), the schema and
 package versions, the date range, the data report and the timings. Save and load it with
@@ -109,13 +114,15 @@ def panel_stage_probabilities(spec: PanelSpec, params: dict, data: dict, *,
         ``filtered_<group>_q`` (Q, T, A) for each group G of :data:`stressflow.inference.schema
         .STAGE_GROUPS`: quantiles of the per-draw ``Pr(s_{a,t} in G | y_1..y_t, theta)``;
         ``joint_smoothed`` (T, J): posterior mean of ``Pr(J_t = J | y_1..y_T, theta)``;
-        ``log_norm`` (S, T): ``log p(y_t | y_1..y_{t-1}, theta^(s))`` for every draw s.
+        ``log_norm`` (S, T): ``log p(y_t | y_1..y_{t-1}, theta^(s))`` for every draw s;
+        ``filtered_last`` (S, J): ``Pr(J_T = J | y_1..y_T, theta^(s))``, the filter state at the
+        last day.
     """
     n = next(iter(params.values())).shape[0]
     keep = np.unique(np.linspace(0, n - 1, min(n, max_quantile_draws)).round().astype(int))
     sums = {"smoothed": 0.0, "filtered": 0.0, "joint_smoothed": 0.0}
     kept = {"smoothed": [], "filtered": []}
-    log_norms = []
+    log_norms, lasts = [], []
     for lo in range(0, n, _CHUNK):
         hi = min(n, lo + _CHUNK)
         chunk = {k: v[lo:hi] for k, v in params.items()}
@@ -123,6 +130,7 @@ def panel_stage_probabilities(spec: PanelSpec, params: dict, data: dict, *,
         sm, fi, ln = kernels.smooth_many(
             log_init, np.ascontiguousarray(log_trans), np.ascontiguousarray(log_lik))
         log_norms.append(ln)
+        lasts.append(fi[:, -1, :])
         sums["joint_smoothed"] = sums["joint_smoothed"] + sm.sum(axis=0)
         sel = keep[(keep >= lo) & (keep < hi)] - lo
         for name, joint in (("smoothed", sm), ("filtered", fi)):
@@ -137,6 +145,7 @@ def panel_stage_probabilities(spec: PanelSpec, params: dict, data: dict, *,
     for group, idx in schema.stage_group_indices(spec.stage_names).items():
         out[f"filtered_{group}_q"] = np.quantile(filtered[..., idx].sum(axis=-1), q, axis=0)
     out["log_norm"] = np.concatenate(log_norms)
+    out["filtered_last"] = np.concatenate(lasts)
     return out
 
 
@@ -211,12 +220,22 @@ def fit_panel(panel, spec: PanelSpec | None = None, *, chains: int = 4, draws: i
         "features": ((dims.TIME, dims.CHANNEL), panel.features.to_numpy()),
         "raw_features": ((dims.TIME, dims.CHANNEL), panel.raw.to_numpy()),
         "level": ((dims.TIME, dims.ASSET), panel.levels[list(spec.assets)].to_numpy()),
+        **{name: (dims.CHANNEL, np.full(len(spec.channels), fill) if value is None  # given
+                  else value[list(spec.channels)].to_numpy(np.float64))  # standardised
+           for name, value, fill in (("center", panel.center, 0.0),
+                                     ("scale", panel.scale, 1.0))},
     }, coords={**chan, dims.ASSET: list(spec.assets)})
+    feed_state = xr.Dataset(
+        {"filtered_last": ((dims.CHAIN, dims.DRAW, dims.JOINT_STATE),
+                           probs["filtered_last"].reshape(n_chains, n_draws, -1))},
+        coords={dims.CHAIN: posterior[dims.CHAIN].values, dims.DRAW: posterior[dims.DRAW].values,
+                dims.JOINT_STATE: spec.joint_names()})
     sample_stats = (trace["sample_stats"].to_dataset() if isinstance(trace, xr.DataTree)
                     else trace.sample_stats)
     tree = xr.DataTree.from_dict({k: portable(v) for k, v in {
         "posterior": posterior, "stages": stages, "log_likelihood": loglik,
-        "sample_stats": sample_stats, "observed_data": observed_data}.items()})
+        "sample_stats": sample_stats, "observed_data": observed_data,
+        "feed_state": feed_state}.items()})
     tree.attrs.update({
         "model_kind": MODEL_KIND, "panel_spec": json.dumps(spec.to_dict()),
         "schema_version": schema.SCHEMA_VERSION, "stressflow_version": package_version(),

@@ -204,10 +204,11 @@ def _cmd_update(args) -> int:
             warnings.simplefilter("always")
             warnings.showwarning = _show_warning
             fit = load_fit(args.fit)
-            if is_panel(fit):
-                raise ValueError("update of a panel fit is not implemented yet: refit the "
-                                 "panel on the longer window (stressflow fit --dataset ...)")
             t0 = time.perf_counter()
+            if is_panel(fit):
+                return _update_panel(fit, args, t0)
+            if args.end is not None:
+                raise ValueError("--end is for panel fits; pass a one-asset fit's new rows only")
             result = update(fit, args.new, date_column=args.date_column,
                             check_seam=not args.no_seam_check)
             seconds = time.perf_counter() - t0
@@ -244,13 +245,42 @@ def _cmd_export(args) -> int:
     return 0
 
 
+def _update_panel(fit, args, t0) -> int:
+    """``stressflow update`` of a panel fit: the new days of a bundled panel (``args.new``)."""
+    from stressflow.inference.apps.feed.panel_update import update_panel
+    from stressflow.inference.apps.panel_assets import panel_feed
+    from stressflow.inference.schema import save_fit
+
+    if args.no_seam_check:
+        raise ValueError("--no-seam-check is for one-asset fits: a panel's new data must "
+                         "repeat the fitted days exactly")
+    result = update_panel(fit, args.new, end=args.end)
+    seconds = time.perf_counter() - t0
+    out = save_fit(result, args.out)
+    last = json.loads(result.attrs["feed_last_update"])
+    rows = panel_feed(result)
+    rows = rows[rows["date"] == rows["date"].max()]
+    print(f"added {last['n_days']} day(s) {last['first']} .. {last['last']} in {seconds:.2f} s "
+          f"(no refit; parameters fitted to {result.attrs.get('data_start')} .. "
+          f"{result.attrs.get('data_end')})\nlast day {last['last']}, Pr(top stage | data to "
+          "that day) per asset:")
+    for r in rows.itertuples():
+        print(f"  {r.asset:14s} {r.p_compulsion:.3f} [{r.p_compulsion_q05:.3f}, "
+              f"{r.p_compulsion_q95:.3f}]")
+    print(f"wrote {out}")
+    return 0
+
+
 def register_feed(subparsers) -> None:
     """Add ``stressflow update`` and ``stressflow export`` to the CLI's subparsers."""
     p = subparsers.add_parser(
         "update", help="extend a saved fit's filtered probabilities to new days (no refit)"
     )
     p.add_argument("fit", help="fit netCDF written by `stressflow fit` or an earlier update")
-    p.add_argument("new", help="CSV/Parquet with the new rows (date, high, low, close, volume)")
+    p.add_argument("new", help="CSV/Parquet with the new rows (date, high, low, close, volume); "
+                              "for a panel fit, the bundled panel whose series hold the new days "
+                              "(us_markets)")
+    p.add_argument("--end", help="panel fits: the last new day (default: the end of the data)")
     p.add_argument("--date-column", default="date", help="name of the date column")
     p.add_argument("--out", required=True,
                    help="output netCDF (must differ from the input, which is left unchanged)")

@@ -19,7 +19,7 @@ from stressflow.inference.postprocess.stages import filter_forward
 from stressflow.models import dims
 from stressflow.models.evaluate import evaluate_draws, model_data
 
-__all__ = ["check_continuity", "check_market", "update"]
+__all__ = ["check_continuity", "check_market", "extend_along_time", "update"]
 
 
 def _history_rows(stored: pd.DataFrame, tr: FeatureTransform) -> pd.DataFrame:
@@ -60,7 +60,7 @@ def _missing_like(values: np.ndarray, axis: int, n: int) -> np.ndarray:
     raise TypeError(f"cannot extend a variable of dtype {values.dtype}")
 
 
-def _extend(ds: xr.Dataset, new_index: pd.DatetimeIndex, computed: dict) -> xr.Dataset:
+def extend_along_time(ds: xr.Dataset, new_index: pd.DatetimeIndex, computed: dict) -> xr.Dataset:
     """``ds`` with ``new_index`` appended along time.
 
     ``computed[name] = (dim names, array)`` gives the new days' values of a variable; every
@@ -243,7 +243,7 @@ def update(fit: xr.DataTree, new_rows, *, columns=None, date_column: str = "date
         computed_stages[f"filtered_{g}_quantile"] = (
             (dims.QUANTILE, dims.TIME), res.filtered_group_q[g]
         )
-    new_stages = _extend(st.to_dataset(), new_index, computed_stages)
+    new_stages = extend_along_time(st.to_dataset(), new_index, computed_stages)
 
     obs = fit["observed_data"].to_dataset()
     time_feature = (dims.TIME, dims.FEATURE)
@@ -266,7 +266,7 @@ def update(fit: xr.DataTree, new_rows, *, columns=None, date_column: str = "date
             f"stored features {list(obs[dims.FEATURE].values)} differ from the transform's "
             f"{list(new_features.columns)}"
         )
-    new_obs = _extend(obs, new_index, computed_obs)
+    new_obs = extend_along_time(obs, new_index, computed_obs)
 
     post = fit["posterior"]
     state_ds = xr.Dataset(
