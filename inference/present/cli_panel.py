@@ -85,7 +85,7 @@ def _cmd_lead(args) -> int:
         print(spill.quantile([0.05, 0.5, 0.95], ("chain", "draw")).to_dataframe()["spillover"]
               .unstack("quantile").round(2).to_string())
     print(f"\nlead table {window[0]}..{window[1]}")
-    print(leads.round(3).to_string())
+    print(leads.round({c: 3 for c in leads.select_dtypes("number").columns}).to_string())
     print("\nmigration probabilities")
     print(moves.round(3).to_string())
     return 0
