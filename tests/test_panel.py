@@ -251,7 +251,13 @@ def test_fit_panel_on_real_data_is_labelled_and_reproducible(pair_panel, pair_fi
     from stressflow.inference.fitting.panel_fit import fit_panel
     from stressflow.inference.present.cli import main
 
-    again = fit_panel(pair_panel, **PAIR_FIT)  # the API, same seed as the CLI fit
+    again = fit_panel(pair_panel, **PAIR_FIT, store_draws=True)  # the API, the CLI's seed
+    for name in ("smoothed", "filtered"):  # every draw's probabilities average to the stored
+        per_draw = again["stage_draws"][name]
+        assert per_draw.dims == ("chain", "draw", "time", "asset", "stage")
+        assert_allclose(per_draw.astype("float64").mean(("chain", "draw")).values,
+                        pair_fit["stages"][name].values,
+                        rtol=0, atol=1e-6)
     post = pair_fit["posterior"]
     assert post["spillover"].dims == ("chain", "draw", "asset", "asset_from")
     assert post["P"].dims == ("chain", "draw", "asset", "stage_from", "stage_to")

@@ -43,7 +43,8 @@ def run_panel_fit(args, prog: str) -> int:
         t0 = time.perf_counter()
         fit = fit_panel(panel, chains=args.chains, draws=args.draws, tune=args.tune,
                         seed=args.seed, coupling=args.coupling or "spillover",
-                        n_stages=args.stages or 2, progress_bar=show_progress(args))
+                        n_stages=args.stages or 2, progress_bar=show_progress(args),
+                        store_draws=getattr(args, "store_draws", False))
         wall = time.perf_counter() - t0
     except (DataError, ValueError) as exc:
         print(f"{prog}: {exc}", file=sys.stderr)

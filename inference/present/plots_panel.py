@@ -81,6 +81,9 @@ def plot_panel(fit: xr.DataTree, *, window=None, kind: str = "smoothed",
     axes = np.atleast_1d(fig.subplots(spec.n_assets, 1, sharex=True))
     x = times[inside]
     color = stage_color(top)
+    after = np.zeros(len(x), dtype=bool)
+    if kind == "smoothed" and "in_fit_window" in st:
+        after = ~st["in_fit_window"].values.astype(bool)[inside]
     for ax, asset in zip(axes, spec.assets, strict=True):
         one = {dims.ASSET: asset, dims.STAGE: top}
         mean = st[kind].sel(one).values[inside]
@@ -92,6 +95,11 @@ def plot_panel(fit: xr.DataTree, *, window=None, kind: str = "smoothed",
         ax.fill_between(x, 0, mean, color=color, alpha=0.30, lw=0)
         ax.fill_between(x, band[lo], band[hi], color=color, alpha=0.25, lw=0)
         ax.plot(x, mean, color=color, lw=0.9)
+        if after.any():  # days added by update: no smoothed value, the filtered one instead
+            filt = st["filtered"].sel(one).values[inside]
+            ax.plot(x[after], filt[after], color="black", lw=0.8,
+                    label="filtered, days added by update")
+            ax.legend(loc="upper left", fontsize=7, framealpha=0.8)
         ax.set_ylim(-0.03, 1.03)
         ax.set_zorder(twin.get_zorder() + 1)
         ax.patch.set_visible(False)
