@@ -29,7 +29,7 @@ from stressflow.inference.fitting.panel_fit import panel_params
 from stressflow.inference.postprocess.stages import filter_forward
 from stressflow.models import dims
 from stressflow.models.numerics import kernels
-from stressflow.models.panel.evaluate import evaluate, panel_data
+from stressflow.models.panel.evaluate import asset_marginals, evaluate, panel_data
 
 __all__ = ["update_panel", "check_panel_seam", "panel_standardisation"]
 
@@ -77,12 +77,15 @@ def check_panel_seam(stored_raw: pd.DataFrame, new_raw: pd.DataFrame) -> None:
             f"recomputed from the new data ({int((~same).sum())} value(s) differ)")
 
 
-def _last_state(fit: xr.DataTree, spec, params: dict, data: dict) -> np.ndarray:
-    """``Pr(J_T = J | y_1..y_T, theta_s)`` per draw (S, J): stored by an earlier update
-    (``feed_state/filtered_last``), else filtered over the stored days."""
+def _last_state(fit: xr.DataTree, spec, params: dict) -> np.ndarray:
+    """``Pr(J_T = J | y_1..y_T, theta_s)`` per draw (S, J): stored by the fit or an earlier
+    update (``feed_state/filtered_last``), else (a fit written before it was stored) filtered
+    over the stored days."""
     if "feed_state" in fit.children:
         state = fit["feed_state"]["filtered_last"]
         return state.values.reshape(-1, state.shape[-1])
+    features = fit["observed_data"]["features"].transpose(dims.TIME, dims.CHANNEL).values
+    data = panel_data(spec, features)
     n = next(iter(params.values())).shape[0]
     out = np.empty((n, spec.n_joint))
     for lo in range(0, n, 64):
@@ -156,8 +159,7 @@ def update_panel(fit: xr.DataTree, assets: str | Mapping | None = None, *,
     post = fit["posterior"].to_dataset()
     params = panel_params(post, spec)
     n_chains, n_draws = post.sizes[dims.CHAIN], post.sizes[dims.DRAW]
-    old_data = panel_data(spec, od["features"].transpose(dims.TIME, dims.CHANNEL).values)
-    state = _last_state(fit, spec, params, old_data)
+    state = _last_state(fit, spec, params)
     new_data = panel_data(spec, new_features)
 
     def terms(lo, hi):
@@ -177,10 +179,6 @@ def update_panel(fit: xr.DataTree, assets: str | Mapping | None = None, *,
     res = filter_forward(terms, n_chains * n_draws, state, quantiles=levels,
                          filtered_groups=groups)
 
-    def per_asset(prefix_groups):  # (Q, T) per "asset|stage" -> (Q, T, A, K)
-        return np.stack([np.stack([res.filtered_group_q[f"{a}|{k}"] for k in prefix_groups],
-                                  axis=-1) for a in spec.assets], axis=-2)
-
     n_new = len(new_index)
     tas = (dims.TIME, dims.ASSET, dims.STAGE)
     observed = np.stack([np.isfinite(new_features[panel.asset_channels(a)].to_numpy()).sum(1)
@@ -188,9 +186,10 @@ def update_panel(fit: xr.DataTree, assets: str | Mapping | None = None, *,
     if "in_fit_window" not in st:
         st["in_fit_window"] = (dims.TIME, np.ones(st.sizes[dims.TIME], dtype=bool))
     computed = {
-        "filtered": (tas, np.einsum("tj,jak->tak", res.filtered_mean,
-                                    (digits[:, :, None] == np.arange(len(names))).astype(float))),
-        "filtered_quantile": ((dims.QUANTILE, *tas), per_asset(names)),
+        "filtered": (tas, asset_marginals(spec, res.filtered_mean)),
+        "filtered_quantile": ((dims.QUANTILE, *tas), np.stack(  # (Q, T, A, K)
+            [np.stack([res.filtered_group_q[f"{a}|{k}"] for k in names], axis=-1)
+             for a in spec.assets], axis=-2)),
         "observed": ((dims.TIME, dims.ASSET), observed.astype(np.int8)),
         "in_fit_window": ((dims.TIME,), np.zeros(n_new, dtype=bool)),
     }
