@@ -18,6 +18,8 @@ Surprise, not level (a sudden break differs from a persistent high-volatility re
 
 - ``vol_surprise = volatility_t - med_252(volatility)_t``;
 - ``vol_surprise63 = volatility_t - med_63(volatility)_t``;
+- ``vol_surprise_floor = volatility_t - max(med_252, med_1260)(volatility)_t`` and
+  ``vol_surprise1260 = volatility_t - med_1260(volatility)_t``;
 - ``spread_surprise = spread_t - med_252(spread)_t``;
 - ``impact_surprise = impact_t - med_63(impact)_t`` (impact is already relative to a 252-day
   median; this is its break against the last quarter).
@@ -139,6 +141,11 @@ def raw_observables(market: str, *, macro: bool = True,
     r = np.log(close).diff()
     out["vol_surprise"] = out["volatility"] - _prev_median(out["volatility"], 252)
     out["vol_surprise63"] = out["volatility"] - _prev_median(out["volatility"], 63)
+    # against the higher of the trailing-year and trailing-five-year medians: a return from an
+    # abnormally calm year to ordinary volatility is not a break
+    out["vol_surprise_floor"] = out["volatility"] - np.maximum(
+        _prev_median(out["volatility"], 252), _prev_median(out["volatility"], 1260))
+    out["vol_surprise1260"] = out["volatility"] - _prev_median(out["volatility"], 1260)
     out["vol_jump21"] = out["volatility"] - _prev_median(out["volatility"], 21)
     out["spread_surprise"] = out["spread"] - _prev_median(out["spread"], 252)
     out["impact_surprise"] = out["impact"] - _prev_median(out["impact"], 63)

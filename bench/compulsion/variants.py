@@ -215,3 +215,16 @@ VARIANTS = VARIANTS + (
     Variant("k5_price_noar_gated", MIXED, _d(**{**_K5N, "transitions": "gated"}),
             "k5_price_noar_strong, forced flow entered from margin pressure only"),
 )
+
+# The same session: the break measured against a baseline that an abnormally calm year cannot
+# lower (the out-of-time misses, the 2016 scare and Q4 2018, follow the calmest years).
+_FLOOR = ("spread", "volatility", "vol_surprise_floor", "volume", "impact")
+_LONG = ("spread", "volatility", "vol_surprise1260", "volume", "impact")
+VARIANTS = VARIANTS + (
+    Variant("k5_floor_noar_strong", _FLOOR,
+            _d(**{**_K5N, "order": ("k5", "vol_surprise_floor", "volatility")}),
+            "k5_price_noar_strong with vol_surprise against max(median 252, median 1260)"),
+    Variant("k5_long_noar_strong", _LONG,
+            _d(**{**_K5N, "order": ("k5", "vol_surprise1260", "volatility")}),
+            "k5_price_noar_strong with vol_surprise against the trailing 5-year median"),
+)
