@@ -102,3 +102,14 @@ def test_update_export_and_episodes_through_the_cli(pair_fit_path, tmp_path, cap
     assert set(late["asset"]) == {"sp500", "ted"} and not late["in_fit_window"].any()
     assert late["p_compulsion"].between(0, 1).all() and late["smoothed_forced_flow"].isna().all()
     assert _quiet(main, ["episodes", str(out)]) == 0
+
+
+def test_fit_written_without_the_filter_state_updates_the_same(pair_fit, updated):
+    import xarray as xr
+
+    groups = {name: node.to_dataset() for name, node in pair_fit.children.items()
+              if name != "feed_state"}
+    older = xr.DataTree.from_dict({"/": xr.Dataset(attrs=dict(pair_fit.attrs)), **groups})
+    again = _quiet(update_panel, older, "us_markets", end=NEW_END)
+    assert_allclose(again["stages"]["filtered"].values, updated["stages"]["filtered"].values,
+                    rtol=0, atol=1e-12)

@@ -57,7 +57,7 @@ from stressflow.models.panel.spec import PanelSpec
 from stressflow.models.spec import ModelSpec
 
 __all__ = ["fit_panel", "panel_start", "panel_params", "panel_stage_probabilities",
-           "MODEL_KIND"]
+           "feed_state_dataset", "MODEL_KIND"]
 
 #: Root attribute ``model_kind`` of a panel fit.
 MODEL_KIND = schema.PANEL_KIND
@@ -160,6 +160,23 @@ def panel_stage_probabilities(spec: PanelSpec, params: dict, data: dict, *,
     return out
 
 
+def feed_state_dataset(spec: PanelSpec, posterior: xr.Dataset, filtered_last: np.ndarray,
+                       day) -> xr.Dataset:
+    """Group ``feed_state``: ``filtered_last`` (chain, draw, joint_state) =
+    ``Pr(J_T = J | y_1..y_T, theta)`` per draw at the last day T (``day``), from the (S, J)
+    array ``filtered_last`` with draws in chains-stacked order."""
+    n_chains, n_draws = posterior.sizes[dims.CHAIN], posterior.sizes[dims.DRAW]
+    out = xr.Dataset(
+        {"filtered_last": ((dims.CHAIN, dims.DRAW, dims.JOINT_STATE),
+                           filtered_last.reshape(n_chains, n_draws, -1))},
+        coords={dims.CHAIN: posterior[dims.CHAIN].values, dims.DRAW: posterior[dims.DRAW].values,
+                dims.JOINT_STATE: spec.joint_names()})
+    out["filtered_last"].attrs.update({
+        "long_name": "Pr(J_T = J | y_1..y_T, theta) per draw at the last day T (the filter "
+                     "state the next update continues)", "date": str(pd.Timestamp(day).date())})
+    return out
+
+
 def _stage_draws(probs: dict, posterior: xr.Dataset, coords: dict) -> xr.Dataset:
     """Every draw's per-asset stage probabilities, (chain, draw, time, asset, stage)."""
     n_chains, n_draws = posterior.sizes[dims.CHAIN], posterior.sizes[dims.DRAW]
@@ -255,11 +272,7 @@ def fit_panel(panel, spec: PanelSpec | None = None, *, chains: int = 4, draws: i
            for name, value, fill in (("center", panel.center, 0.0),
                                      ("scale", panel.scale, 1.0))},
     }, coords={**chan, dims.ASSET: list(spec.assets)})
-    feed_state = xr.Dataset(
-        {"filtered_last": ((dims.CHAIN, dims.DRAW, dims.JOINT_STATE),
-                           probs["filtered_last"].reshape(n_chains, n_draws, -1))},
-        coords={dims.CHAIN: posterior[dims.CHAIN].values, dims.DRAW: posterior[dims.DRAW].values,
-                dims.JOINT_STATE: spec.joint_names()})
+    feed_state = feed_state_dataset(spec, posterior, probs["filtered_last"], time_index[-1])
     sample_stats = (trace["sample_stats"].to_dataset() if isinstance(trace, xr.DataTree)
                     else trace.sample_stats)
     tree = xr.DataTree.from_dict({k: portable(v) for k, v in {

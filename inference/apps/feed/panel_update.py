@@ -25,10 +25,13 @@ from stressflow.inference import schema
 from stressflow.inference.apps.feed.update import extend_along_time
 from stressflow.inference.apps.migration import panel_spec
 from stressflow.inference.fitting.assemble import data_hash, package_version
-from stressflow.inference.fitting.panel_fit import panel_params
+from stressflow.inference.fitting.panel_fit import (
+    feed_state_dataset,
+    panel_params,
+    panel_stage_probabilities,
+)
 from stressflow.inference.postprocess.stages import filter_forward
 from stressflow.models import dims
-from stressflow.models.numerics import kernels
 from stressflow.models.panel.evaluate import asset_marginals, evaluate, panel_data
 
 __all__ = ["update_panel", "check_panel_seam", "panel_standardisation"]
@@ -79,22 +82,13 @@ def check_panel_seam(stored_raw: pd.DataFrame, new_raw: pd.DataFrame) -> None:
 
 def _last_state(fit: xr.DataTree, spec, params: dict) -> np.ndarray:
     """``Pr(J_T = J | y_1..y_T, theta_s)`` per draw (S, J): stored by the fit or an earlier
-    update (``feed_state/filtered_last``), else (a fit written before it was stored) filtered
-    over the stored days."""
+    update (``feed_state/filtered_last``), else (a fit written before it was stored) from the
+    fit's post-processing rerun over the stored days."""
     if "feed_state" in fit.children:
         state = fit["feed_state"]["filtered_last"]
         return state.values.reshape(-1, state.shape[-1])
     features = fit["observed_data"]["features"].transpose(dims.TIME, dims.CHANNEL).values
-    data = panel_data(spec, features)
-    n = next(iter(params.values())).shape[0]
-    out = np.empty((n, spec.n_joint))
-    for lo in range(0, n, 64):
-        chunk = {k: v[lo:lo + 64] for k, v in params.items()}
-        log_init, log_trans, log_lik = evaluate(spec, chunk, data)
-        for s in range(log_lik.shape[0]):
-            lt = log_trans if log_trans.ndim == 2 else log_trans[s]
-            out[lo + s] = kernels.filter_probs(log_init, lt, log_lik[s])[0][-1]
-    return out
+    return panel_stage_probabilities(spec, params, panel_data(spec, features))["filtered_last"]
 
 
 def update_panel(fit: xr.DataTree, assets: str | Mapping | None = None, *,
@@ -203,14 +197,7 @@ def update_panel(fit: xr.DataTree, assets: str | Mapping | None = None, *,
         "features": (tc, new_features.to_numpy(dtype=np.float64)),
         "raw_features": (tc, new_raw.to_numpy(dtype=np.float64)),
         "level": ((dims.TIME, dims.ASSET), levels_new)})
-    state_ds = xr.Dataset(
-        {"filtered_last": ((dims.CHAIN, dims.DRAW, dims.JOINT_STATE),
-                           res.filtered_last.reshape(n_chains, n_draws, -1))},
-        coords={dims.CHAIN: post[dims.CHAIN].values, dims.DRAW: post[dims.DRAW].values,
-                dims.JOINT_STATE: spec.joint_names()})
-    state_ds["filtered_last"].attrs.update({
-        "long_name": "Pr(J_T = J | y_1..y_T, theta) per draw at the feed's last day T (the "
-                     "filter state the next update continues)", "date": str(new_index[-1].date())})
+    state_ds = feed_state_dataset(spec, post, res.filtered_last, new_index[-1])
     groups_out = {name: node.to_dataset().copy(deep=False) for name, node in fit.children.items()}
     groups_out.update({"stages": new_stages, "observed_data": new_obs, "feed_state": state_ds})
     attrs = dict(fit.attrs)
