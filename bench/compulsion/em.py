@@ -34,6 +34,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.linalg import solve_triangular
 from scipy.special import gammaln
 from sklearn.cluster import KMeans
 from stressflow.models.emissions import emission_loglik, masked_observations
@@ -62,6 +63,10 @@ class Design:
     ``nu``: fixed Student-t degrees of freedom of the observables' emission (None: Gaussian).
     ``ar_intercept=False`` fixes ``b0_k = 0`` (the harness zeroes the constant regressor), so
     no stage is defined by the SIGN of the return (compulsion, not direction).
+    ``cov="full"``: each stage's observables are jointly Gaussian with a full covariance
+    matrix (Gaussian only), so a stage is defined by how the observables move TOGETHER
+    (e.g. impact high for the volume traded), not only by their levels; a missing value is
+    marginalised out, and the covariance is estimated from the fully observed rows.
     """
 
     n_stages: int = 4
@@ -73,6 +78,7 @@ class Design:
     order: tuple = ("rank", "volatility")
     nu: float | None = None
     ar_intercept: bool = True
+    cov: str = "diag"
 
 
 @dataclass
@@ -89,6 +95,7 @@ class Fit:
     columns: tuple[str, ...]
     n_iter: int
     nu: float | None = None
+    cov: np.ndarray | None = None
 
 
 def allowed(design: Design) -> np.ndarray:
@@ -143,7 +150,7 @@ def log_lik(fit: Fit, y: np.ndarray, ar: tuple | None = None) -> np.ndarray:
     ``r`` (T,) and ``x`` (T, 3) (NaN for missing) when the fit has an AR emission.
     """
     y0, mask = masked_observations(y)
-    ll = _obs_loglik(y0, mask, fit.mu, fit.sigma, fit.nu)
+    ll = _obs_loglik(y0, mask, fit.mu, fit.sigma if fit.cov is None else fit.cov, fit.nu)
     if fit.beta is not None:
         r, x, a = _ar_arrays(ar)
         ll = ll + _ar_loglik(r, x, a, fit.beta, fit.s)
@@ -151,10 +158,33 @@ def log_lik(fit: Fit, y: np.ndarray, ar: tuple | None = None) -> np.ndarray:
 
 
 def _obs_loglik(y0, mask, mu, sigma, nu):
+    if sigma.ndim == 3:
+        return _mvn_loglik(y0, mask, mu, sigma)
     if nu is None:
         return emission_loglik(y0, mask, mu, sigma)
     return emission_loglik(y0, mask, mu, sigma, np.full(mu.shape[0], float(nu)),
                            gammaln=gammaln)
+
+
+def _mvn_loglik(y0, mask, mu, cov):
+    """Full-covariance Gaussian ``log N(y_t[obs] | mu_k[obs], cov_k[obs, obs])`` (T, K), the
+    missing entries of each row marginalised out (one Cholesky factor per missingness
+    pattern and stage)."""
+    t, k = y0.shape[0], mu.shape[0]
+    out = np.zeros((t, k))
+    patterns, which = np.unique(mask > 0, axis=0, return_inverse=True)
+    for p, pattern in enumerate(patterns):
+        rows = np.flatnonzero(which.ravel() == p)
+        idx = np.flatnonzero(pattern)
+        if idx.size == 0:
+            continue
+        for j in range(k):
+            chol = np.linalg.cholesky(cov[j][np.ix_(idx, idx)])
+            dev = y0[np.ix_(rows, idx)] - mu[j, idx]
+            z = solve_triangular(chol, dev.T, lower=True)
+            out[rows, j] = (-0.5 * idx.size * _LOG_2PI - np.log(np.diag(chol)).sum()
+                            - 0.5 * (z**2).sum(axis=0))
+    return out
 
 
 def _t_weights(y0, mask, mu, sigma, nu):
@@ -223,6 +253,8 @@ def _m_step(gamma, xi_sum, y0, mask, arr, design, conc, u):
         mu = (wu * y0[:, None, :]).sum(axis=0) / np.maximum(wu.sum(axis=0), 1e-12)
         dev = (wu * (y0[:, None, :] - mu[None]) ** 2).sum(axis=0)
         sigma = np.sqrt(np.maximum(dev / wsum, _MIN_SIGMA**2))
+    if design.cov == "full":
+        sigma = _full_cov(gamma, y0, mask, mu)
     beta = s = None
     if arr is not None:
         r, x, a = arr
@@ -244,6 +276,19 @@ def _m_step(gamma, xi_sum, y0, mask, arr, design, conc, u):
     counts = np.where(ok, np.maximum(counts, 1e-10), 0.0)
     trans = counts / counts.sum(axis=1, keepdims=True)
     return mu, sigma, beta, s, trans
+
+
+def _full_cov(gamma, y0, mask, mu):
+    """Weighted covariance (K, D, D) from the fully observed rows, plus ``0.05^2 I``."""
+    full = mask.min(axis=1) > 0
+    g, y = gamma[full], y0[full]
+    k, d = mu.shape
+    cov = np.empty((k, d, d))
+    for j in range(k):
+        dev = y - mu[j]
+        cov[j] = (dev.T * g[:, j]) @ dev / max(float(g[:, j].sum()), 1e-12)
+        cov[j] += _MIN_SIGMA**2 * np.eye(d)
+    return cov
 
 
 def _run(params, y, y0, mask, arr, design, columns, max_iter, tol):
@@ -300,6 +345,8 @@ def fit_em(y: np.ndarray, columns, design: Design, *, ar: tuple | None = None,
     if y.ndim != 2 or y.shape[1] != len(columns):
         raise ValueError(f"y must be (T, {len(columns)}), got {y.shape}")
     y0, mask = masked_observations(y)
+    if design.cov not in ("diag", "full") or (design.cov == "full" and design.nu is not None):
+        raise ValueError(f"cov must be 'diag' or 'full' (Gaussian only), got {design.cov!r}")
     arr = _ar_arrays(ar) if design.ar else None
     best = None
     for seed in seeds:
@@ -310,4 +357,7 @@ def fit_em(y: np.ndarray, columns, design: Design, *, ar: tuple | None = None,
             if best is None or score > best[1]:
                 best = (params, score, n_iter)
     (mu, sigma, beta, s, trans), score, n_iter = best
-    return Fit(mu, sigma, beta, s, trans, score, columns, n_iter, design.nu)
+    cov = None
+    if sigma.ndim == 3:
+        cov, sigma = sigma, np.sqrt(np.diagonal(sigma, axis1=1, axis2=2))
+    return Fit(mu, sigma, beta, s, trans, score, columns, n_iter, design.nu, cov)

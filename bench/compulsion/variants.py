@@ -228,3 +228,34 @@ VARIANTS = VARIANTS + (
             _d(**{**_K5N, "order": ("k5", "vol_surprise1260", "volatility")}),
             "k5_price_noar_strong with vol_surprise against the trailing 5-year median"),
 )
+
+# Session of 2026-12-06 (evening): a full covariance matrix per stage. Forced flow is
+# price-insensitive execution that overwhelms liquidity: price impact HIGH FOR THE VOLUME
+# traded and volatility high against its own baseline TOGETHER; a discretionary repricing can be
+# as volatile with liquidity that keeps pace. A diagonal Gaussian sees only the levels; the
+# full covariance sees how the observables move together within a stage.
+_K5F = {**_K5N, "cov": "full"}
+VARIANTS = VARIANTS + (
+    Variant("k5_price_noar_full", MIXED, _d(**_K5F),
+            "k5_price_noar_strong with a full covariance per stage"),
+    Variant("k5_sb_noar_full", MIXED + ("stock_bond",), _d(**_K5F),
+            "k5_sb_noar_strong with a full covariance per stage"),
+    Variant("base_full", BASE, _d(cov="full"),
+            "base (K = 4, today's model before the compulsion work) with a full covariance"),
+)
+
+# The same evening: on the index's own observables the 1998 LTCM weeks (F) and the two
+# out-of-time controls (2016 scare, Q4 2018) are within 0.4 sd of each other on spread,
+# volatility, vol_surprise, volume and impact (round 5 of the README); what differs is credit:
+# the 5-day change of credit spreads. Each credit input alone and together, without the AR term
+# (BAA-10y ends 2017-11, TED 2017-10; HY OAS runs to 2018 but starts 1997).
+VARIANTS = VARIANTS + (
+    Variant("k5_hy_noar_strong", MIXED + ("hy_abs5",), _d(**_K5N),
+            "k5_price_noar_strong + |5-day change of log HY OAS|"),
+    Variant("k5_baa_noar_strong", MIXED + ("baa_abs5",), _d(**_K5N),
+            "k5_price_noar_strong + |5-day change of log BAA-10y|"),
+    Variant("k5_hybaa_noar_strong", MIXED + ("hy_abs5", "baa_abs5"), _d(**_K5N),
+            "k5_price_noar_strong + |dHY| + |dBAA|"),
+    Variant("k5_credit_noar_strong", MIXED + ("hy_abs5", "baa_abs5", "ted_abs5"), _d(**_K5N),
+            "k5_price_noar_strong + |dHY| + |dBAA| + |dTED|"),
+)
