@@ -104,7 +104,7 @@ import pandas as pd
 from stressflow.models.dims import FEATURES
 
 __all__ = ["RETURN_FLOOR", "OPTIONAL_OBSERVABLES", "Observables", "compute_observables",
-           "reversal_observable", "vol_surprise_observable"]
+           "reversal_observable", "vol_break_observable", "vol_surprise_observable"]
 
 #: Floor on :math:`|r_t|` in the Amihud ratio (1 basis point).
 RETURN_FLOOR: float = 1e-4
@@ -112,9 +112,11 @@ _LOG_4LN2 = float(np.log(4.0 * np.log(2.0)))
 SPREAD, VOLATILITY, VOLUME, IMPACT = FEATURES
 #: Observables computed from the tape beyond the four built-in ones, on request
 #: (``prepare(observables=...)``); their names are reserved like the built-ins'.
-OPTIONAL_OBSERVABLES: tuple[str, ...] = ("vol_surprise", "reversal")
+OPTIONAL_OBSERVABLES: tuple[str, ...] = ("vol_surprise", "vol_surprise21", "reversal")
 #: Trailing trading rows of the volatility baseline in ``vol_surprise``.
 VOL_SURPRISE_WINDOW = 252
+#: Trailing trading rows of the volatility baseline in ``vol_surprise21`` (one month).
+VOL_BREAK_WINDOW = 21
 #: Trailing rows of the return scale in ``reversal`` and the clip of its value.
 REVERSAL_WINDOW = 63
 REVERSAL_CLIP = 20.0
@@ -168,6 +170,22 @@ def vol_surprise_observable(volatility: pd.Series) -> pd.Series:
     return volatility - _rolling_previous_median(volatility, VOL_SURPRISE_WINDOW)
 
 
+def vol_break_observable(volatility: pd.Series) -> pd.Series:
+    r"""Volatility against its own trailing month (``vol_surprise21``; trading rows only).
+
+    .. math:: \mathrm{vol\_surprise21}_t = x_t - \operatorname{median}\{x_{t-k} :
+       1 \le k \le 21\},
+
+    with :math:`x` the ``volatility`` observable, the median over the previous
+    ``VOL_BREAK_WINDOW`` (21) trading rows excluding t, with at least 7 non-missing values.
+    The short-baseline form of :func:`vol_surprise_observable`: forced flow is a late and short
+    stage, so a turbulent stretch that lasts longer than a month becomes its own baseline and
+    no longer reads as a break (a months-long repricing has a low ``vol_surprise21`` after its
+    first weeks, whatever the calm year before it). Causal: the value at t uses rows up to t.
+    """
+    return volatility - _rolling_previous_median(volatility, VOL_BREAK_WINDOW)
+
+
 def reversal_observable(log_close: pd.Series) -> pd.Series:
     r"""The volume-return reversal signature as an observable (trading rows only).
 
@@ -210,7 +228,8 @@ def compute_observables(
         Trailing windows in trading rows (see the module docstring for the formulas).
     optional : tuple of str
         Names from :data:`OPTIONAL_OBSERVABLES` to compute as well (``"vol_surprise"``,
-        :func:`vol_surprise_observable`; ``"reversal"``, :func:`reversal_observable`).
+        :func:`vol_surprise_observable`; ``"vol_surprise21"``, :func:`vol_break_observable`;
+        ``"reversal"``, :func:`reversal_observable`).
 
     Returns
     -------
@@ -276,6 +295,8 @@ def compute_observables(
     columns = {SPREAD: spread, VOLATILITY: volatility, VOLUME: volume, IMPACT: impact}
     if "vol_surprise" in optional:
         columns["vol_surprise"] = vol_surprise_observable(volatility)
+    if "vol_surprise21" in optional:
+        columns["vol_surprise21"] = vol_break_observable(volatility)
     if "reversal" in optional:
         columns["reversal"] = reversal_observable(log_close)
     raw = pd.DataFrame(columns, index=traded.index)[[*FEATURES, *optional]]

@@ -13,7 +13,12 @@ import pytensor.tensor as pt
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 from stressflow.data import prepare
-from stressflow.data.observables import VOL_SURPRISE_WINDOW, vol_surprise_observable
+from stressflow.data.observables import (
+    VOL_BREAK_WINDOW,
+    VOL_SURPRISE_WINDOW,
+    vol_break_observable,
+    vol_surprise_observable,
+)
 from stressflow.inference.apps.episodes import compulsion_scores
 from stressflow.inference.fitting.initialize import em_start, kmeans_start
 from stressflow.models import dims
@@ -186,6 +191,21 @@ def test_vol_surprise_is_volatility_against_its_trailing_year_on_sp500():
     level = pd.Series(np.r_[np.full(300, -5.0), np.full(300, -4.0)])
     s = vol_surprise_observable(level)
     assert s.iloc[300] == pytest.approx(1.0) and s.iloc[-1] == pytest.approx(0.0)
+
+
+def test_vol_surprise21_is_volatility_against_its_trailing_month_on_sp500():
+    full = prepare("sp500", end="2009-12-31", observables=("vol_surprise21",)).raw
+    prev = full["volatility"].shift(1).rolling(VOL_BREAK_WINDOW, min_periods=7).median()
+    assert_allclose(full["vol_surprise21"], full["volatility"] - prev, atol=1e-12)
+    # causal: cutting the series at the Lehman weekend changes nothing before it
+    cut = prepare("sp500", end="2008-09-12", observables=("vol_surprise21",)).raw
+    assert_allclose(cut["vol_surprise21"], full["vol_surprise21"].loc[:"2008-09-12"],
+                    atol=1e-12)
+    # a level held for a month is its own baseline again; against the year it still is a break
+    level = pd.Series(np.r_[np.full(300, -5.0), np.full(300, -4.0)])
+    assert vol_break_observable(level).iloc[300] == pytest.approx(1.0)
+    assert vol_break_observable(level).iloc[330] == pytest.approx(0.0)
+    assert vol_surprise_observable(level).iloc[330] == pytest.approx(1.0)
 
 
 def test_em_start_on_sp500_puts_the_2008_crash_in_forced_flow_and_2000_in_discretionary():

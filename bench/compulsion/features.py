@@ -147,6 +147,8 @@ def raw_observables(market: str, *, macro: bool = True,
         _prev_median(out["volatility"], 252), _prev_median(out["volatility"], 1260))
     out["vol_surprise1260"] = out["volatility"] - _prev_median(out["volatility"], 1260)
     out["vol_jump21"] = out["volatility"] - _prev_median(out["volatility"], 21)
+    for window in (5, 10, 42, 126):  # the baseline-length sweep of round 5
+        out[f"vol_jump{window}"] = out["volatility"] - _prev_median(out["volatility"], window)
     out["spread_surprise"] = out["spread"] - _prev_median(out["spread"], 252)
     out["impact_surprise"] = out["impact"] - _prev_median(out["impact"], 63)
     out["ret"] = r

@@ -259,3 +259,35 @@ VARIANTS = VARIANTS + (
     Variant("k5_credit_noar_strong", MIXED + ("hy_abs5", "baa_abs5", "ted_abs5"), _d(**_K5N),
             "k5_price_noar_strong + |dHY| + |dBAA| + |dTED|"),
 )
+
+# The same evening: forced flow is "late and usually short", so the break is measured against a
+# SHORTER baseline, the trailing quarter (vol_surprise63) or month (vol_jump21): a turbulent
+# stretch longer than the baseline becomes the baseline itself and can no longer look like a
+# break. Each replaces vol_surprise as the observable that names forced flow, or joins it.
+_Q = ("spread", "volatility", "vol_surprise63", "volume", "impact")
+_M = ("spread", "volatility", "vol_jump21", "volume", "impact")
+VARIANTS = VARIANTS + (
+    Variant("k5_q_noar_strong", _Q, _d(**{**_K5N, "order": ("k5", "vol_surprise63", "volatility")}),
+            "k5_price_noar_strong with vol_surprise against the trailing 63-day median"),
+    Variant("k5_m_noar_strong", _M, _d(**{**_K5N, "order": ("k5", "vol_jump21", "volatility")}),
+            "k5_price_noar_strong with vol_surprise against the trailing 21-day median"),
+    Variant("k5_yq_noar_strong", MIXED + ("vol_surprise63",),
+            _d(**{**_K5N, "order": ("k5", "vol_surprise63", "volatility")}),
+            "k5_price_noar_strong + vol_surprise63, forced flow named on vol_surprise63"),
+)
+
+
+def _window(w: int) -> Variant:
+    col = f"vol_jump{w}"
+    return Variant(f"k5_w{w}_noar_strong", ("spread", "volatility", col, "volume", "impact"),
+                   _d(**{**_K5N, "order": ("k5", col, "volatility")}),
+                   f"k5_price_noar_strong with vol_surprise against the trailing {w}-day median")
+
+
+# The sweep of the baseline length around the month (21 = k5_m, 63 = k5_q, 252 = the default).
+VARIANTS = VARIANTS + tuple(_window(w) for w in (5, 10, 42, 126))
+VARIANTS = VARIANTS + (
+    Variant("k5_m_noar_gated", _M,
+            _d(**{**_K5N, "order": ("k5", "vol_jump21", "volatility"), "transitions": "gated"}),
+            "k5_m_noar_strong, forced flow entered from margin pressure only"),
+)
