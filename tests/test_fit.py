@@ -247,6 +247,27 @@ def test_sp500_2005_2012_stages_gaussian(sp500_fit):
     assert min(diag.chain_agreement) > 0.95
 
 
+def test_stage_days_per_chain_on_sp500_and_sparse_stage_advice(sp500_fit):
+    """Each chain's expected days per stage sum to the number of days; none is sparse on
+    2005-2012. A chain that puts a stage on 3 days, with R-hat failing, gets the advice that
+    more tuning will not help (the SBC failure mode, bench/results/sbc.md), not "tune more"."""
+    days = sp500_fit["stages"]["chain_stage_days"]
+    n_days = sp500_fit["stages"].sizes[dims.TIME]
+    assert_allclose(days.sum(dims.STAGE).values, n_days, rtol=1e-9)
+    assert check_fit(sp500_fit, warn=False).sparse_stages == {}
+    bad = sp500_fit.copy(deep=True)
+    d = bad["stages"]["chain_stage_days"].copy()
+    d.loc[{dims.CHAIN: d[dims.CHAIN].values[1], dims.STAGE: dims.FORCED_FLOW}] = 3.0
+    bad["stages"]["chain_stage_days"] = d
+    mu = bad["posterior"]["mu"].values.copy()
+    mu[1] += 1.0  # chain 1 elsewhere: R-hat fails
+    bad["posterior"]["mu"] = xr.DataArray(mu, dims=bad["posterior"]["mu"].dims)
+    with pytest.warns(FitWarning, match=r"3\.0 expected days in 'forced_flow'.*does not mix"):
+        diag = check_fit(bad, warn=True)
+    assert diag.sparse_stages == {"forced_flow": 3.0}
+    assert not any("run more tuning" in p for p in diag.problems)
+
+
 def test_sp500_summary_text(sp500_fit):
     text = summary(sp500_fit)
     for needle in ("Expected duration", "max R-hat", "forced_flow", "2008-"):

@@ -125,6 +125,12 @@ def assemble(trace, prepared, spec, *, quantiles, max_quantile_draws, store_draw
     stages["chain_agreement"].attrs["long_name"] = (
         "share of days on which the chain's most probable smoothed stage equals the pooled one"
     )
+    stages["chain_stage_days"] = ((dims.CHAIN, dims.STAGE),
+                                  probs.chain_smoothed_mean.sum(axis=1))
+    stages["chain_stage_days"].attrs["long_name"] = (
+        "sum over days of the chain's mean Pr(stage_t = k | y_1..y_T, theta): the expected "
+        "number of days in stage k under that chain's draws"
+    )
     stages = stages.assign_coords({dims.CHAIN: posterior[dims.CHAIN].values})
 
     posterior["filtered_last"] = (

@@ -9,9 +9,11 @@ import arviz as az
 import numpy as np
 import xarray as xr
 from stressflow.inference import schema
+from stressflow.models import dims
 from stressflow.models.evaluate import param_names
 
-__all__ = ["Diagnostics", "FitWarning", "check_fit", "RHAT_MAX", "AGREEMENT_MIN"]
+__all__ = ["Diagnostics", "FitWarning", "check_fit", "RHAT_MAX", "AGREEMENT_MIN",
+           "SPARSE_STAGE_DAYS"]
 
 #: Largest acceptable rank-normalised split R-hat (Vehtari et al. 2021).
 RHAT_MAX = 1.01
@@ -20,6 +22,11 @@ RHAT_MAX = 1.01
 AGREEMENT_MIN = 0.9
 #: Smallest acceptable bulk effective sample size per chain.
 ESS_PER_CHAIN_MIN = 100
+#: A stage with fewer expected days than this under some chain is "sparse": its parameters are
+#: set by the prior and the ordering more than by the data, and chains can settle with it in
+#: different places of the ordering (a multimodal posterior that more tuning does not mix;
+#: measured in bench/results/sbc.md).
+SPARSE_STAGE_DAYS = 20.0
 
 
 
@@ -43,6 +50,10 @@ class Diagnostics:
         the pooled one.
     problems : list of str
         One sentence per failed check, each saying what to do.
+    sparse_stages : dict of str to float
+        Stages that some chain puts on fewer than :data:`SPARSE_STAGE_DAYS` expected days, with
+        the smallest such count: ``min over chains of sum_t E[Pr(stage_t = k | y_1..y_T,
+        theta) | chain]`` (empty for fit files written before this was stored).
     """
 
     max_rhat: float
@@ -53,6 +64,7 @@ class Diagnostics:
     n_chains: int
     n_draws: int
     problems: list[str] = field(default_factory=list)
+    sparse_stages: dict[str, float] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -68,7 +80,24 @@ class Diagnostics:
             "n_chains": self.n_chains,
             "n_draws": self.n_draws,
             "problems": list(self.problems),
+            "sparse_stages": dict(self.sparse_stages),
         }
+
+
+def _sparse_stages(result: xr.DataTree) -> dict[str, float]:
+    """Stages some chain puts on fewer than SPARSE_STAGE_DAYS expected days, with that count."""
+    stages = result["stages"]
+    if "chain_stage_days" not in stages:
+        return {}
+    days = stages["chain_stage_days"].min(dims.CHAIN)
+    return {str(k): float(v) for k, v in zip(days[dims.STAGE].values, days.values, strict=True)
+            if v < SPARSE_STAGE_DAYS}
+
+
+def _sparse_text(sparse: dict[str, float]) -> str:
+    """E.g. "a chain puts only 3.2 expected days in 'forced_flow'"."""
+    parts = [f"{v:.1f} expected days in '{k}'" for k, v in sparse.items()]
+    return "a chain puts only " + " and ".join(parts)
 
 
 def _finite_extreme(ds: xr.Dataset, fn) -> float:
@@ -101,11 +130,20 @@ def check_fit(result: xr.DataTree, *, warn: bool = True) -> Diagnostics:
     divergences = int(stats["diverging"].sum()) if "diverging" in stats else 0
     agreement = [float(a) for a in result["stages"]["chain_agreement"].values]
 
+    sparse = _sparse_stages(result)
     problems = []
     if n_chains < 2:
         problems.append(
             "only one chain was run, so R-hat and chain agreement cannot be checked: "
             "run at least 2 chains (4 recommended)"
+        )
+    elif not max_rhat <= RHAT_MAX and sparse:
+        problems.append(
+            f"max R-hat is {max_rhat:.3f} (> {RHAT_MAX}) and {_sparse_text(sparse)}: too few "
+            "for the data to fix those stages' parameters, so the chains have placed them "
+            "differently; this posterior has several stage configurations and more tuning "
+            "does not mix them: fit a longer window, or fewer stages (n_stages=4 or "
+            "discretionary_stage=False), before reading these probabilities"
         )
     elif not max_rhat <= RHAT_MAX:
         problems.append(
@@ -142,6 +180,7 @@ def check_fit(result: xr.DataTree, *, warn: bool = True) -> Diagnostics:
         n_chains=n_chains,
         n_draws=n_draws,
         problems=problems,
+        sparse_stages=sparse,
     )
     if warn and problems:
         for p in problems:
