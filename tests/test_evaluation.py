@@ -311,7 +311,7 @@ def test_cli_parser_defaults_and_options():
     args = _parser().parse_args(["evaluate"])
     assert (args.cut, args.start, args.end) == ("2006-12-31", "1985-01-01", "2018-12-31")
     assert (args.chains, args.draws, args.tune, args.seed) == (4, 1000, 2000, 0)
-    assert args.vw == ("2005-01-01", "2012-12-31") and not args.quiet and args.out is None
+    assert args.vw == ("1997-01-01", "2017-10-31") and not args.quiet and args.out is None
     args = _parser().parse_args(["evaluate", "--cut", "2007-06-30", "--start", "2005-01-01",
                                  "--end", "2009-12-31", "--chains", "2", "--draws", "100",
                                  "--tune", "50", "--seed", "3", "--vw", "none", "--out",

@@ -46,6 +46,7 @@ def _vw_window(text: str):
 def register_cli(subparsers) -> None:
     """Add ``stressflow evaluate [--cut DATE] [--start] [--end] [--vw START:END|none]
     [model options] [--chains] [--draws] [--tune] [--seed] [--out results.md] [--quiet]``."""
+    from stressflow.inference.apps.evaluation import VW_WINDOW
     from stressflow.inference.present.model_options import add_model_options
 
     p = subparsers.add_parser(
@@ -60,8 +61,9 @@ def register_cli(subparsers) -> None:
                    help="last date of the out-of-time fit (default 2006-12-31)")
     p.add_argument("--start", default="1985-01-01", help="first date of the S&P 500 fits")
     p.add_argument("--end", default="2018-12-31", help="last date of the S&P 500 data used")
-    p.add_argument("--vw", type=_vw_window, default=("2005-01-01", "2012-12-31"),
-                   help="VW fit window START:END, or none (default 2005-01-01:2012-12-31)")
+    p.add_argument("--vw", type=_vw_window, default=VW_WINDOW,
+                   help="VW fit window START:END, or none (default: the whole bundled series, "
+                        f"{VW_WINDOW[0]}:{VW_WINDOW[1]})")
     add_model_options(p)
     p.add_argument("--chains", type=int, default=4)
     p.add_argument("--draws", type=int, default=1000)
