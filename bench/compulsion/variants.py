@@ -247,9 +247,8 @@ VARIANTS = VARIANTS + (
 # The same evening: on the index's own observables the 1998 LTCM weeks (F) and the two
 # out-of-time controls (2016 scare, Q4 2018) are within 0.75 sd of each other on spread,
 # volatility, vol_surprise, volume and impact (round 5 of the README, `profile.py`); what differs
-# is credit:
-# the 5-day change of credit spreads. Each credit input alone and together, without the AR term
-# (BAA-10y ends 2017-11, TED 2017-10; HY OAS runs to 2018 but starts 1997).
+# is credit, the 5-day change of credit spreads. Each credit input alone and together, without
+# the AR term (BAA-10y ends 2017-11, TED 2017-10; HY OAS runs to 2018 but starts 1997).
 VARIANTS = VARIANTS + (
     Variant("k5_hy_noar_strong", MIXED + ("hy_abs5",), _d(**_K5N),
             "k5_price_noar_strong + |5-day change of log HY OAS|"),
