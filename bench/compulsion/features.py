@@ -75,12 +75,16 @@ SHARED = Path("/work/shared/data")
 BUNDLED = Path(__file__).resolve().parents[2] / "data" / "datasets"
 #: Observables that exist only for US markets (macro series); dropped for other markets.
 US_ONLY = ("ted", "ted_chg5", "hy", "hy_chg5", "baa", "baa_chg5", "ted_abs5", "hy_abs5",
-           "baa_abs5", "stock_bond", "vix_surprise", "vrp")
+           "baa_abs5", "stock_bond", "vix_surprise", "vrp", "ig", "ig_chg5", "ig_abs5", "move",
+           "move_chg5", "move_abs5", "bond_vol_surprise", "move_surprise", "bond_vol21_surprise",
+           "bond2_vol_surprise")
 
 _MACRO = {
     "ted": ("us_ted_spread_daily_1986_2017.csv", "ted_spread_pct"),
     "hy": ("us_hy_oas_daily_1996_2018.csv", "hy_oas_pct"),
     "baa": ("us_baa10y_spread_daily_1986_2017.csv", "baa10y_pct"),
+    "ig": ("us_ig_oas_daily_1999_2018.csv", "ig_oas_pct"),
+    "move": ("move_index_daily_2002_2018.csv", "move"),
 }
 
 
@@ -106,10 +110,10 @@ def _vix(index: pd.DatetimeIndex) -> pd.Series:
     return np.log(close.where(close > 0)).reindex(index)
 
 
-def _treasury_change(index: pd.DatetimeIndex) -> pd.Series:
+def _treasury_change(index: pd.DatetimeIndex, column: str = "dgs10") -> pd.Series:
     frame = pd.read_csv(SHARED / "us_treasury_yields_daily_1962_2018.csv", parse_dates=["date"])
-    y10 = pd.to_numeric(frame.set_index("date")["dgs10"], errors="coerce").dropna()
-    return y10.diff().reindex(index)
+    y = pd.to_numeric(frame.set_index("date")[column], errors="coerce").dropna()
+    return y.diff().reindex(index)
 
 
 def raw_observables(market: str, *, macro: bool = True,
@@ -173,6 +177,16 @@ def raw_observables(market: str, *, macro: bool = True,
         dy = _treasury_change(out.index)
         prod = -(r / _prev_sd(r, 63)) * (dy / _prev_sd(dy, 63))
         out["stock_bond"] = prod.rolling(5, min_periods=3).mean()
+        # the bond market's own turbulence against its trailing year: realised (10-year yield,
+        # 1962-2018) and implied (MOVE, 2002-2018)
+        bond_vol = 0.5 * np.log((dy**2).rolling(5, min_periods=3).mean().clip(lower=1e-8))
+        out["bond_vol_surprise"] = bond_vol - _prev_median(bond_vol, 252)
+        bond_vol21 = 0.5 * np.log((dy**2).rolling(21, min_periods=10).mean().clip(lower=1e-8))
+        out["bond_vol21_surprise"] = bond_vol21 - _prev_median(bond_vol21, 252)
+        dy2 = _treasury_change(out.index, "dgs2")
+        bond2 = 0.5 * np.log((dy2**2).rolling(5, min_periods=3).mean().clip(lower=1e-8))
+        out["bond2_vol_surprise"] = bond2 - _prev_median(bond2, 252)
+        out["move_surprise"] = out["move"] - _prev_median(out["move"], 252)
     return out
 
 

@@ -291,3 +291,30 @@ VARIANTS = VARIANTS + (
             _d(**{**_K5N, "order": ("k5", "vol_jump21", "volatility"), "transitions": "gated"}),
             "k5_m_noar_strong, forced flow entered from margin pressure only"),
 )
+
+# Round 6 (2026-12-06, later session): stress migrates to what is liquid or collateral, and
+# Treasuries are both. A forced deleveraging moves the bond market with the stock market; a
+# discretionary equity repricing need not. The bond market's own turbulence against its trailing
+# year: realised (5-day rms change of the 10-year yield, 1962-2018, so 1987 and 1998 are
+# covered) and implied (MOVE, 2002-2018 only: the out-of-time fit sees it on 2002-2006 alone).
+VARIANTS = VARIANTS + (
+    Variant("k5_bond_noar_strong", MIXED + ("bond_vol_surprise",), _d(**_K5N),
+            "k5_price_noar_strong + bond_vol_surprise (10-year yield, 5-day rms vs its year)"),
+    Variant("k5_move_noar_strong", MIXED + ("move_surprise",), _d(**_K5N),
+            "k5_price_noar_strong + move_surprise (log MOVE vs its trailing-year median)"),
+    Variant("k5_bondmove_noar_strong", MIXED + ("bond_vol_surprise", "move_surprise"),
+            _d(**_K5N), "k5_price_noar_strong + bond_vol_surprise + move_surprise"),
+)
+VARIANTS = VARIANTS + (
+    Variant("k5_bond21_noar_strong", MIXED + ("bond_vol21_surprise",), _d(**_K5N),
+            "k5_price_noar_strong + bond_vol21_surprise (21-day rms instead of 5-day)"),
+    Variant("k5_bond2y_noar_strong", MIXED + ("bond2_vol_surprise",), _d(**_K5N),
+            "k5_price_noar_strong + the same for the 2-year yield"),
+    Variant("k5_bond_sb_noar_strong", MIXED + ("bond_vol_surprise", "stock_bond"), _d(**_K5N),
+            "k5_bond_noar_strong + stock_bond"),
+    Variant("k5_bond_hy_noar_strong", MIXED + ("bond_vol_surprise", "hy_abs5"), _d(**_K5N),
+            "k5_bond_noar_strong + |dHY| 5-day"),
+    Variant("k5_bond_gated", MIXED + ("bond_vol_surprise",),
+            _d(**{**_K5N, "transitions": "gated"}),
+            "k5_bond_noar_strong, forced flow entered from margin pressure only"),
+)
