@@ -7,6 +7,7 @@ window) are documented in :mod:`stressflow.data.covariates`; this module impleme
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -17,7 +18,8 @@ from stressflow.models.dims import TIME
 
 from .bundled import load_dataset
 from .covariates import CHANGE_ROWS, COVARIATES, CovariateSpec, low_vol_series
-from .errors import DataError
+from .errors import DataError, DataWarning
+from .observables import BOND_YIELD_COLUMN
 from .prices import Source, _check_dates, _set_date_index, read_prices, to_numeric_column
 from .transform import COVARIATE, DEFAULT_COVARIATE_MAX_STALE, FeatureTransform
 
@@ -111,6 +113,44 @@ def _source(spec_column: str, name: str, prices: pd.DataFrame, data: pd.DataFram
     if series.empty:
         raise DataError(f"covariate {name!r}: {label} has no values")
     return series, label
+
+
+def bond_yield_source(prices: pd.DataFrame, covariate_data, observables) -> pd.Series | None:
+    """The 10-year bond yield (%) for the ``bond_vol_surprise`` observable, on its own dates
+    (None when ``observables`` does not include it).
+
+    Column :data:`~stressflow.data.observables.BOND_YIELD_COLUMN` of ``covariate_data`` or of
+    the price frame when given (e.g. a Bund yield for a German stock), else the bundled US
+    Treasury ``dgs10`` (FRED/H.15, 1962-2018: the observable is missing after it ends).
+    Raises :class:`DataError` as for a covariate source (non-numeric or infinite values name
+    the column and date; a column in both frames; no values).
+    """
+    if "bond_vol_surprise" not in observables:
+        return None
+    spec = CovariateSpec("bond_vol_surprise", "10-year bond yield, %", "x_t", "level",
+                         BOND_YIELD_COLUMN, "treasury", "dgs10")
+    data = read_covariate_data(covariate_data)
+    series, _ = _source(BOND_YIELD_COLUMN, "bond_vol_surprise", prices, data, spec)
+    return series
+
+
+def warn_bond_coverage(raw: pd.DataFrame, source: pd.Series | None) -> None:
+    """Warn (:class:`DataWarning`) when ``bond_vol_surprise`` (column of ``raw``, the fit
+    window) is missing on rows outside the dates its yield ``source`` covers; the count is also
+    in ``DataReport.n_missing``. Nothing to do when ``source`` is None."""
+    if source is None:
+        return
+    values = raw["bond_vol_surprise"]
+    outside = values.isna() & ((values.index < source.index[0]) | (values.index > source.index[-1]))
+    if outside.any():
+        warnings.warn(
+            f"bond_vol_surprise is missing on {int(outside.sum())} row(s) of the window "
+            f"outside the bond yield's dates {source.index[0]:%Y-%m-%d} .. "
+            f"{source.index[-1]:%Y-%m-%d} (first: {values.index[outside][0]:%Y-%m-%d})"
+            + ("; that is every row, so the model takes nothing from it" if outside.all()
+               else "") + f"; pass a longer series as column {BOND_YIELD_COLUMN!r} of "
+            "covariate_data",
+            DataWarning, stacklevel=3)
 
 
 def _align(series: pd.Series, calendar: pd.DatetimeIndex) -> tuple[np.ndarray, np.ndarray]:

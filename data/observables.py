@@ -103,8 +103,10 @@ import numpy as np
 import pandas as pd
 from stressflow.models.dims import FEATURES
 
-__all__ = ["RETURN_FLOOR", "OPTIONAL_OBSERVABLES", "Observables", "compute_observables",
-           "reversal_observable", "vol_break_observable", "vol_surprise_observable"]
+__all__ = ["RETURN_FLOOR", "OPTIONAL_OBSERVABLES", "BOND_YIELD_COLUMN", "EXTERNAL_OBSERVABLES",
+           "Observables", "bond_vol_surprise_observable", "compute_observables",
+           "optional_history_rows", "reversal_observable", "vol_break_observable",
+           "vol_surprise_observable"]
 
 #: Floor on :math:`|r_t|` in the Amihud ratio (1 basis point).
 RETURN_FLOOR: float = 1e-4
@@ -112,7 +114,17 @@ _LOG_4LN2 = float(np.log(4.0 * np.log(2.0)))
 SPREAD, VOLATILITY, VOLUME, IMPACT = FEATURES
 #: Observables computed from the tape beyond the four built-in ones, on request
 #: (``prepare(observables=...)``); their names are reserved like the built-ins'.
-OPTIONAL_OBSERVABLES: tuple[str, ...] = ("vol_surprise", "vol_surprise21", "reversal")
+OPTIONAL_OBSERVABLES: tuple[str, ...] = ("vol_surprise", "vol_surprise21", "reversal",
+                                         "bond_vol_surprise")
+#: Column (in ``covariate_data`` or the prices) of the 10-year government bond yield, in
+#: percent, that ``bond_vol_surprise`` uses instead of the bundled US Treasury series.
+BOND_YIELD_COLUMN = "bond_yield_10y_pct"
+#: Optional observables computed from a series other than the market's own tape: where that
+#: series has no value in a fit window at all, the observable is missing on every day (warned;
+#: centre 0, scale 1) and the model takes nothing from it, instead of refusing the data.
+EXTERNAL_OBSERVABLES: tuple[str, ...] = ("bond_vol_surprise",)
+#: Trailing rows of the bond market's realised volatility in ``bond_vol_surprise``.
+BOND_VOL_WINDOW = 5
 #: Trailing trading rows of the volatility baseline in ``vol_surprise``.
 VOL_SURPRISE_WINDOW = 252
 #: Trailing trading rows of the volatility baseline in ``vol_surprise21`` (one month).
@@ -205,6 +217,37 @@ def reversal_observable(log_close: pd.Series) -> pd.Series:
     return (-(r * r.shift(1)) / scale**2).clip(-REVERSAL_CLIP, REVERSAL_CLIP)
 
 
+def optional_history_rows(names) -> int:
+    """Trailing trading rows (the day itself included) that the optional observables ``names``
+    need to take the value they have on the whole series: ``vol_surprise`` 253,
+    ``vol_surprise21`` 22, ``reversal`` 65, ``bond_vol_surprise`` 257 (0 for other names)."""
+    need = {"vol_surprise": VOL_SURPRISE_WINDOW + 1, "vol_surprise21": VOL_BREAK_WINDOW + 1,
+            "reversal": REVERSAL_WINDOW + 2,
+            "bond_vol_surprise": VOL_SURPRISE_WINDOW + BOND_VOL_WINDOW}
+    return max((need.get(str(name), 0) for name in names), default=0)
+
+
+def bond_vol_surprise_observable(yield_change: pd.Series) -> pd.Series:
+    r"""The bond market's turbulence against its own trailing year (trading rows only).
+
+    .. math:: b_t = \tfrac12 \log \operatorname{mean}\{\Delta y_{t-k}^2 : 0 \le k < 5\},
+       \qquad \mathrm{bond\_vol\_surprise}_t = b_t - \operatorname{median}\{b_{t-k} :
+       1 \le k \le 252\},
+
+    with :math:`\Delta y_t` the day's change of the 10-year government bond yield (percentage
+    points; on the bond market's own days, taken on the market's dates, missing where the
+    bond market had no value), the mean over the last ``BOND_VOL_WINDOW`` (5) rows with at
+    least 3 values (floored at 1e-8), the median over the previous 252 rows with at least 84.
+    Stress migrates across a portfolio: holders sell what is liquid or what is collateral,
+    and the 10-year Treasury is both, so a forced deleveraging moves the bond market with the
+    stock market (1987, 1998, 2008) where a discretionary equity repricing need not (the 2016
+    scare, Q4 2018; ``bench/compulsion/README.md`` round 6). Causal.
+    """
+    b = 0.5 * np.log((yield_change**2).rolling(BOND_VOL_WINDOW, min_periods=3).mean()
+                     .clip(lower=1e-8))
+    return b - _rolling_previous_median(b, VOL_SURPRISE_WINDOW)
+
+
 def compute_observables(
     prices: pd.DataFrame,
     *,
@@ -213,6 +256,7 @@ def compute_observables(
     volume_window: int = 63,
     impact_window: int = 252,
     optional: tuple[str, ...] = (),
+    bond_yield: pd.Series | None = None,
 ) -> Observables:
     """Compute the raw spread, volatility, volume and impact observables.
 
@@ -229,7 +273,11 @@ def compute_observables(
     optional : tuple of str
         Names from :data:`OPTIONAL_OBSERVABLES` to compute as well (``"vol_surprise"``,
         :func:`vol_surprise_observable`; ``"vol_surprise21"``, :func:`vol_break_observable`;
-        ``"reversal"``, :func:`reversal_observable`).
+        ``"reversal"``, :func:`reversal_observable`; ``"bond_vol_surprise"``,
+        :func:`bond_vol_surprise_observable`, which needs ``bond_yield``).
+    bond_yield : pandas.Series, optional
+        The 10-year bond yield (%) on its own dates (no empty values), for
+        ``"bond_vol_surprise"``.
 
     Returns
     -------
@@ -299,6 +347,11 @@ def compute_observables(
         columns["vol_surprise21"] = vol_break_observable(volatility)
     if "reversal" in optional:
         columns["reversal"] = reversal_observable(log_close)
+    if "bond_vol_surprise" in optional:
+        if bond_yield is None:
+            raise ValueError("bond_vol_surprise needs the bond_yield series")
+        change = bond_yield.sort_index().diff().reindex(traded.index)
+        columns["bond_vol_surprise"] = bond_vol_surprise_observable(change)
     raw = pd.DataFrame(columns, index=traded.index)[[*FEATURES, *optional]]
     raw = raw.reindex(index)
 

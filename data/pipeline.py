@@ -10,7 +10,13 @@ import pandas as pd
 from stressflow.models.dims import FEATURE, FEATURES, TIME
 
 from .checks import BAD_TICK_MODES, check_magnitudes, check_usable, treat_bad_ticks
-from .covariate_join import check_max_stale, check_names, window_covariates
+from .covariate_join import (
+    bond_yield_source,
+    check_max_stale,
+    check_names,
+    warn_bond_coverage,
+    window_covariates,
+)
 from .dropouts import VOLUME_DROPOUT_MODES, treat_volume_dropouts
 from .errors import DataError
 from .observables import OPTIONAL_OBSERVABLES, compute_observables
@@ -303,6 +309,7 @@ def prepare(
         # fitting a standardisation needs variation; with a fitted transform (e.g. one new day
         # added by update) a window of equal closes is ordinary data
         check_usable(treated, window)
+    bond = bond_yield_source(treated, covariate_data, observables)
     obs = compute_observables(
         treated,
         spread_column=spread_column,
@@ -310,6 +317,7 @@ def prepare(
         volume_window=volume_window,
         impact_window=impact_window,
         optional=observables,
+        bond_yield=bond,
     )
     in_window = prices.loc[window]
     observed, dropouts = treat_volume_dropouts(obs.raw, volume_dropouts)
@@ -338,6 +346,7 @@ def prepare(
             raw[column] = values
     zero_volume = obs.zero_volume.to_numpy()[window]
     raw.loc[zero_volume, :] = np.nan
+    warn_bond_coverage(raw, bond)
     raw.index = raw.index.rename(TIME)
     raw.columns = pd.Index([str(c) for c in raw.columns], name=FEATURE)
 

@@ -25,7 +25,7 @@ __all__ = ["ModelSpec", "allowed_transitions", "EMISSIONS", "STRUCTURES", "TRANS
 #: Emission families (components in :mod:`stressflow.models.emissions`).
 EMISSIONS = ("gaussian", "student_t")
 #: Which transitions P may give positive mass (see :func:`allowed_transitions`).
-STRUCTURES = ("full", "sequential")
+STRUCTURES = ("full", "sequential", "gated")
 #: Transition components (:mod:`stressflow.models.transitions`): one constant P, or P_t driven
 #: by the covariates of day t-1 through a multinomial logit or the stage ladder.
 TRANSITION_MODELS = ("constant", "logit", "ladder")
@@ -39,9 +39,11 @@ class ModelSpec:
     ----------
     emission : {"gaussian", "student_t"}
         Per-stage emission family of each observable.
-    transitions : {"full", "sequential"}
+    transitions : {"full", "sequential", "gated"}
         Structure of P: ``"full"``, any stage can follow any stage; ``"sequential"``, stress
-        moves one stage at a time, with a direct return to orderly allowed.
+        moves one stage at a time, with a direct return to orderly allowed; ``"gated"``, as
+        ``"sequential"`` but forced flow is entered from margin pressure only (not from a
+        stage beyond the ladder such as discretionary).
     transition_model : {"constant", "logit", "ladder"}
         ``"constant"``: one P for every day. ``"logit"`` / ``"ladder"``: time-varying
         ``P_t = P(z_{t-1})`` driven by ``transition_covariates`` (formulas in
@@ -69,8 +71,12 @@ class ModelSpec:
     observables : tuple of str
         Observables computed from the tape beyond the four built-in ones that the model uses
         (``stressflow.data.observables.OPTIONAL_OBSERVABLES``, e.g. ``"reversal"``);
-        :func:`stressflow.inference.fit` prepares them. Default ``("vol_surprise",)`` (the
-        compulsion feature, :func:`stressflow.data.observables.vol_surprise_observable`).
+        :func:`stressflow.inference.fit` prepares them. Default ``("vol_surprise",
+        "bond_vol_surprise")``: the compulsion feature
+        (:func:`stressflow.data.observables.vol_surprise_observable`) and the bond market's
+        turbulence against its year (:func:`stressflow.data.observables
+        .bond_vol_surprise_observable`; bundled US 10-year Treasury to 2018-12-31, or a user
+        column ``bond_yield_10y_pct``).
         ``"reversal"`` adds the normalised product of consecutive returns
         (:func:`stressflow.data.observables.reversal_observable`); see the README for what it
         does to the catalogue scores and to the cost of a fit.
@@ -103,7 +109,7 @@ class ModelSpec:
     """
 
     emission: Literal["gaussian", "student_t"] = "gaussian"
-    transitions: Literal["full", "sequential"] = "sequential"
+    transitions: Literal["full", "sequential", "gated"] = "gated"
     stickiness: float = 20.0
     order_feature: str = "volatility"
     compulsion_feature: str | None = "vol_surprise"
@@ -114,7 +120,7 @@ class ModelSpec:
     tvtp_prior_sd: float = 1.0
     stage_durations: tuple[float, ...] | Literal["framework"] | None = "framework"
     duration_strength: float = 1000.0
-    observables: tuple[str, ...] = ("vol_surprise",)
+    observables: tuple[str, ...] = ("vol_surprise", "bond_vol_surprise")
     n_stages: int | None = None
 
     def __post_init__(self):
@@ -257,14 +263,20 @@ def allowed_transitions(transitions: str, n_stages: int = len(dims.STAGES)) -> n
 
     ``"sequential"``: on the ladder (the first ``min(K, 4)`` stages) stress moves one stage at
     a time, with a direct return to orderly; a stage beyond the ladder (discretionary,
-    ``stage_<k>``) can be entered from and left to any stage."""
+    ``stage_<k>``) can be entered from and left to any stage. ``"gated"``: as
+    ``"sequential"``, but a stage beyond the ladder cannot move into forced flow, which is
+    entered only from the ladder stage below it (margin pressure when K >= 4): compulsion
+    follows margin calls, not a discretionary repricing."""
     if transitions == "full":
         return np.ones((n_stages, n_stages), dtype=bool)
-    if transitions == "sequential":
+    if transitions in ("sequential", "gated"):
         n_ladder = dims.ladder_size(n_stages)
         idx = np.arange(n_ladder)
         mask = np.ones((n_stages, n_stages), dtype=bool)
         mask[:n_ladder, :n_ladder] = np.abs(idx[:, None] - idx[None, :]) <= 1
         mask[:, 0] = True  # a direct return to orderly is always possible
+        if transitions == "gated":
+            ff = dims.stage_names(n_stages).index(dims.FORCED_FLOW)
+            mask[n_ladder:, ff] = False
         return mask
     raise ValueError(f"transitions must be one of {STRUCTURES}, got {transitions!r}")

@@ -10,7 +10,7 @@ import pandas as pd
 import xarray as xr
 from stressflow.data import DataError, DataWarning, FeatureTransform, prepare, read_prices
 from stressflow.data.errors import format_dates
-from stressflow.data.observables import OPTIONAL_OBSERVABLES
+from stressflow.data.observables import OPTIONAL_OBSERVABLES, optional_history_rows
 from stressflow.inference import schema
 from stressflow.inference.apps.feed.columns import require_feed
 from stressflow.inference.apps.feed.seam import check_continuity, check_market
@@ -24,7 +24,8 @@ __all__ = ["check_continuity", "check_market", "extend_along_time", "update"]
 
 def _history_rows(stored: pd.DataFrame, tr: FeatureTransform) -> pd.DataFrame:
     """The stored rows the trailing windows of the next day need (counted in trading rows)."""
-    need = max(tr.impact_window + 1, tr.volume_window, tr.spread_window)
+    need = max(tr.impact_window + 1, tr.volume_window, tr.spread_window,
+               optional_history_rows(tr.features))
     traded = (stored["volume"] != 0).to_numpy()
     counted = np.cumsum(traded[::-1])
     if counted[-1] < need:
@@ -33,7 +34,8 @@ def _history_rows(stored: pd.DataFrame, tr: FeatureTransform) -> pd.DataFrame:
         warnings.warn(
             f"the fit stores {int(counted[-1])} trading rows, fewer than the {need} the trailing "
             f"windows need (impact {tr.impact_window} + 1, volume {tr.volume_window}, spread "
-            f"{tr.spread_window}); the first new days' observables use that shorter history, "
+            f"{tr.spread_window}, the optional observables' windows); the first new days' "
+            "observables use that shorter history, "
             "so they can differ from prepare() on the whole series. Fit on a window of at "
             "least a year to avoid this",
             DataWarning,
