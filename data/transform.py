@@ -23,6 +23,7 @@ from stressflow.models.dims import FEATURE
 
 from .dropouts import VOLUME_DROPOUT_MODES
 from .errors import DataError
+from .observables import EXTERNAL_OBSERVABLES
 
 __all__ = [
     "COVARIATE",
@@ -220,7 +221,7 @@ class FeatureTransform:
             If a feature has fewer than two non-missing values or is constant (zero standard
             deviation) over the window; the message names the feature.
         """
-        centers, scales = _center_scale(raw, "observable")
+        centers, scales = _center_scale(raw, "observable", EXTERNAL_OBSERVABLES)
         return cls(
             features=tuple(str(c) for c in raw.columns),
             center=tuple(centers),
@@ -391,12 +392,19 @@ class FeatureTransform:
         return cls.from_dict(json.loads(text))
 
 
-def _center_scale(raw: pd.DataFrame, what: str) -> tuple[list[float], list[float]]:
-    """Mean and sd (ddof=0) of each column's finite values; DataError if unusable."""
+def _center_scale(raw: pd.DataFrame, what: str,
+                  may_be_empty: tuple[str, ...] = ()) -> tuple[list[float], list[float]]:
+    """Mean and sd (ddof=0) of each column's finite values; DataError if unusable. A column
+    named in ``may_be_empty`` with no value at all gets centre 0 and scale 1 (it stays
+    missing on every day, so the model takes nothing from it)."""
     centers, scales = [], []
     for name in raw.columns:
         values = raw[name].to_numpy(dtype="float64")
         values = values[np.isfinite(values)]
+        if values.size == 0 and name in may_be_empty:
+            centers.append(0.0)
+            scales.append(1.0)
+            continue
         if values.size < 2:
             raise DataError(
                 f"{what} {name!r} has {values.size} non-missing value(s) in the "

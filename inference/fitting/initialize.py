@@ -39,6 +39,11 @@ _MIN_SIGMA = 0.05
 #: raw days, the longer ones give persistent stage sequences (EM from raw-day clusters can end
 #: in a flickering mode of lower posterior; the README gives the measurement).
 _EM_SMOOTH_WINDOWS = (1, 5, 21)
+#: k-means seeds of :func:`em_start` (each refined by EM from every smoothing window). The stage
+#: HMM's posterior on decades of daily data has many modes: on the S&P 500 1985-2018 two seeds
+#: left the sampler in a mode 350 log-density units below the one 16-64 seeds reach, with
+#: other stage meanings (bench/compulsion/README.md, round 6); one seed costs about 0.15 s there.
+EM_STARTS = 32
 
 
 def kmeans_start(features: pd.DataFrame, spec: ModelSpec, seed: int,
@@ -76,6 +81,10 @@ def _kmeans_params(
     n_stages = spec.n_stages
     names = [str(c) for c in features.columns]
     y = features.to_numpy(dtype=np.float64)
+    # a feature missing on every day (an external series that does not cover the window) takes
+    # no part in the clustering; it starts at the standardised prior centre (mu 0, sigma 1)
+    seen = np.isfinite(y).any(axis=0)
+    y = np.where(seen, y, 0.0)
     complete = np.isfinite(y).all(axis=1)
     if complete.sum() < 10 * n_stages:
         raise ValueError(
@@ -84,6 +93,7 @@ def _kmeans_params(
         )
     if smooth_window > 1:
         z = features.rolling(smooth_window, min_periods=1).mean().to_numpy(dtype=np.float64)
+        z = np.where(seen, z, 0.0)
         use = np.isfinite(z).all(axis=1)
     else:
         z, use = y, complete
@@ -134,6 +144,7 @@ def _em(data, y0, mask, mu, sigma, trans, spec: ModelSpec, names, max_iter: int,
     """
     allowed = allowed_transitions(spec.transitions, spec.n_stages)
     conc = dirichlet_concentration(spec)
+    unseen = mask.sum(axis=0) == 0
     prev = -np.inf
     for _ in range(max_iter):
         # name the stages by the labelling rule before every E step, so that the per-stage
@@ -151,6 +162,7 @@ def _em(data, y0, mask, mu, sigma, trans, spec: ModelSpec, names, max_iter: int,
         mu = (gamma.T @ (mask * y0)) / w_safe
         second = (gamma.T @ (mask * y0**2)) / w_safe
         sigma = np.sqrt(np.maximum(second - mu**2, _MIN_SIGMA**2))
+        sigma[:, unseen] = 1.0  # a feature never observed keeps its start (mu 0, sigma 1)
         counts = np.where(allowed, xi_sum + conc - 1.0, 0.0)
         trans = counts / counts.sum(axis=1, keepdims=True)
         if cur - prev < tol * max(1.0, abs(cur)):
@@ -177,7 +189,7 @@ def em_start(
     seed: int,
     covariates: pd.DataFrame | None = None,
     *,
-    n_starts: int = 2,
+    n_starts: int = EM_STARTS,
     max_iter: int = 300,
     tol: float = 1e-8,
 ) -> dict[str, np.ndarray]:

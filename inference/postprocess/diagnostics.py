@@ -149,8 +149,8 @@ def check_fit(result: xr.DataTree, *, warn: bool = True) -> Diagnostics:
         problems.append(
             f"max R-hat is {max_rhat:.3f} (> {RHAT_MAX}): the chains have not mixed; run more "
             "tuning and draws (e.g. tune=2000, draws=2000), and if it persists the model may "
-            "have competing stage configurations: try a shorter window or transitions="
-            "'sequential'"
+            "have competing stage configurations: try a shorter window, another seed, or a "
+            "more constrained P (transitions='gated', the default)"
         )
     if divergences:
         problems.append(
