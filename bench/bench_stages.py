@@ -2,7 +2,8 @@
 
 One log-density + gradient evaluation of the whole PyMC model (compiled with PyTensor's numba
 backend, as nutpie samples it) on the bundled S&P 500 1990-2018 at the model's initial point,
-for ``ModelSpec.base()``, the default, and the default with four stages; and the sampling time
+for ``ModelSpec.base()``, the default, the previous default (without ``bond_vol_surprise``,
+sequential transitions) and the default with four stages; and the sampling time
 of 4 chains x (2,000 tuning + 300 draws) on 2 cores with BLAS limited to one thread (as
 ``fit`` does) and without the limit. Writes ``bench/results/stages.md``.
 
@@ -29,6 +30,8 @@ def _models():
     return {
         "base (4 stages, ordered on volatility)": ModelSpec.base(),
         "default (5 stages, break-identified)": ModelSpec(),
+        "previous default (no bond_vol_surprise, sequential)": ModelSpec(
+            observables=("vol_surprise",), transitions="sequential"),
         "default with 4 stages": ModelSpec(discretionary_stage=False,
                                            stage_durations=(250.0, 250.0, 20.0, 7.0)),
     }
@@ -90,8 +93,10 @@ def main() -> None:
         print(rows[-1], flush=True)
     default = _models()["default (5 stages, break-identified)"]
     base = _models()["base (4 stages, ordered on volatility)"]
+    previous = _models()["previous default (no bond_vol_surprise, sequential)"]
     samp = [("base, BLAS 1 thread", sampling_s(base, True)),
             ("default, BLAS 1 thread", sampling_s(default, True)),
+            ("previous default, BLAS 1 thread", sampling_s(previous, True)),
             ("default, BLAS unlimited", sampling_s(default, False))]
     print(samp, flush=True)
     lines = [

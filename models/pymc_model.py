@@ -30,9 +30,10 @@ window):
   .dirichlet_concentration`), or ``1 + stickiness`` on the diagonal and 1 elsewhere;
 - ``Pr(stage_1 = k) = 1/K`` (fixed).
 
-With ``transitions="sequential"`` (default) stress builds one stage at a time along the
-ladder: from a ladder stage the chain can stay, move one stage up or down, return directly to
-orderly, or enter the discretionary stage; all other entries of P are structurally zero
+With ``transitions="gated"`` (default) stress builds one stage at a time along the ladder:
+from a ladder stage the chain can stay, move one stage up or down, return directly to orderly,
+or enter the discretionary stage, and the discretionary stage can move to any stage but forced
+flow (``"sequential"`` allows that move too); all other entries of P are structurally zero
 (``-inf`` in log space) and each row's Dirichlet covers only its allowed entries.
 """
 

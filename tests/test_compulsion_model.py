@@ -46,7 +46,7 @@ SIM5_P = np.array([
     [0.02, 0.95, 0.02, 0.0, 0.01],
     [0.02, 0.02, 0.92, 0.02, 0.02],
     [0.08, 0.0, 0.07, 0.8, 0.05],
-    [0.01, 0.01, 0.01, 0.02, 0.95],
+    [0.02, 0.01, 0.02, 0.0, 0.95],   # gated (the default): no move into forced flow
 ])
 
 
@@ -75,7 +75,8 @@ def _deterministic(model, name, point):
 def test_spec_defaults_name_five_stages_and_validate():
     assert SPEC.n_stages == 5 and SPEC.stage_names == dims.STAGES
     assert SPEC.stage_durations == (250.0, 250.0, 20.0, 7.0, 40.0)
-    assert SPEC.transitions == "sequential" and SPEC.compulsion_feature == "vol_surprise"
+    assert SPEC.transitions == "gated" and SPEC.compulsion_feature == "vol_surprise"
+    assert SPEC.observables == ("vol_surprise", "bond_vol_surprise")
     with pytest.raises(ValueError, match="stage_durations must be 5"):
         ModelSpec(stage_durations=(250, 250, 20, 7))
     with pytest.raises(ValueError, match="must differ"):
@@ -96,7 +97,9 @@ def test_discretionary_is_outside_the_ladder_in_p_and_in_the_ladder_signs():
     assert not allowed[0, FF] and not allowed[FF, 1]  # the ladder's forbidden moves stay
     conc = dirichlet_concentration(SPEC)
     # prior mode of the stay probability 1 - 1/d_k, from n = 1000 pseudo-transitions per row
-    stay = (conc.diagonal() - 1) / np.where(allowed, conc - 1, 0).sum(axis=1)
+    gated = allowed_transitions(SPEC.transitions, 5)
+    assert not gated[DISC, FF] and gated[FF - 1, FF]
+    stay = (conc.diagonal() - 1) / np.where(gated, conc - 1, 0).sum(axis=1)
     assert_allclose(stay, 1 - 1 / np.asarray(SPEC.stage_durations), rtol=1e-12)
     signs = ladder_signs(5)
     assert_array_equal(signs[:4, :4], ladder_signs(4))
@@ -144,10 +147,10 @@ def test_em_start_recovers_five_simulated_stages(sim5):
     model = build_model(frame, SPEC)
     mu = _deterministic(model, "mu", model.initial_point() | _unconstrained(model, start))
     assert_allclose(mu, SIM5_MU, atol=0.15)
-    # sequential structure: forbidden moves stay exactly 0 in the start
+    # gated structure: forbidden moves stay exactly 0 in the start
     for i, stage in enumerate(dims.STAGES):
         row = start[f"P_row_{stage}"]
-        assert row.shape == (allowed_transitions("sequential", 5)[i].sum(),)
+        assert row.shape == (allowed_transitions(SPEC.transitions, 5)[i].sum(),)
     km = kmeans_start(frame, SPEC, seed=0)
     assert set(km) == set(start)
 

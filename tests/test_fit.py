@@ -270,8 +270,11 @@ def test_stage_days_per_chain_on_sp500_and_sparse_stage_advice(sp500_fit):
 
 def test_sp500_summary_text(sp500_fit):
     text = summary(sp500_fit)
-    for needle in ("Expected duration", "max R-hat", "forced_flow", "2008-"):
+    for needle in ("Expected duration", "max R-hat", "forced_flow", "Days with the highest"):
         assert needle in text
+    # the top forced-flow days (ties at 1.0 listed in any order) lie in the 2008 or 2011 crises
+    top = text.split("Days with the highest")[1].splitlines()[3:13]
+    assert len(top) == 10 and all(line[:4] in ("2008", "2011") for line in top), top
 
 
 def test_sp500_stage_means_ordered_and_missing_days_kept(sp500_fit):

@@ -376,7 +376,7 @@ def test_model_spec_defaults_and_dict():
     spec = ModelSpec()
     assert spec.to_dict() == {
         "emission": "gaussian",
-        "transitions": "sequential",
+        "transitions": "gated",
         "stickiness": 20.0,
         "order_feature": "volatility",
         "compulsion_feature": "vol_surprise",
@@ -387,7 +387,7 @@ def test_model_spec_defaults_and_dict():
         "tvtp_prior_sd": 1.0,
         "stage_durations": [250.0, 250.0, 20.0, 7.0, 40.0],
         "duration_strength": 1000.0,
-        "observables": ["vol_surprise"],
+        "observables": ["vol_surprise", "bond_vol_surprise"],
         "n_stages": 5,
     }
     assert spec.n_stages == 5 and spec.stage_names == dims.STAGES

@@ -31,9 +31,10 @@ least one observable present; ``|D|`` their number; ``FF`` = ``forced_flow``, ``
     margin pressure). High: flow became forced after a margin-pressure phase (pre-emptive
     deleveraging that turned into a loss of discretion); low: forced flow arrived without that
     lead-in. NaN when no sampled path has FF in ``D``, or the model has no MP stage (K < 4;
-    "MP or worse" is then FF alone). With ``transitions="sequential"`` forced
+    "MP or worse" is then FF alone). With ``transitions="gated"`` (the default) forced
     flow can only be entered from margin pressure, so it is 1 by construction whenever
-    ``lead_in >= 1`` and the spell does not start on the fit's first day.
+    ``lead_in >= 1`` and the spell does not start on the fit's first day; with
+    ``"sequential"`` it can also be entered from the discretionary stage.
 
 Labels (``hi``, ``lo`` thresholds on ``p_compulsion``): ``forced selling`` (selloff,
 p >= hi), ``short covering`` (rally, p >= hi), ``discretionary de-risking`` (selloff,
