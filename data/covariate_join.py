@@ -115,23 +115,44 @@ def _source(spec_column: str, name: str, prices: pd.DataFrame, data: pd.DataFram
     return series, label
 
 
-def bond_yield_source(prices: pd.DataFrame, covariate_data, observables) -> pd.Series | None:
-    """The 10-year bond yield (%) for the ``bond_vol_surprise`` observable, on its own dates
-    (None when ``observables`` does not include it).
+def bond_yield_source(prices: pd.DataFrame, covariate_data, observables,
+                      expected: str | None = None) -> tuple[pd.Series | None, str | None]:
+    """The 10-year bond yield (%) for the ``bond_vol_surprise`` observable, on its own dates,
+    and where it came from: ``(series, "covariate_data")`` for a column
+    :data:`~stressflow.data.observables.BOND_YIELD_COLUMN` of ``covariate_data`` (e.g. a Bund
+    yield for a German stock, or the Treasury after 2018), else ``(series, "bundled")`` for the
+    bundled US Treasury ``dgs10`` (FRED/H.15, 1962-2018: the observable is missing after it
+    ends); ``(None, None)`` when ``observables`` does not include it.
 
-    Column :data:`~stressflow.data.observables.BOND_YIELD_COLUMN` of ``covariate_data`` or of
-    the price frame when given (e.g. a Bund yield for a German stock), else the bundled US
-    Treasury ``dgs10`` (FRED/H.15, 1962-2018: the observable is missing after it ends).
     Raises :class:`DataError` as for a covariate source (non-numeric or infinite values name
-    the column and date; a column in both frames; no values).
+    the column and date; no values), for the column in the price frame (pass it as
+    ``covariate_data``, which also covers the history an update needs), and when the source
+    differs from ``expected`` (the one a fitted transform recorded).
     """
     if "bond_vol_surprise" not in observables:
-        return None
+        return None, None
+    if BOND_YIELD_COLUMN in prices.columns:
+        raise DataError(
+            f"column {BOND_YIELD_COLUMN!r} is in the price frame; pass the bond yield as "
+            "covariate_data (a date-indexed series or frame), which also covers the history an "
+            "update needs"
+        )
+    data = read_covariate_data(covariate_data)
+    source = ("covariate_data" if data is not None and BOND_YIELD_COLUMN in data.columns
+              else "bundled")
+    if expected is not None and source != expected:
+        raise DataError(
+            f"the fit took the bond yield of bond_vol_surprise from {expected} "
+            f"({'the bundled US Treasury dgs10' if expected == 'bundled' else 'covariate_data'}"
+            f"), these rows from {source}: "
+            + (f"pass the same series as column {BOND_YIELD_COLUMN!r} of covariate_data"
+               if expected == "covariate_data"
+               else f"drop column {BOND_YIELD_COLUMN!r} from covariate_data")
+        )
     spec = CovariateSpec("bond_vol_surprise", "10-year bond yield, %", "x_t", "level",
                          BOND_YIELD_COLUMN, "treasury", "dgs10")
-    data = read_covariate_data(covariate_data)
     series, _ = _source(BOND_YIELD_COLUMN, "bond_vol_surprise", prices, data, spec)
-    return series
+    return series, source
 
 
 def warn_bond_coverage(raw: pd.DataFrame, source: pd.Series | None) -> None:

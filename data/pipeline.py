@@ -164,7 +164,8 @@ def prepare(
         given transform's.
     covariate_data : pandas.DataFrame or named Series, optional
         Date-indexed source columns for the covariates (user columns, or e.g. ``hy_oas_pct``,
-        which is not bundled); joined by date to the price rows. Never modified.
+        which is not bundled), and ``bond_yield_10y_pct`` for ``bond_vol_surprise``; joined by
+        date to the price rows. Never modified.
     covariate_max_stale : int, optional
         Most trading rows a covariate value is carried forward past its last observation;
         default 5 or the given transform's.
@@ -309,7 +310,8 @@ def prepare(
         # fitting a standardisation needs variation; with a fitted transform (e.g. one new day
         # added by update) a window of equal closes is ordinary data
         check_usable(treated, window)
-    bond = bond_yield_source(treated, covariate_data, observables)
+    bond, bond_source = bond_yield_source(treated, covariate_data, observables,
+                                          transform.bond_source if transform else None)
     obs = compute_observables(
         treated,
         spread_column=spread_column,
@@ -359,6 +361,7 @@ def prepare(
             spread_column=spread_column,
             log_columns=log_columns,
             volume_dropouts=volume_dropouts,
+            bond_source=bond_source,
         )
         fitted = True
     else:

@@ -113,6 +113,7 @@ class FeatureTransform:
     covariate_scale: tuple[float, ...] = ()
     covariate_max_stale: int = DEFAULT_COVARIATE_MAX_STALE
     volume_dropouts: str = "keep"
+    bond_source: str | None = None
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -200,6 +201,7 @@ class FeatureTransform:
         spread_column: str | None = None,
         log_columns: Iterable[str] = (),
         volume_dropouts: str = "keep",
+        bond_source: str | None = None,
     ) -> FeatureTransform:
         """Fit centre and scale to raw observables.
 
@@ -210,6 +212,9 @@ class FeatureTransform:
             missing), e.g. :attr:`PreparedData.raw <stressflow.data.PreparedData.raw>`.
         volume_window, impact_window, spread_window, spread_column, log_columns, volume_dropouts
             The options the raw observables were computed with (recorded, not used here).
+        bond_source : {"bundled", "covariate_data"}, optional
+            Where ``bond_vol_surprise``'s yield came from (recorded so that an update takes it
+            from the same place).
 
         Returns
         -------
@@ -232,6 +237,7 @@ class FeatureTransform:
             spread_column=spread_column,
             log_columns=tuple(log_columns),
             volume_dropouts=volume_dropouts,
+            bond_source=bond_source,
         )
 
     def with_covariates(
@@ -335,6 +341,8 @@ class FeatureTransform:
         out = asdict(self)
         if self.volume_dropouts == "keep":
             del out["volume_dropouts"]  # the format from before the option, read as "keep"
+        if self.bond_source is None:
+            del out["bond_source"]  # no bond observable: the format from before it
         for key in ("features", "center", "scale", "log_columns", *_COVARIATE_KEYS[:3]):
             out[key] = list(out[key])
         if self.covariates or self.covariate_max_stale != DEFAULT_COVARIATE_MAX_STALE:
@@ -368,6 +376,7 @@ class FeatureTransform:
             "spread_column",
             "log_columns",
             "volume_dropouts",
+            "bond_source",
             *_COVARIATE_KEYS,
         }
         unknown = set(d) - known
@@ -376,8 +385,9 @@ class FeatureTransform:
         for key in ("volume_window", "impact_window", "spread_window", "covariate_max_stale"):
             if key in d:
                 d[key] = int(np.asarray(d[key]).item())
-        if "volume_dropouts" in d:
-            d["volume_dropouts"] = str(np.asarray(d["volume_dropouts"]).item())
+        for key in ("volume_dropouts", "bond_source"):
+            if key in d and d[key] is not None:
+                d[key] = str(np.asarray(d[key]).item())
         if "spread_column" in d and d["spread_column"] is not None:
             d["spread_column"] = str(np.asarray(d["spread_column"]).item()) or None
         return cls(**d)

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
-from stressflow.data import DataError, DataWarning, load_dataset, prepare
+from stressflow.data import DataError, DataWarning, FeatureTransform, load_dataset, prepare
 from stressflow.data.observables import BOND_YIELD_COLUMN, bond_vol_surprise_observable
 from stressflow.inference.fitting.initialize import em_start
 from stressflow.models import dims
@@ -139,3 +139,26 @@ def test_a_window_the_bond_yield_does_not_cover_fits_without_it():
     assert_allclose(start["sigma"][:, i], 1.0)
     model = build_model(prep.features, spec)
     assert np.isfinite(model.compile_logp()(model.initial_point()))
+
+
+def test_the_bond_source_is_recorded_and_an_update_must_use_the_same():
+    user = load_dataset("treasury")["dgs10"].dropna().rename(BOND_YIELD_COLUMN)
+    bundled = prepare("sp500", start="2005-01-01", end="2008-12-31", observables=OBS)
+    own = prepare("sp500", start="2005-01-01", end="2008-12-31", observables=OBS,
+                  covariate_data=user)
+    assert (bundled.transform.bond_source, own.transform.bond_source) == ("bundled",
+                                                                          "covariate_data")
+    assert FeatureTransform.from_json(own.transform.to_json()) == own.transform
+    assert "bond_source" not in prepare("sp500", start="2005-01-01", end="2008-12-31",
+                                        observables=("vol_surprise",)).transform.to_dict()
+    # the same series through either route gives the same values
+    assert_allclose(own.raw["bond_vol_surprise"], bundled.raw["bond_vol_surprise"], atol=1e-12)
+    with pytest.raises(DataError, match="from bundled .*drop column 'bond_yield_10y_pct'"):
+        prepare("sp500", start="2009-01-01", end="2009-06-30", transform=bundled.transform,
+                covariate_data=user)
+    with pytest.raises(DataError, match="from covariate_data .*pass the same series"):
+        prepare("sp500", start="2009-01-01", end="2009-06-30", transform=own.transform)
+    prices = load_dataset("sp500").join(user)
+    with pytest.raises(DataError, match="in the price frame; pass the bond yield as "
+                                        "covariate_data"):
+        prepare(prices, start="2005-01-01", end="2008-12-31", observables=OBS)

@@ -41,7 +41,7 @@ _MIN_SIGMA = 0.05
 _EM_SMOOTH_WINDOWS = (1, 5, 21)
 #: k-means seeds of :func:`em_start` (each refined by EM from every smoothing window). The stage
 #: HMM's posterior on decades of daily data has many modes: on the S&P 500 1985-2018 two seeds
-#: left the sampler in a mode 350 log-density units below the one 16-64 seeds reach, with
+#: left the sampler in a mode 350-370 log-density units below the one 16-64 seeds reach, with
 #: other stage meanings (bench/compulsion/README.md, round 6); one seed costs about 0.15 s there.
 EM_STARTS = 32
 
@@ -108,7 +108,8 @@ def _kmeans_params(
             m = np.nanmean(members, axis=0) if len(members) else np.full(len(names), np.nan)
             sd = np.nanstd(members, axis=0) if len(members) > 1 else np.ones(len(names))
         mu[k] = np.where(np.isfinite(m), m, 0.0)
-        sigma[k] = np.maximum(np.where(np.isfinite(sd), sd, 1.0), _MIN_SIGMA)
+        sigma[k] = np.where(seen, np.maximum(np.where(np.isfinite(sd), sd, 1.0), _MIN_SIGMA),
+                            1.0)
     perm = identification_order(spec, names, mu)  # named stage i = cluster perm[i]
     mu, sigma = mu[perm], sigma[perm]
     labels = np.argsort(perm)[labels_used]
