@@ -523,3 +523,23 @@ def test_cli_update_and_export(real_fit, prices, tmp_path, capsys):
     assert cli.main(["update", str(out), str(tmp_path / "new.csv"), "--out", str(again)]) == 1
     assert "on or before the last stored date 2009-02-27" in capsys.readouterr().err
     assert not again.exists()
+
+
+def test_cli_update_takes_the_bond_yield_from_where_the_fit_did(real_fit, prices, tmp_path,
+                                                                capsys):
+    """The default model's bond yield came from the bundled Treasury: a --covariate-file with
+    another bond_yield_10y_pct is refused with the reason, and nothing is written."""
+    from stressflow.data import load_dataset
+    from stressflow.data.observables import BOND_YIELD_COLUMN
+
+    fit_path = save_fit(real_fit, tmp_path / "fit.nc")
+    prices.loc["2009-01-01":"2009-02-27"].reset_index().to_csv(tmp_path / "new.csv", index=False)
+    bond = load_dataset("treasury")["dgs2"].dropna().rename(BOND_YIELD_COLUMN)
+    bond.rename_axis("date").reset_index().to_csv(tmp_path / "bond.csv", index=False)
+    out = tmp_path / "new_fit.nc"
+    args = ["update", str(fit_path), str(tmp_path / "new.csv"), "--out", str(out)]
+    assert cli.main([*args, "--covariate-file", str(tmp_path / "bond.csv")]) == 1
+    assert "bond yield of bond_vol_surprise from bundled" in capsys.readouterr().err
+    assert cli.main([*args, "--covariate-file", str(tmp_path / "none.csv")]) == 1
+    assert "covariate file" in capsys.readouterr().err and not out.exists()
+    assert cli.main(args) == 0

@@ -22,6 +22,7 @@ def _cmd_fit(args) -> int:
     from stressflow.data import DataError, list_datasets
     from stressflow.inference.fitting.fit import fit
     from stressflow.inference.postprocess.summaries import summary
+    from stressflow.inference.present.console import read_covariate_file
     from stressflow.inference.present.model_options import spec_from_args
     from stressflow.inference.schema import save_fit
 
@@ -58,6 +59,7 @@ def _cmd_fit(args) -> int:
                 draws=args.draws, tune=args.tune, seed=args.seed,
                 progress_bar=show_progress(args), spread_column=args.spread_column,
                 volume_dropouts=args.volume_dropouts,
+                covariate_data=read_covariate_file(args.covariate_file),
                 store_draws=args.store_draws, pointwise_loglik=args.pointwise_loglik,
             )
     except (DataError, ValueError, FileNotFoundError) as exc:
@@ -82,7 +84,7 @@ _SINGLE_ONLY = (("model", "default"), ("emission", None), ("transitions", None),
                 ("discretionary", None), ("compulsion_feature", None), ("observables", None),
                 ("stage_durations", None), ("transition_covariates", None),
                 ("transition_model", None), ("spread_column", None), ("volume_dropouts", None),
-                ("file", None))
+                ("file", None), ("covariate_file", None))
 
 
 def _fit_panel_dataset(args) -> int:
@@ -142,6 +144,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--start", help="first date of the fit window (YYYY-MM-DD)")
     p.add_argument("--end", help="last date of the fit window (YYYY-MM-DD)")
     p.add_argument("--spread-column", help="column to use as the spread observable")
+    p.add_argument("--covariate-file", metavar="PATH",
+                   help="CSV/Parquet with a date column and source series: "
+                        "bond_yield_10y_pct (the 10-year yield, %%, for bond_vol_surprise; "
+                        "default: the bundled US Treasury, which ends 2018-12-31) or a "
+                        "transition covariate's column")
     p.add_argument("--volume-dropouts", choices=VOLUME_DROPOUT_MODES,
                    help=f"early closes and bad volume rows (volume > {DROPOUT_SD:g} robust sd "
                         "below its trailing median): keep them (default) or mask their volume "

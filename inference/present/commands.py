@@ -192,6 +192,7 @@ def register_plot(subparsers) -> None:
 
 
 def _cmd_update(args) -> int:
+    from stressflow.inference.present.console import read_covariate_file
     from stressflow.inference.present.console import show_warning as _show_warning
     from stressflow.inference.schema import is_panel, load_fit, save_fit
 
@@ -210,6 +211,7 @@ def _cmd_update(args) -> int:
             if args.end is not None:
                 raise ValueError("--end is for panel fits; pass a one-asset fit's new rows only")
             result = update(fit, args.new, date_column=args.date_column,
+                            covariate_data=read_covariate_file(args.covariate_file),
                             check_seam=not args.no_seam_check)
             seconds = time.perf_counter() - t0
         out = save_fit(result, args.out)
@@ -287,6 +289,10 @@ def register_feed(subparsers) -> None:
     p.add_argument("--no-seam-check", action="store_true",
                    help="accept new rows that do not look like a continuation of the fit's "
                         "series (price or volume level, calendar gap, another market)")
+    p.add_argument("--covariate-file", metavar="PATH",
+                   help="CSV/Parquet with a date column and the source series the fit took "
+                        "from covariate_data (e.g. bond_yield_10y_pct), covering the new days "
+                        "and the year before them")
     p.set_defaults(func=_cmd_update)
 
     p = subparsers.add_parser(

@@ -17,3 +17,21 @@ def show_progress(args) -> bool:
     if getattr(args, "quiet", False):
         return False
     return bool(getattr(args, "progress", False)) or sys.stderr.isatty()
+
+
+def read_covariate_file(path: str | None):
+    """The ``--covariate-file`` of ``fit`` and ``update``: a CSV or Parquet file with a ``date``
+    column and source columns (``bond_yield_10y_pct`` for ``bond_vol_surprise``, or a
+    transition covariate's column), as ``covariate_data`` for :func:`stressflow.data.prepare`;
+    None without a path. Raises FileNotFoundError for a missing file."""
+    if path is None:
+        return None
+    from pathlib import Path
+
+    import pandas as pd
+
+    file = Path(path)
+    if not file.is_file():
+        raise FileNotFoundError(f"covariate file {path} not found")
+    return pd.read_parquet(file) if file.suffix == ".parquet" else pd.read_csv(file)
+
