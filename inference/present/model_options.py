@@ -27,8 +27,9 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     default = ModelSpec()
     p.add_argument("--model", choices=MODELS, default="default",
                    help="preset the options below start from: default (five stages, forced "
-                        "flow identified by vol_surprise) or base (the four ladder stages "
-                        "ordered on volatility, the model before the compulsion work)")
+                        "flow identified by vol_surprise and entered from margin pressure "
+                        "only, + bond_vol_surprise) or base (the four ladder stages ordered on "
+                        "volatility, the model before the compulsion work)")
     p.add_argument("--emission", choices=EMISSIONS)
     p.add_argument("--transitions", choices=STRUCTURES,
                    help=f"structure of P (default: {default.transitions})")
