@@ -66,6 +66,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from stressflow.data import prepare
+from stressflow.data.observables import bond_vol_surprise_observable
 
 __all__ = ["SHARED", "US_ONLY", "raw_observables", "standardise"]
 
@@ -102,6 +103,13 @@ def _macro(name: str, index: pd.DatetimeIndex) -> pd.Series:
     values = pd.to_numeric(frame[column], errors="coerce")
     values = values.where(values > 0)
     return np.log(values).reindex(index)
+
+
+def _bond_surprise(dy: pd.Series, window: int, min_periods: int) -> pd.Series:
+    """Half the log of the ``window``-row mean of ``dy**2`` against its trailing-year median
+    (the library's ``bond_vol_surprise`` with another window)."""
+    b = 0.5 * np.log((dy**2).rolling(window, min_periods=min_periods).mean().clip(lower=1e-8))
+    return b - _prev_median(b, 252)
 
 
 def _vix(index: pd.DatetimeIndex) -> pd.Series:
@@ -179,13 +187,10 @@ def raw_observables(market: str, *, macro: bool = True,
         out["stock_bond"] = prod.rolling(5, min_periods=3).mean()
         # the bond market's own turbulence against its trailing year: realised (10-year yield,
         # 1962-2018) and implied (MOVE, 2002-2018)
-        bond_vol = 0.5 * np.log((dy**2).rolling(5, min_periods=3).mean().clip(lower=1e-8))
-        out["bond_vol_surprise"] = bond_vol - _prev_median(bond_vol, 252)
-        bond_vol21 = 0.5 * np.log((dy**2).rolling(21, min_periods=10).mean().clip(lower=1e-8))
-        out["bond_vol21_surprise"] = bond_vol21 - _prev_median(bond_vol21, 252)
-        dy2 = _treasury_change(out.index, "dgs2")
-        bond2 = 0.5 * np.log((dy2**2).rolling(5, min_periods=3).mean().clip(lower=1e-8))
-        out["bond2_vol_surprise"] = bond2 - _prev_median(bond2, 252)
+        out["bond_vol_surprise"] = bond_vol_surprise_observable(dy)  # the library's formula
+        out["bond_vol21_surprise"] = _bond_surprise(dy, 21, 10)
+        out["bond2_vol_surprise"] = bond_vol_surprise_observable(
+            _treasury_change(out.index, "dgs2"))
         out["move_surprise"] = out["move"] - _prev_median(out["move"], 252)
     return out
 
