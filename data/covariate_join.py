@@ -58,8 +58,34 @@ def check_max_stale(value: object) -> int:
     return int(value)
 
 
+#: FRED's download layout (fred.stlouisfed.org, "Download" -> CSV): the date column's name
+#: (``observation_date`` today, ``DATE`` in older files) and the 10-year Treasury's series id.
+FRED_DATE_COLUMNS = ("observation_date", "DATE")
+FRED_BOND_YIELD_COLUMN = "DGS10"
+
+
+def _fred_layout(frame: pd.DataFrame) -> pd.DataFrame:
+    """A FRED download of DGS10 read as is: its date column is the ``date`` column, and its
+    ``DGS10`` column also supplies :data:`~stressflow.data.observables.BOND_YIELD_COLUMN`
+    (unless that column is there), with FRED's ``"."`` (no value, e.g. a bond-market holiday)
+    as missing. Other columns are left alone; ``frame`` is a copy the caller owns."""
+    if "date" not in frame.columns and not isinstance(frame.index, pd.DatetimeIndex):
+        found = [c for c in FRED_DATE_COLUMNS if c in frame.columns]
+        if len(found) == 1:
+            frame = frame.rename(columns={found[0]: "date"})
+    if FRED_BOND_YIELD_COLUMN in frame.columns and BOND_YIELD_COLUMN not in frame.columns:
+        column = frame[FRED_BOND_YIELD_COLUMN]
+        if not pd.api.types.is_numeric_dtype(column):
+            column = column.astype(object).where(column.astype(str).str.strip() != ".", np.nan)
+        frame[BOND_YIELD_COLUMN] = column
+    return frame
+
+
 def read_covariate_data(covariate_data: pd.DataFrame | pd.Series | None) -> pd.DataFrame | None:
-    """A validated copy of ``covariate_data`` indexed by sorted unique dates (or None)."""
+    """A validated copy of ``covariate_data`` indexed by sorted unique dates (or None).
+
+    A FRED download of DGS10 (columns ``observation_date`` or ``DATE`` and ``DGS10``, ``"."``
+    for no value) is accepted as is: it supplies the bond yield of ``bond_vol_surprise``."""
     if covariate_data is None:
         return None
     if isinstance(covariate_data, pd.Series):
@@ -72,7 +98,7 @@ def read_covariate_data(covariate_data: pd.DataFrame | pd.Series | None) -> pd.D
             f"DatetimeIndex), not {type(covariate_data).__name__}"
         )
     try:
-        frame = _set_date_index(covariate_data.copy(deep=True), "date")
+        frame = _set_date_index(_fred_layout(covariate_data.copy(deep=True)), "date")
         _check_dates(frame.index)
     except DataError as exc:
         raise DataError(f"covariate_data: {exc}") from None
@@ -170,7 +196,8 @@ def warn_bond_coverage(raw: pd.DataFrame, source: pd.Series | None) -> None:
             f"{source.index[-1]:%Y-%m-%d} (first: {values.index[outside][0]:%Y-%m-%d})"
             + ("; that is every row, so the model takes nothing from it" if outside.all()
                else "") + f"; pass a longer series as column {BOND_YIELD_COLUMN!r} of "
-            "covariate_data",
+            "covariate_data (--covariate-file on the CLI; a FRED DGS10 download is read as "
+            "is)",
             DataWarning, stacklevel=3)
 
 

@@ -162,3 +162,28 @@ def test_the_bond_source_is_recorded_and_an_update_must_use_the_same():
     with pytest.raises(DataError, match="in the price frame; pass the bond yield as "
                                         "covariate_data"):
         prepare(prices, start="2005-01-01", end="2008-12-31", observables=OBS)
+
+
+@pytest.mark.parametrize("date_column", ["observation_date", "DATE"])
+def test_a_fred_download_of_dgs10_is_read_as_is(tmp_path, date_column):
+    """A FRED CSV of DGS10 (its own date column name, '.' on bond-market holidays) given as
+    the --covariate-file supplies the same observable as the bundled Treasury file, which
+    holds the same FRED series."""
+    from stressflow.inference.present.console import read_covariate_file
+
+    dgs10 = load_dataset("treasury")["dgs10"].loc["1998-01-01":"2008-12-31"]
+    # FRED lists every weekday, with '.' on bond-market holidays (the bundled file omits them)
+    dgs10 = dgs10.reindex(pd.bdate_range("1998-01-01", "2008-12-31"))
+    assert dgs10.isna().sum() > 50
+    fred = pd.DataFrame({date_column: dgs10.index.strftime("%Y-%m-%d"),
+                         "DGS10": dgs10.map(lambda v: "." if np.isnan(v) else f"{v:.2f}")})
+    fred.to_csv(tmp_path / "DGS10.csv", index=False)
+    data = read_covariate_file(str(tmp_path / "DGS10.csv"))
+    kept = data.copy()
+    own = prepare("sp500", start="2000-01-01", end="2008-12-31", observables=OBS,
+                  covariate_data=data)
+    pd.testing.assert_frame_equal(data, kept)  # the caller's frame is not modified
+    bundled = prepare("sp500", start="2000-01-01", end="2008-12-31", observables=OBS)
+    assert own.transform.bond_source == "covariate_data"
+    assert_allclose(own.raw["bond_vol_surprise"], bundled.raw["bond_vol_surprise"], atol=1e-12)
+    assert own.raw["bond_vol_surprise"].notna().all()

@@ -147,7 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--covariate-file", metavar="PATH",
                    help="CSV/Parquet with a date column and source series: "
                         "bond_yield_10y_pct (the 10-year yield, %%, for bond_vol_surprise; "
-                        "default: the bundled US Treasury, which ends 2018-12-31) or a "
+                        "default: the bundled US Treasury, which ends 2018-12-31; a FRED "
+                        "DGS10 download is read as is) or a "
                         "transition covariate's column")
     p.add_argument("--volume-dropouts", choices=VOLUME_DROPOUT_MODES,
                    help=f"early closes and bad volume rows (volume > {DROPOUT_SD:g} robust sd "

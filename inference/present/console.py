@@ -23,7 +23,9 @@ def read_covariate_file(path: str | None):
     """The ``--covariate-file`` of ``fit`` and ``update``: a CSV or Parquet file with a ``date``
     column and source columns (``bond_yield_10y_pct`` for ``bond_vol_surprise``, or a
     transition covariate's column), as ``covariate_data`` for :func:`stressflow.data.prepare`;
-    None without a path. Raises FileNotFoundError for a missing file."""
+    None without a path. A FRED download of DGS10 is read as is
+    (:func:`stressflow.data.covariate_join.read_covariate_data`). Raises FileNotFoundError for
+    a missing file."""
     if path is None:
         return None
     from pathlib import Path
