@@ -12,7 +12,10 @@ root attributes
     ``schema_version``, ``stressflow_version``, ``model_spec`` (JSON of
     :meth:`stressflow.models.spec.ModelSpec.to_dict`), ``transform`` (JSON of the
     :class:`~stressflow.data.FeatureTransform`), ``data_report``, ``data_hash``, ``start``,
-    ``end``, ``n_days``, ``source``, ``fit_options``, ``timings``.
+    ``end``, ``n_days``, ``source``, ``fit_options``, ``timings``, and ``em_start`` (JSON of
+    :meth:`stressflow.inference.fitting.initialize.EMSearch.to_dict`: the distinct optima
+    of the multi-start EM the chains started from; absent for ``init="kmeans"`` and for files
+    written before it was stored, read with :func:`start_optima`).
 
 Every "is this a fit?" check (:func:`require_fit`) and every reader of posterior draws
 (:func:`posterior_params`) or of the stored data (:func:`model_arrays`, :func:`stored_prices`)
@@ -43,8 +46,23 @@ __all__ = [
     "PRICE_COLUMNS_KEPT", "price_variable", "save_fit", "load_fit", "require_fit",
     "schema_version", "read_spec",
     "read_transform", "posterior_params", "chain_of_draw", "model_arrays", "stored_prices",
-    "filter_state", "time_index", "fit_data_end",
+    "filter_state", "time_index", "fit_data_end", "EM_START_ATTR", "start_optima",
 ]
+
+#: Root attribute holding the EM start's optima (schema 3 files may lack it: older, or kmeans).
+EM_START_ATTR = "em_start"
+
+
+def start_optima(result) -> tuple[int, pd.DataFrame] | None:
+    """``(n_starts, optima)`` of the EM start the chains began from
+    (:class:`stressflow.inference.fitting.initialize.EMSearch`: one row per distinct optimum,
+    best first, columns ``log_posterior``, ``n_starts`` and the share of days whose most
+    probable stage at that optimum is each stage), or None where the fit stores none."""
+    text = result.attrs.get(EM_START_ATTR)
+    if not text:
+        return None
+    stored = json.loads(text)
+    return int(stored["n_starts"]), pd.DataFrame(stored["optima"])
 
 #: Layout version of the fit DataTree. 2 added the filter state ``posterior/filtered_last``,
 #: ``stages/in_fit_window``, ``stages/filtered_margin_or_worse_quantile`` and the price rows in

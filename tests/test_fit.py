@@ -65,8 +65,8 @@ def test_em_increases_the_log_posterior_monotonically(simulated_hmm):
     mu, sigma, trans = ini._kmeans_params(features, spec, seed=0, n_init=1)
     scores = [_log_posterior(features, mu, sigma, trans)]
     for _ in range(15):
-        mu, sigma, trans, _ = ini._em(model_data(spec, features), y0, mask, mu, sigma, trans, spec,
-                                      list(features.columns), max_iter=1, tol=0.0)
+        mu, sigma, trans, _, _ = ini._em(model_data(spec, features), y0, mask, mu, sigma, trans,
+                                         spec, list(features.columns), max_iter=1, tol=0.0)
         scores.append(_log_posterior(features, mu, sigma, trans))
     assert np.all(np.diff(scores) >= -1e-6 * abs(scores[0]))
     assert scores[-1] > scores[0]
@@ -97,8 +97,8 @@ def test_em_start_finds_the_persistent_mode_on_sp500(sp500_1990):
     y0, mask = masked_observations(features.to_numpy())
     mu, sigma, trans = ini._kmeans_params(features, spec, seed=0, n_init=3, smooth_window=1)
     data = model_data(spec, features)
-    mu, sigma, trans, flicker = ini._em(data, y0, mask, mu, sigma, trans, spec,
-                                        list(features.columns), 300, 1e-8)
+    mu, sigma, trans, flicker, _ = ini._em(data, y0, mask, mu, sigma, trans, spec,
+                                           list(features.columns), 300, 1e-8)
     start = ini.em_start(features, spec, seed=0)
     names = list(features.columns)
     mu_s = np.empty((4, len(names)))
@@ -268,13 +268,78 @@ def test_stage_days_per_chain_on_sp500_and_sparse_stage_advice(sp500_fit):
     assert not any("run more tuning" in p for p in diag.problems)
 
 
+def test_em_search_lists_the_distinct_optima_best_first(simulated_hmm):
+    """The multi-start EM keeps every distinct optimum: the start is the best one's, the
+    counts cover the starts that converged, and each optimum's stage shares sum to one."""
+    features = simulated_hmm[0].features
+    search = ini.em_search(features, BASE, seed=0, n_starts=4)
+    assert search.n_starts == 4 * len(ini._EM_SMOOTH_WINDOWS)
+    start = ini.em_start(features, BASE, seed=0, n_starts=4)
+    for name, value in start.items():
+        assert_array_equal(search.start[name], value)
+    optima = search.optima
+    assert list(optima.columns) == ["log_posterior", "n_starts", *BASE.stage_names]
+    assert np.all(np.diff(optima["log_posterior"]) < 0)
+    assert 1 <= optima["n_starts"].sum() <= search.n_starts
+    assert_allclose(optima[list(BASE.stage_names)].sum(axis=1), 1.0)
+    # the true path of this simulation puts each stage on 15-40% of the days; the best optimum
+    # finds that configuration
+    true_shares = np.bincount(simulated_hmm[1], minlength=4) / len(features)
+    assert_allclose(optima.iloc[0][list(BASE.stage_names)], true_shares, atol=0.02)
+    stored = search.to_dict()
+    assert json.loads(json.dumps(stored)) == stored
+
+
+def test_the_fit_stores_its_em_search_and_check_fit_reads_it(sp500_fit, tmp_path):
+    """Real data: the S&P 500 2005-2012 fit stores the EM search it started from (kept by
+    save/load); a competing configuration close to the start, or a start reached from one EM
+    start only, is reported as a problem; a fit without the record has no such check."""
+    from stressflow.inference import load_fit, save_fit
+    from stressflow.inference.schema import EM_START_ATTR, start_optima
+
+    n_starts, optima = start_optima(load_fit(save_fit(sp500_fit, tmp_path / "fit.nc")))
+    assert n_starts == ini.EM_STARTS * len(ini._EM_SMOOTH_WINDOWS)
+    diag = check_fit(sp500_fit, warn=False)
+    assert (diag.start_starts, diag.start_best_hits) == (n_starts, optima["n_starts"].iloc[0])
+    assert diag.start_best_hits >= 2 and diag.start_gap > 10, diag.to_dict()
+    assert not any("EM" in p for p in diag.problems)
+    assert "EM start: best of 96 starts" in summary(sp500_fit)
+
+    def with_optima(rows):
+        tree = sp500_fit.copy()
+        tree.attrs = {**sp500_fit.attrs,
+                      EM_START_ATTR: json.dumps({"n_starts": n_starts, "optima": rows})}
+        return check_fit(tree, warn=False)
+
+    best = optima.iloc[0].to_dict()
+    moved = {**best, "log_posterior": best["log_posterior"] - 4.0, "n_starts": 3,
+             "forced_flow": best["forced_flow"] + 0.08, "orderly": best["orderly"] - 0.08}
+    close = with_optima([best, moved])
+    assert close.start_gap == pytest.approx(4.0)
+    assert any("another stage configuration (8% of the days" in p for p in close.problems)
+    same = with_optima([best, {**moved, "forced_flow": best["forced_flow"] + 0.005,
+                               "orderly": best["orderly"] - 0.005}])
+    assert same.start_gap == np.inf and not any("EM" in p for p in same.problems)
+    once = with_optima([{**best, "n_starts": 1}])
+    assert any("reached from 1 of 96 EM starts" in p for p in once.problems)
+    bare = sp500_fit.copy()
+    bare.attrs = {k: v for k, v in sp500_fit.attrs.items() if k != EM_START_ATTR}
+    none = check_fit(bare, warn=False)
+    assert none.start_starts is None and np.isnan(none.start_gap)
+    assert none.problems == diag.problems
+
+
 def test_sp500_summary_text(sp500_fit):
     text = summary(sp500_fit)
     for needle in ("Expected duration", "max R-hat", "forced_flow", "Days with the highest"):
         assert needle in text
-    # the top forced-flow days (ties at 1.0 listed in any order) lie in the 2008 or 2011 crises
+    # the top forced-flow days (ties at 1.0 listed in any order) lie in the GFC (September
+    # 2008 to March 2009) or the 2011 crisis (August to October)
     top = text.split("Days with the highest")[1].splitlines()[3:13]
-    assert len(top) == 10 and all(line[:4] in ("2008", "2011") for line in top), top
+    days = pd.to_datetime([line[:10] for line in top])
+    gfc = (days >= "2008-09-01") & (days <= "2009-03-31")
+    euro = (days >= "2011-08-01") & (days <= "2011-10-31")
+    assert len(top) == 10 and np.all(gfc | euro), top
 
 
 def test_sp500_stage_means_ordered_and_missing_days_kept(sp500_fit):

@@ -183,9 +183,10 @@ def fit(
 
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    from stressflow.inference.fitting.initialize import em_start, kmeans_start
+    from stressflow.inference.fitting.initialize import em_search, kmeans_start
 
-    start_point = (em_start if init == "em" else kmeans_start)(features, spec, seed)
+    search = em_search(features, spec, seed) if init == "em" else None
+    start_point = search.start if search is not None else kmeans_start(features, spec, seed)
     model = build_model(features, spec, covariates)
     timings["build"] = time.perf_counter() - t0
     sample = sample_nutpie if sampler == "nutpie" else sample_pymc
@@ -232,6 +233,8 @@ def fit(
             "timings": json.dumps(timings),
         }
     )
+    if search is not None:
+        result.attrs[schema.EM_START_ATTR] = json.dumps(search.to_dict())
     check_fit(result, warn=True)
     return result
 

@@ -18,7 +18,7 @@ space so that the chains are not identical:
 from __future__ import annotations
 
 import warnings
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -29,7 +29,7 @@ from stressflow.models.numerics import kernels
 from stressflow.models.spec import ModelSpec, allowed_transitions
 from stressflow.models.transitions import dirichlet_concentration
 
-__all__ = ["kmeans_start", "em_start", "INITS"]
+__all__ = ["kmeans_start", "em_start", "em_search", "EMSearch", "INITS"]
 
 #: Starting-point methods accepted by :func:`stressflow.inference.fitting.fit`.
 INITS = ("em", "kmeans")
@@ -140,13 +140,16 @@ def _em(data, y0, mask, mu, sigma, trans, spec: ModelSpec, names, max_iter: int,
     The E step evaluates the model with :func:`stressflow.models.evaluate.evaluate` (``spec``
     must be Gaussian with constant transitions) on ``data`` (its :func:`model_data`); the M step
     is the weighted Gaussian and Dirichlet-MAP update. Returns ``(mu, sigma, P,
-    log_posterior)`` where the log posterior is ``log p(y_1..y_T | theta) + log p(P)`` (the
-    Dirichlet part of the prior, up to a constant).
+    log_posterior, shares)`` where the log posterior is ``log p(y_1..y_T | theta) + log p(P)``
+    (the Dirichlet part of the prior, up to a constant) and ``shares[k]`` the share of days
+    whose most probable stage at the last E step, ``argmax_j Pr(stage_t = j | y_1..y_T,
+    theta)``, is the named stage k.
     """
     allowed = allowed_transitions(spec.transitions, spec.n_stages)
     conc = dirichlet_concentration(spec)
     unseen = mask.sum(axis=0) == 0
     prev = -np.inf
+    shares = np.full(spec.n_stages, np.nan)
     for _ in range(max_iter):
         # name the stages by the labelling rule before every E step, so that the per-stage
         # priors and the allowed moves always refer to the named stages
@@ -157,6 +160,7 @@ def _em(data, y0, mask, mu, sigma, trans, spec: ModelSpec, names, max_iter: int,
         cur = float(log_norm.sum()) + _log_prior_trans(trans, conc, allowed)
         if not np.isfinite(cur):
             break
+        shares = np.bincount(gamma.argmax(axis=1), minlength=spec.n_stages) / len(gamma)
         # M step: weights gamma[t, k] * mask[t, d]
         w = gamma.T @ mask  # (K, D)
         w_safe = np.maximum(w, 1e-12)
@@ -170,7 +174,7 @@ def _em(data, y0, mask, mu, sigma, trans, spec: ModelSpec, names, max_iter: int,
             prev = cur
             break
         prev = cur
-    return mu, sigma, trans, prev
+    return mu, sigma, trans, prev, shares
 
 
 def _relabel(mu, sigma, trans, spec: ModelSpec, names, allowed: np.ndarray):
@@ -184,7 +188,58 @@ def _relabel(mu, sigma, trans, spec: ModelSpec, names, allowed: np.ndarray):
     return mu[perm], sigma[perm], trans / trans.sum(axis=1, keepdims=True)
 
 
-def em_start(
+#: Two EM optima are the same when their log posteriors differ by less than this and their
+#: stage shares by less than _SAME_SHARE (the same configuration reached from other starts).
+_SAME_LOG_POSTERIOR = 1.0
+_SAME_SHARE = 0.01
+
+@dataclass(frozen=True)
+class EMSearch:
+    """What the multi-start EM of :func:`em_search` found.
+
+    Attributes
+    ----------
+    start : dict
+        Constrained-space initial values of the best optimum, as :func:`em_start` returns.
+    optima : pandas.DataFrame
+        One row per distinct optimum (best first): ``log_posterior`` (``log
+        p(y_1..y_T | theta) + log p(P)`` up to a constant, as in :func:`em_start`),
+        ``n_starts`` (how many of the starts ended in it) and, per stage name, the share of
+        days whose most probable stage ``argmax_k Pr(stage_t = k | y_1..y_T, theta)`` at that
+        optimum is that stage. Starts whose log posteriors differ by less than 1 and whose
+        shares differ by less than 0.01 count as one optimum.
+    n_starts : int
+        Starts tried (k-means seeds x smoothing windows).
+    """
+
+    start: dict
+    optima: pd.DataFrame
+    n_starts: int
+
+    def to_dict(self) -> dict:
+        """JSON-ready ``{"n_starts": ..., "optima": [row, ...]}`` (stored with the fit)."""
+        rows = [{str(k): (int(v) if k == "n_starts" else round(float(v), 4))
+                 for k, v in row.items()} for row in self.optima.to_dict(orient="records")]
+        return {"n_starts": int(self.n_starts), "optima": rows}
+
+
+def _distinct(found: list, stage_names) -> pd.DataFrame:
+    """Group ``(log_posterior, shares)`` pairs into distinct optima, best first."""
+    groups: list[list] = []  # [log_posterior, shares, count]
+    for score, shares in sorted(found, key=lambda f: -f[0]):
+        for g in groups:
+            if (abs(g[0] - score) < _SAME_LOG_POSTERIOR
+                    and np.max(np.abs(g[1] - shares)) < _SAME_SHARE):
+                g[2] += 1
+                break
+        else:
+            groups.append([score, shares, 1])
+    rows = [{"log_posterior": g[0], "n_starts": g[2], **dict(zip(stage_names, g[1], strict=True))}
+            for g in groups]
+    return pd.DataFrame(rows)
+
+
+def em_search(
     features: pd.DataFrame,
     spec: ModelSpec,
     seed: int,
@@ -193,21 +248,20 @@ def em_start(
     n_starts: int = EM_STARTS,
     max_iter: int = 300,
     tol: float = 1e-8,
-) -> dict[str, np.ndarray]:
-    """Initial values from Baum-Welch EM (MAP under the Dirichlet prior on P), multi-start.
+) -> EMSearch:
+    """Baum-Welch EM (MAP under the Dirichlet prior on P) from many k-means starts: the best
+    optimum as the sampler's start, and every distinct optimum found.
 
     For each of ``n_starts`` seeds (``seed, seed + 1, ...``) and each window in
     ``_EM_SMOOTH_WINDOWS``, a k-means solution on the trailing means of the observables is
     refined by EM on the Gaussian stage HMM (missing values skipped exactly as in the model);
     the refined solution with the highest ``log p(y_1..y_T | theta) + log p(P)`` is
     named by the labelling rule (:func:`stressflow.models.emissions.identification_order`,
-    also applied before every E step), and returned. With
-    ``transitions="sequential"`` the forbidden entries of P stay exactly zero through EM.
-
-    Returns
-    -------
-    dict
-        Constrained-space values keyed by model variable name, as :func:`kmeans_start`.
+    also applied before every E step). With ``transitions="sequential"`` or ``"gated"`` the
+    forbidden entries of P stay exactly zero through EM. NUTS stays in the mode it starts in,
+    so :attr:`EMSearch.optima` (a second configuration close to the best, or a best optimum
+    reached from one start only) is what :func:`stressflow.inference.check_fit` reads to say
+    whether the start may have missed a mode.
     """
     if n_starts < 1:
         raise ValueError(f"n_starts must be >= 1, got {n_starts!r}")
@@ -221,15 +275,42 @@ def em_start(
                       transition_covariates=())
     data = model_data(em_spec, features)
     best = None
+    found = []
     for i in range(n_starts):
         for window in _EM_SMOOTH_WINDOWS:
             mu, sigma, trans = _kmeans_params(
                 features, spec, seed + i, n_init=3, smooth_window=window
             )
-            mu, sigma, trans, score = _em(data, y0, mask, mu, sigma, trans, em_spec, names,
-                                          max_iter, tol)
+            mu, sigma, trans, score, shares = _em(data, y0, mask, mu, sigma, trans, em_spec,
+                                                  names, max_iter, tol)
+            if np.isfinite(score):
+                found.append((score, shares))
             if best is None or score > best[3]:
                 best = (mu, sigma, trans, score)
     allowed = allowed_transitions(spec.transitions, spec.n_stages)
     mu, sigma, trans = _relabel(*best[:3], spec, names, allowed)
-    return _as_start(mu, sigma, trans, features, spec)
+    return EMSearch(start=_as_start(mu, sigma, trans, features, spec),
+                    optima=_distinct(found, spec.stage_names),
+                    n_starts=n_starts * len(_EM_SMOOTH_WINDOWS))
+
+
+def em_start(
+    features: pd.DataFrame,
+    spec: ModelSpec,
+    seed: int,
+    covariates: pd.DataFrame | None = None,
+    *,
+    n_starts: int = EM_STARTS,
+    max_iter: int = 300,
+    tol: float = 1e-8,
+) -> dict[str, np.ndarray]:
+    """Initial values from Baum-Welch EM (MAP under the Dirichlet prior on P), multi-start:
+    the best optimum of :func:`em_search` (same arguments).
+
+    Returns
+    -------
+    dict
+        Constrained-space values keyed by model variable name, as :func:`kmeans_start`.
+    """
+    return em_search(features, spec, seed, covariates, n_starts=n_starts, max_iter=max_iter,
+                     tol=tol).start

@@ -174,6 +174,11 @@ def summary(result: xr.DataTree, n_top: int = 10) -> str:
         f"  max R-hat {diag.max_rhat:.4f} | min bulk ESS {diag.min_ess_bulk:.0f} | "
         f"min tail ESS {diag.min_ess_tail:.0f} | divergences {diag.divergences}",
         f"  chain agreement on stage meanings: {[round(a, 3) for a in diag.chain_agreement]}",
+        *([f"  EM start: best of {diag.start_starts} starts, reached from "
+           f"{diag.start_best_hits}; "
+           + (f"next stage configuration {diag.start_gap:.1f} log posterior units lower"
+              if np.isfinite(diag.start_gap) else "no other stage configuration found")]
+          if diag.start_starts is not None else []),
         "  status: " + ("OK" if diag.ok else "PROBLEMS"),
     ]
     lines += [f"  - {p}" for p in diag.problems]
