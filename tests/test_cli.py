@@ -99,3 +99,24 @@ def test_model_options_build_the_spec():
     with pytest.raises(ValueError, match="stage-durations"):
         spec_from_args(parse(["fit", "--dataset", "sp500", "--stage-durations", "long"]))
     assert main(["fit", "--dataset", "sp500", "--transition-model", "logit"]) == 2
+
+
+def test_warmup_compiles_the_model_the_main_command_loads(capsys):
+    """``stressflow warmup`` (run by .ci/setup) leaves on disk the compiled log density under
+    the key the README's main command looks up (the default model, the features of the
+    bundled S&P 500), so that command's first run on a machine loads it instead of compiling."""
+    from stressflow.data import prepare
+    from stressflow.inference.fitting import compile_cache
+    from stressflow.inference.fitting.sampling import clear_compile_cache
+    from stressflow.models.spec import ModelSpec
+
+    spec = ModelSpec()
+    columns = prepare("sp500", start="1990-01-01", end="2018-12-31",
+                      observables=spec.observables).features.columns
+    key = compile_cache.disk_key(json.dumps([spec.to_dict(), [str(c) for c in columns]]))
+    layout = compile_cache._layout_path(key)
+    layout.unlink(missing_ok=True)
+    clear_compile_cache()  # no compiled density of this process stands in for the disk cache
+    assert main(["warmup"]) == 0
+    assert "stressflow warmup: compiled in" in capsys.readouterr().out
+    assert layout.is_file()

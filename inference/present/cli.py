@@ -121,6 +121,37 @@ def _cmd_summary(args) -> int:
     return 0
 
 
+#: The bundled window ``warmup`` fits: short (the compiled code does not depend on the data's
+#: length), with every default observable defined (the bond yield included).
+_WARMUP_WINDOW = ("2016-01-01", "2018-12-31")
+
+
+def _cmd_warmup(args) -> int:
+    """Compile what a machine's first fit compiles (numba's kernels, PyTensor's functions and
+    the model's log density, all cached on disk) by fitting the model the options describe to
+    a short bundled window, 1 chain x 5 draws; nothing is written but the caches."""
+    from stressflow.inference.fitting.compile_cache import cache_dir
+    from stressflow.inference.fitting.fit import fit
+    from stressflow.inference.present.model_options import spec_from_args
+
+    try:
+        spec = spec_from_args(args)
+    except ValueError as exc:
+        print(f"stressflow warmup: {exc}", file=sys.stderr)
+        return 2
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # 5 draws of one chain fail every convergence check
+        result = fit("sp500", start=_WARMUP_WINDOW[0], end=_WARMUP_WINDOW[1], spec=spec,
+                     chains=1, draws=5, tune=5, seed=0, progress_bar=False)
+    import json
+
+    timings = json.loads(result.attrs["timings"])
+    print(f"stressflow warmup: compiled in {time.perf_counter() - t0:.1f} s (the model's log "
+          f"density {timings['compile']:.1f} s; cache {cache_dir()})")
+    return 0
+
+
 def _cmd_datasets(args) -> int:
     from stressflow.data import list_datasets
 
@@ -179,6 +210,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("datasets", help="list the bundled datasets")
     p.set_defaults(func=_cmd_datasets)
+    p = sub.add_parser("warmup", help="compile the model once per machine (run by .ci/setup), "
+                                      "so that the first fit loads the compiled code")
+    add_model_options(p)
+    p.set_defaults(func=_cmd_warmup)
 
     from stressflow.inference.present.cli_evaluate import register_cli as register_evaluate
     from stressflow.inference.present.cli_many import register_cli as register_many
