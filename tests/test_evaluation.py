@@ -382,3 +382,5 @@ def test_run_evaluation_end_to_end():
     assert oot["p_filtered"].between(0, 1).all()
     text = result.to_markdown()
     assert "## In sample" in text and "## Out of time" in text and "auc:" in text
+    for name in ("sp500", "vw", "sp500 to the cut"):
+        assert result.settings[f"start, {name}"].startswith("EM best of 96 starts, reached")

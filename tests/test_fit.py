@@ -300,8 +300,11 @@ def test_the_fit_stores_its_em_search_and_check_fit_reads_it(sp500_fit, tmp_path
     n_starts, optima = start_optima(load_fit(save_fit(sp500_fit, tmp_path / "fit.nc")))
     assert n_starts == ini.EM_STARTS * len(ini._EM_SMOOTH_WINDOWS)
     diag = check_fit(sp500_fit, warn=False)
-    assert (diag.start_starts, diag.start_best_hits) == (n_starts, optima["n_starts"].iloc[0])
-    assert diag.start_best_hits >= 2 and diag.start_gap > 10, diag.to_dict()
+    assert diag.start_starts == n_starts
+    # measured: the best optimum from 3 starts, variants of it (up to 9.8 units lower, under 5%
+    # of the days in another stage) from 7 more
+    assert optima["n_starts"].iloc[0] < diag.start_best_hits <= n_starts
+    assert diag.start_gap > 10, diag.to_dict()
     assert not any("EM" in p for p in diag.problems)
     assert "EM start: best of 96 starts" in summary(sp500_fit)
 
@@ -317,16 +320,29 @@ def test_the_fit_stores_its_em_search_and_check_fit_reads_it(sp500_fit, tmp_path
     close = with_optima([best, moved])
     assert close.start_gap == pytest.approx(4.0)
     assert any("another stage configuration (8% of the days" in p for p in close.problems)
-    same = with_optima([best, {**moved, "forced_flow": best["forced_flow"] + 0.005,
-                               "orderly": best["orderly"] - 0.005}])
+    same_row = {**moved, "forced_flow": best["forced_flow"] + 0.005,
+                "orderly": best["orderly"] - 0.005}
+    same = with_optima([best, same_row])
     assert same.start_gap == np.inf and not any("EM" in p for p in same.problems)
-    once = with_optima([{**best, "n_starts": 1}])
+    assert (close.start_best_hits, same.start_best_hits) == (best["n_starts"],
+                                                             best["n_starts"] + 3)
+    once = with_optima([{**best, "n_starts": 1}, {**moved, "log_posterior": best["log_posterior"]
+                                                  - 12.0}])
     assert any("reached from 1 of 96 EM starts" in p for p in once.problems)
+    assert with_optima([{**best, "n_starts": 1}, {**same_row, "n_starts": 1}]).start_best_hits == 2
     bare = sp500_fit.copy()
     bare.attrs = {k: v for k, v in sp500_fit.attrs.items() if k != EM_START_ATTR}
     none = check_fit(bare, warn=False)
     assert none.start_starts is None and np.isnan(none.start_gap)
     assert none.problems == diag.problems
+    # the record `stressflow evaluate` prints beside each fit's scores
+    from stressflow.inference.apps.evaluation import _start_record
+
+    logp = float(sp500_fit["sample_stats"]["logp"].mean())
+    assert _start_record(sp500_fit) == (
+        f"EM best of 96 starts, reached from {diag.start_best_hits}; next stage configuration "
+        f"{diag.start_gap:.1f} log posterior units lower; chains' mean log density {logp:.1f}")
+    assert _start_record(bare) == f"chains' mean log density {logp:.1f}"
 
 
 def test_sp500_summary_text(sp500_fit):

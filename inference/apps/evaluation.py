@@ -332,6 +332,21 @@ def _crossing_2008(p: pd.Series) -> dict:
     return out
 
 
+def _start_record(fit: xr.DataTree) -> str:
+    """The fit's EM start record and its chains' mean log density: the mode a score comes from
+    (compare it across seeds; README, the model)."""
+    from stressflow.inference.postprocess.diagnostics import check_fit
+
+    diag = check_fit(fit, warn=False)
+    logp = float(fit["sample_stats"]["logp"].mean())
+    if diag.start_starts is None:
+        return f"chains' mean log density {logp:.1f}"
+    gap = (f"next stage configuration {diag.start_gap:.1f} log posterior units lower"
+           if np.isfinite(diag.start_gap) else "no other stage configuration found")
+    return (f"EM best of {diag.start_starts} starts, reached from {diag.start_best_hits}; "
+            f"{gap}; chains' mean log density {logp:.1f}")
+
+
 @dataclasses.dataclass(frozen=True)
 class Evaluation:
     """Result of :func:`run_evaluation`: the in-sample evaluations by market, the out-of-time
@@ -401,6 +416,8 @@ def run_evaluation(*, spec=None, cut="2006-12-31", start="1985-01-01", end="2018
             else:
                 fits[name] = fit(name.split()[0], start=a, end=b, **kw)
         settings[f"wall time, {name} (s)"] = round(time.perf_counter() - t0, 1)
+        if name != "update":
+            settings[f"start, {name}"] = _start_record(fits[name])
         notes += [f"{name}: {w.category.__name__}: {w.message}" for w in caught]
     in_sample = {m: evaluate_in_sample(fits[m], market=m, seed=seed)
                  for m in ("sp500", "vw") if m in fits}

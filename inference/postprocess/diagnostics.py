@@ -64,8 +64,10 @@ class Diagnostics:
         the smallest such count: ``min over chains of sum_t E[Pr(stage_t = k | y_1..y_T,
         theta) | chain]`` (empty for fit files written before this was stored).
     start_starts, start_best_hits : int or None
-        EM starts tried for the sampler's start, and how many ended in the best optimum (None
-        where the fit stores no EM search: ``init="kmeans"`` or an older file).
+        EM starts tried for the sampler's start, and how many ended in the best optimum or a
+        variant of it (within :data:`START_GAP_MAX` log posterior units, less than
+        :data:`START_SHARE_CHANGE` of the days in another stage); None where the fit stores no
+        EM search (``init="kmeans"`` or an older file).
     start_gap : float
         Log posterior of the best EM optimum minus that of the best optimum with another stage
         configuration (at least :data:`START_SHARE_CHANGE` of the days in another stage); inf
@@ -131,9 +133,11 @@ def _start_search(result: xr.DataTree) -> tuple[int | None, int | None, float, l
     shares = optima.drop(columns=["log_posterior", "n_starts"]).to_numpy(dtype=float)
     change = np.max(np.abs(shares - shares[0]), axis=1)
     other = np.flatnonzero(change >= START_SHARE_CHANGE)
-    best = optima["log_posterior"].iloc[0]
-    gap = float(best - optima["log_posterior"].iloc[other[0]]) if other.size else float("inf")
-    hits = int(optima["n_starts"].iloc[0])
+    below = optima["log_posterior"].iloc[0] - optima["log_posterior"].to_numpy(dtype=float)
+    gap = float(below[other[0]]) if other.size else float("inf")
+    # the starts that ended in the best optimum or in a variant of it (same configuration,
+    # close in log posterior)
+    hits = int(optima["n_starts"][(change < START_SHARE_CHANGE) & (below < START_GAP_MAX)].sum())
     problems = []
     if gap < START_GAP_MAX:
         problems.append(
@@ -145,8 +149,9 @@ def _start_search(result: xr.DataTree) -> tuple[int | None, int | None, float, l
         )
     if hits == 1 and n_starts > 1:
         problems.append(
-            f"the sampler's start was reached from 1 of {n_starts} EM starts, so a better "
-            "stage configuration may remain unfound: refit with another seed and keep the "
+            f"the sampler's start was reached from 1 of {n_starts} EM starts (none ended in "
+            "a variant of it), so a better stage configuration may remain unfound: refit with "
+            "another seed and keep the "
             "fit whose chains have the higher mean log density (sample_stats logp)"
         )
     return n_starts, hits, gap, problems
