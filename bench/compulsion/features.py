@@ -168,6 +168,14 @@ def raw_observables(market: str, *, macro: bool = True,
     out["vret_lag"] = (out["volume"] * r).shift(1)
     sd63 = _prev_sd(r, 63)
     out["reversal"] = (-(r * r.shift(1)) / sd63**2).clip(-20, 20)
+    # the same at the weekly horizon (forced flow "is later partly undone" within days): this
+    # week's return against last week's, and last week's weighted by its abnormal volume
+    # (Campbell, Grossman & Wang: the high-volume moves are the ones that reverse)
+    week = np.log(close / close.shift(5))
+    out["reversal5"] = (-(week * week.shift(5)) / (5.0 * sd63**2)).clip(-20, 20)
+    volume_week = out["volume"].rolling(5, min_periods=3).mean()
+    out["vreversal5"] = (-(week * volume_week.shift(5) * week.shift(5))
+                         / (5.0 * sd63**2)).clip(-20, 20)
     rng = np.log(high / low).where(high > low)
     out["whipsaw"] = (np.log(rng.clip(lower=1e-4)) - np.log(r.abs().clip(lower=1e-4))).clip(-3, 6)
     speed = np.log(close / close.shift(5)).abs() / (np.sqrt(5.0) * sd63)

@@ -6,6 +6,7 @@ Usage (from the repository root)::
     .venv/bin/python -m bench.compulsion.run base k5_surprise   # a subset
     .venv/bin/python -m bench.compulsion.run --out compulsion_screen_round2 base k5_sb_strong
     .venv/bin/python -m bench.compulsion.run --volume-dropouts mask --out x k5_price_noar_strong
+    .venv/bin/python -m bench.compulsion.run --seeds 32 --out x k5_bond_gated  # 32 k-means seeds
 
 ``--volume-dropouts mask`` scores the variants with the volume and impact of early closes and
 bad volume rows masked (``stressflow.data.dropouts``; ``prepare``'s default keeps them).
@@ -99,9 +100,12 @@ def _long_rows(variant, summ, eps, eps_oot, fit) -> list[dict]:
 def main(argv: list[str]) -> int:
     warnings.simplefilter("ignore")  # DataWarnings of prepare() on the bundled files
     out, dropouts, options = None, "keep", []
-    while argv[:1] in (["--out"], ["--volume-dropouts"]):
+    while argv[:1] in (["--out"], ["--volume-dropouts"], ["--seeds"]):
         if argv[0] == "--out":
             out = argv[1]
+        elif argv[0] == "--seeds":  # k-means seeds 0..N-1 of the EM starts (default 2)
+            scores.SEEDS = tuple(range(int(argv[1])))
+            options += argv[:2]
         else:
             dropouts = argv[1]
             options += argv[:2]

@@ -318,3 +318,15 @@ VARIANTS = VARIANTS + (
             _d(**{**_K5N, "transitions": "gated"}),
             "k5_bond_noar_strong, forced flow entered from margin pressure only"),
 )
+
+# Round 7 (2026-12-06, late): forced flow "is later partly undone". The one-day reversal product
+# (round 3) made forced flow more common; at the weekly horizon the reversal of a forced week
+# shows within the stage's expected stay (8-9 days). On top of the default (k5_bond_gated).
+VARIANTS = VARIANTS + (
+    Variant("k5_bond_gated_rev5", MIXED + ("bond_vol_surprise", "reversal5"),
+            _d(**{**_K5N, "transitions": "gated"}),
+            "k5_bond_gated + reversal5 (-(R5_t R5_{t-5}) / (5 sd63^2))"),
+    Variant("k5_bond_gated_vrev5", MIXED + ("bond_vol_surprise", "vreversal5"),
+            _d(**{**_K5N, "transitions": "gated"}),
+            "k5_bond_gated + vreversal5 (last week's move weighted by its abnormal volume)"),
+)
