@@ -193,6 +193,7 @@ def _relabel(mu, sigma, trans, spec: ModelSpec, names, allowed: np.ndarray):
 _SAME_LOG_POSTERIOR = 1.0
 _SAME_SHARE = 0.01
 
+
 @dataclass(frozen=True)
 class EMSearch:
     """What the multi-start EM of :func:`em_search` found.

@@ -38,7 +38,6 @@ START_GAP_MAX = 10.0
 START_SHARE_CHANGE = 0.05
 
 
-
 class FitWarning(UserWarning):
     """A fit finished but its diagnostics say the result should not be trusted as is."""
 
@@ -217,7 +216,8 @@ def check_fit(result: xr.DataTree, *, warn: bool = True) -> Diagnostics:
         )
     if min_ess_bulk < ESS_PER_CHAIN_MIN * n_chains:
         problems.append(
-            f"min bulk ESS is {min_ess_bulk:.0f} (< {ESS_PER_CHAIN_MIN} per chain): "
+            f"min bulk ESS is {min_ess_bulk:.0f} (< {ESS_PER_CHAIN_MIN} per chain x "
+            f"{n_chains} chains): "
             "posterior summaries are noisy; increase draws"
         )
     low = [i for i, a in enumerate(agreement) if a < AGREEMENT_MIN]
