@@ -120,3 +120,8 @@ def test_warmup_compiles_the_model_the_main_command_loads(capsys):
     assert main(["warmup"]) == 0
     assert "stressflow warmup: compiled in" in capsys.readouterr().out
     assert layout.is_file()
+
+
+def test_warmup_refuses_options_that_describe_no_model(capsys):
+    assert main(["warmup", "--stage-durations", "many"]) == 2
+    assert "stressflow warmup: --stage-durations must be numbers" in capsys.readouterr().err

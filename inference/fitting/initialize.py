@@ -295,23 +295,15 @@ def em_search(
                     n_starts=n_starts * len(_EM_SMOOTH_WINDOWS))
 
 
-def em_start(
-    features: pd.DataFrame,
-    spec: ModelSpec,
-    seed: int,
-    covariates: pd.DataFrame | None = None,
-    *,
-    n_starts: int = EM_STARTS,
-    max_iter: int = 300,
-    tol: float = 1e-8,
-) -> dict[str, np.ndarray]:
+def em_start(features: pd.DataFrame, spec: ModelSpec, seed: int,
+             covariates: pd.DataFrame | None = None, **options) -> dict[str, np.ndarray]:
     """Initial values from Baum-Welch EM (MAP under the Dirichlet prior on P), multi-start:
-    the best optimum of :func:`em_search` (same arguments).
+    the best optimum of :func:`em_search` (``options``: its ``n_starts``, ``max_iter``,
+    ``tol``).
 
     Returns
     -------
     dict
         Constrained-space values keyed by model variable name, as :func:`kmeans_start`.
     """
-    return em_search(features, spec, seed, covariates, n_starts=n_starts, max_iter=max_iter,
-                     tol=tol).start
+    return em_search(features, spec, seed, covariates, **options).start

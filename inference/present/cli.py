@@ -134,16 +134,16 @@ def _cmd_warmup(args) -> int:
     from stressflow.inference.fitting.fit import fit
     from stressflow.inference.present.model_options import spec_from_args
 
-    try:
-        spec = spec_from_args(args)
+    t0 = time.perf_counter()
+    try:  # options that describe no model, or a model the bundled data cannot feed
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # 5 draws of one chain fail every convergence check
+            result = fit("sp500", start=_WARMUP_WINDOW[0], end=_WARMUP_WINDOW[1],
+                         spec=spec_from_args(args), chains=1, draws=5, tune=5, seed=0,
+                         progress_bar=False)
     except ValueError as exc:
         print(f"stressflow warmup: {exc}", file=sys.stderr)
         return 2
-    t0 = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # 5 draws of one chain fail every convergence check
-        result = fit("sp500", start=_WARMUP_WINDOW[0], end=_WARMUP_WINDOW[1], spec=spec,
-                     chains=1, draws=5, tune=5, seed=0, progress_bar=False)
     import json
 
     timings = json.loads(result.attrs["timings"])
