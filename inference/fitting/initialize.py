@@ -149,7 +149,7 @@ def _em(data, y0, mask, mu, sigma, trans, spec: ModelSpec, names, max_iter: int,
     conc = dirichlet_concentration(spec)
     unseen = mask.sum(axis=0) == 0
     prev = -np.inf
-    shares = np.full(spec.n_stages, np.nan)
+    last = None  # the E step's posteriors at the last finite log posterior
     for _ in range(max_iter):
         # name the stages by the labelling rule before every E step, so that the per-stage
         # priors and the allowed moves always refer to the named stages
@@ -160,7 +160,7 @@ def _em(data, y0, mask, mu, sigma, trans, spec: ModelSpec, names, max_iter: int,
         cur = float(log_norm.sum()) + _log_prior_trans(trans, conc, allowed)
         if not np.isfinite(cur):
             break
-        shares = np.bincount(gamma.argmax(axis=1), minlength=spec.n_stages) / len(gamma)
+        last = gamma
         # M step: weights gamma[t, k] * mask[t, d]
         w = gamma.T @ mask  # (K, D)
         w_safe = np.maximum(w, 1e-12)
@@ -174,6 +174,8 @@ def _em(data, y0, mask, mu, sigma, trans, spec: ModelSpec, names, max_iter: int,
             prev = cur
             break
         prev = cur
+    shares = (np.full(spec.n_stages, np.nan) if last is None else
+              np.bincount(last.argmax(axis=1), minlength=spec.n_stages) / len(last))
     return mu, sigma, trans, prev, shares
 
 

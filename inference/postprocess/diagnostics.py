@@ -13,7 +13,7 @@ from stressflow.models import dims
 from stressflow.models.evaluate import param_names
 
 __all__ = ["Diagnostics", "FitWarning", "check_fit", "RHAT_MAX", "AGREEMENT_MIN",
-           "SPARSE_STAGE_DAYS", "START_GAP_MAX", "START_SHARE_CHANGE"]
+           "SPARSE_STAGE_DAYS", "START_GAP_MAX", "START_SHARE_CHANGE", "start_check"]
 
 #: Largest acceptable rank-normalised split R-hat (Vehtari et al. 2021).
 RHAT_MAX = 1.01
@@ -123,8 +123,10 @@ def _sparse_text(sparse: dict[str, float]) -> str:
     return "a chain puts only " + " and ".join(parts)
 
 
-def _start_search(result: xr.DataTree) -> tuple[int | None, int | None, float, list[str]]:
-    """``(starts, best_hits, gap, problems)`` from the EM search stored with the fit."""
+def start_check(result: xr.DataTree) -> tuple[int | None, int | None, float, list[str]]:
+    """``(starts, best_hits, gap, problems)`` of the EM search stored with the fit, as
+    :class:`Diagnostics` reports them (``start_starts``, ``start_best_hits``, ``start_gap``)
+    with the problem sentences; ``(None, None, nan, [])`` where none is stored."""
     stored = schema.start_optima(result)
     if stored is None:
         return None, None, float("nan"), []
@@ -228,7 +230,7 @@ def check_fit(result: xr.DataTree, *, warn: bool = True) -> Diagnostics:
             "the chains gave the stages different meanings; do not average them: refit with "
             "more tuning or another seed, and inspect each chain's posterior 'mu'"
         )
-    start_starts, start_best_hits, start_gap, start_problems = _start_search(result)
+    start_starts, start_best_hits, start_gap, start_problems = start_check(result)
     problems += start_problems
     diag = Diagnostics(
         max_rhat=max_rhat,
