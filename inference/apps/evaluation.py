@@ -335,16 +335,13 @@ def _crossing_2008(p: pd.Series) -> dict:
 def _start_record(fit: xr.DataTree) -> str:
     """The fit's EM start record and its chains' mean log density: the mode a score comes from
     (compare it across seeds; README, the model)."""
-    from stressflow.inference.postprocess.diagnostics import start_check
+    from stressflow.inference.postprocess.diagnostics import start_check, start_text
 
     starts, hits, gap, _ = start_check(fit)
     logp = float(fit["sample_stats"]["logp"].mean())
     if starts is None:
         return f"chains' mean log density {logp:.1f}"
-    gap = (f"next stage configuration {gap:.1f} log posterior units lower"
-           if np.isfinite(gap) else "no other stage configuration found")
-    return (f"EM best of {starts} starts, reached from {hits}; {gap}; chains' mean log "
-            f"density {logp:.1f}")
+    return f"EM {start_text(starts, hits, gap)}; chains' mean log density {logp:.1f}"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -13,7 +13,8 @@ from stressflow.models import dims
 from stressflow.models.evaluate import param_names
 
 __all__ = ["Diagnostics", "FitWarning", "check_fit", "RHAT_MAX", "AGREEMENT_MIN",
-           "SPARSE_STAGE_DAYS", "START_GAP_MAX", "START_SHARE_CHANGE", "start_check"]
+           "SPARSE_STAGE_DAYS", "START_GAP_MAX", "START_SHARE_CHANGE", "start_check",
+           "start_text"]
 
 #: Largest acceptable rank-normalised split R-hat (Vehtari et al. 2021).
 RHAT_MAX = 1.01
@@ -121,6 +122,14 @@ def _sparse_text(sparse: dict[str, float]) -> str:
     """E.g. "a chain puts only 3.2 expected days in 'forced_flow'"."""
     parts = [f"{v:.1f} expected days in '{k}'" for k, v in sparse.items()]
     return "a chain puts only " + " and ".join(parts)
+
+
+def start_text(starts: int, hits: int, gap: float) -> str:
+    """The EM start record in words, e.g. "best of 96 starts, reached from 28; next stage
+    configuration 1589.3 log posterior units lower" (``summary`` and ``evaluate`` print it)."""
+    rest = (f"next stage configuration {gap:.1f} log posterior units lower" if np.isfinite(gap)
+            else "no other stage configuration found")
+    return f"best of {starts} starts, reached from {hits}; {rest}"
 
 
 def start_check(result: xr.DataTree) -> tuple[int | None, int | None, float, list[str]]:

@@ -144,7 +144,7 @@ def top_days(result: xr.DataTree, stage: str = "forced_flow", n: int = 10) -> pd
 
 def summary(result: xr.DataTree, n_top: int = 10) -> str:
     """A plain-text report: stage means, durations, shares, diagnostics and top days."""
-    from stressflow.inference.postprocess.diagnostics import check_fit
+    from stressflow.inference.postprocess.diagnostics import check_fit, start_text
 
     diag = check_fit(result, warn=False)
     from stressflow.inference import schema
@@ -174,10 +174,8 @@ def summary(result: xr.DataTree, n_top: int = 10) -> str:
         f"  max R-hat {diag.max_rhat:.4f} | min bulk ESS {diag.min_ess_bulk:.0f} | "
         f"min tail ESS {diag.min_ess_tail:.0f} | divergences {diag.divergences}",
         f"  chain agreement on stage meanings: {[round(a, 3) for a in diag.chain_agreement]}",
-        *([f"  EM start: best of {diag.start_starts} starts, reached from "
-           f"{diag.start_best_hits}; "
-           + (f"next stage configuration {diag.start_gap:.1f} log posterior units lower"
-              if np.isfinite(diag.start_gap) else "no other stage configuration found")]
+        *(["  EM start: " + start_text(diag.start_starts, diag.start_best_hits,
+                                        diag.start_gap)]
           if diag.start_starts is not None else []),
         "  status: " + ("OK" if diag.ok else "PROBLEMS"),
     ]
