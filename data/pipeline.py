@@ -7,33 +7,20 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from stressflow.models.dims import FEATURE, FEATURES, TIME
+from stressflow.models.dims import FEATURE, TIME
 
-from .checks import BAD_TICK_MODES, check_magnitudes, check_usable, treat_bad_ticks
-from .covariate_join import (
-    bond_yield_source,
-    check_max_stale,
-    check_names,
-    warn_bond_coverage,
-    window_covariates,
-)
-from .dropouts import VOLUME_DROPOUT_MODES, treat_volume_dropouts
+from .checks import check_magnitudes, check_usable, treat_bad_ticks
+from .covariate_join import bond_yield_source, warn_bond_coverage, window_covariates
+from .dropouts import treat_volume_dropouts
 from .errors import DataError
-from .observables import OPTIONAL_OBSERVABLES, compute_observables
-from .prices import REQUIRED_COLUMNS, Source, first_date, read_prices, to_numeric_column
+from .observables import compute_observables
+from .options import check_columns, extra_features, resolve_options
+from .prices import REQUIRED_COLUMNS, Source, read_prices
 from .report import GAP_BUSINESS_DAYS, DataReport, emit_warnings, find_gaps, window_dates
-from .transform import (
-    COVARIATE,
-    DEFAULT_COVARIATE_MAX_STALE,
-    DEFAULT_IMPACT_WINDOW,
-    DEFAULT_SPREAD_WINDOW,
-    DEFAULT_VOLUME_WINDOW,
-    FeatureTransform,
-)
-from .window import DateLike, check_window, resolve_option, select_window, to_timestamp
+from .transform import COVARIATE, FeatureTransform
+from .window import DateLike, select_window, to_timestamp
 
 __all__ = ["GAP_BUSINESS_DAYS", "PreparedData", "prepare"]
-
 
 
 @dataclass(frozen=True)
@@ -209,92 +196,15 @@ def prepare(
         outside ``[low, high]``, zero spread estimates, warm-up rows and gaps, and per
         covariate the days whose value was carried forward. The counts are in ``report``.
     """
-    volume_window = check_window(
-        "volume_window",
-        resolve_option("volume_window", volume_window, transform, DEFAULT_VOLUME_WINDOW),
-    )
-    impact_window = check_window(
-        "impact_window",
-        resolve_option("impact_window", impact_window, transform, DEFAULT_IMPACT_WINDOW),
-    )
-    spread_window = check_window(
-        "spread_window",
-        resolve_option("spread_window", spread_window, transform, DEFAULT_SPREAD_WINDOW),
-    )
-    spread_column = resolve_option("spread_column", spread_column, transform, None)
-    extra_columns = tuple(extra_columns) if not isinstance(extra_columns, str) else (extra_columns,)
-    observables = tuple(observables) if not isinstance(observables, str) else (observables,)
-    unknown = [name for name in observables if name not in OPTIONAL_OBSERVABLES]
-    if unknown:
-        raise ValueError(f"unknown observables {unknown}; optional ones: "
-                         f"{list(OPTIONAL_OBSERVABLES)}")
-    if transform is not None:
-        fitted = tuple(f for f in transform.features[len(FEATURES):]
-                       if f in OPTIONAL_OBSERVABLES)
-        if observables and observables != fitted:
-            raise ValueError(f"observables={list(observables)} conflicts with the given "
-                             f"transform (optional observables {list(fitted)}); leave it out")
-        observables = fitted
-        fitted_extras = tuple(f for f in transform.features[len(FEATURES):]
-                              if f not in OPTIONAL_OBSERVABLES)
-        if extra_columns and extra_columns != fitted_extras:
-            raise ValueError(
-                f"extra_columns={list(extra_columns)} conflicts with the given transform "
-                f"(extra features {list(fitted_extras)}); leave it out"
-            )
-        extra_columns = fitted_extras
-    names = check_names(transition_covariates)
-    max_stale = check_max_stale(
-        resolve_option(
-            "covariate_max_stale", covariate_max_stale, transform, DEFAULT_COVARIATE_MAX_STALE
-        )
-    )
-    if transform is not None:
-        if names and names != transform.covariates:
-            raise ValueError(
-                f"transition_covariates={list(names)} conflicts with the given transform "
-                f"(covariates {list(transform.covariates)}); leave it out"
-            )
-        names = transform.covariates
-    if isinstance(min_rows, bool) or not isinstance(min_rows, int | np.integer) or min_rows < 2:
-        raise ValueError(f"min_rows must be an integer >= 2, got {min_rows!r}")
-
-    if bad_ticks not in BAD_TICK_MODES:
-        raise ValueError(f"bad_ticks must be one of {BAD_TICK_MODES}, got {bad_ticks!r}")
-    volume_dropouts = resolve_option("volume_dropouts", volume_dropouts, transform,
-                                     VOLUME_DROPOUT_MODES[0])
-    if volume_dropouts not in VOLUME_DROPOUT_MODES:
-        raise ValueError(f"volume_dropouts must be one of {VOLUME_DROPOUT_MODES}, "
-                         f"got {volume_dropouts!r}")
+    options = resolve_options(
+        transform, volume_window=volume_window, impact_window=impact_window,
+        spread_window=spread_window, spread_column=spread_column, extra_columns=extra_columns,
+        observables=observables, transition_covariates=transition_covariates,
+        covariate_max_stale=covariate_max_stale, min_rows=min_rows, bad_ticks=bad_ticks,
+        volume_dropouts=volume_dropouts)
     prices = read_prices(source, columns=columns, date_column=date_column)
     check_magnitudes(prices)
-
-    # Spread and extra columns: present, distinct, numeric.
-    wanted = ([spread_column] if spread_column is not None else []) + list(extra_columns)
-    absent = [c for c in wanted if c not in prices.columns]
-    if absent:
-        raise DataError(
-            f"column(s) {absent} requested as spread/extra column not found; available "
-            f"columns: {', '.join(repr(c) for c in prices.columns)}"
-        )
-    if len(set(wanted)) != len(wanted):
-        raise DataError(f"spread and extra columns must be distinct, got {wanted}")
-    clash = [c for c in extra_columns if c in FEATURES or c in OPTIONAL_OBSERVABLES]
-    if clash:
-        raise DataError(
-            f"extra column(s) {clash} clash with built-in feature names "
-            f"{[*FEATURES, *OPTIONAL_OBSERVABLES]}; rename them with columns="
-        )
-    for column in wanted:
-        prices[column] = to_numeric_column(prices, column)
-    if spread_column is not None:
-        bad = (prices[spread_column] <= 0).to_numpy()
-        if bad.any():
-            raise DataError(
-                f"spread column {spread_column!r} must be > 0 (its log is the observable) but "
-                f"is {float(prices[spread_column].to_numpy()[bad][0]):.6g} on "
-                f"{first_date(prices, bad)} ({int(bad.sum())} such row(s))"
-            )
+    check_columns(prices, options)
 
     window = select_window(prices.index, to_timestamp(start, "start"), to_timestamp(end, "end"))
     n_rows = int(window.sum())
@@ -310,42 +220,21 @@ def prepare(
         # fitting a standardisation needs variation; with a fitted transform (e.g. one new day
         # added by update) a window of equal closes is ordinary data
         check_usable(treated, window)
-    bond, bond_source = bond_yield_source(treated, covariate_data, observables,
+    bond, bond_source = bond_yield_source(treated, covariate_data, options.observables,
                                           transform.bond_source if transform else None)
     obs = compute_observables(
         treated,
-        spread_column=spread_column,
-        spread_window=spread_window,
-        volume_window=volume_window,
-        impact_window=impact_window,
-        optional=observables,
+        spread_column=options.spread_column,
+        spread_window=options.spread_window,
+        volume_window=options.volume_window,
+        impact_window=options.impact_window,
+        optional=options.observables,
         bond_yield=bond,
     )
     in_window = prices.loc[window]
-    observed, dropouts = treat_volume_dropouts(obs.raw, volume_dropouts)
+    observed, dropouts = treat_volume_dropouts(obs.raw, options.volume_dropouts)
     raw = observed.loc[window].copy()
-
-    # Extra columns: log if strictly positive over the window (or as the transform says).
-    log_columns = []
-    for column in extra_columns:
-        values = in_window[column]
-        if transform is not None:
-            use_log = column in transform.log_columns
-        else:
-            present = values.dropna()
-            use_log = bool(len(present)) and bool((present > 0).all())
-        if use_log:
-            bad = (values <= 0).to_numpy()
-            if bad.any():
-                raise DataError(
-                    f"extra column {column!r} was log-transformed when the transform was "
-                    f"fitted but is {float(values.to_numpy()[bad][0]):.6g} (<= 0) on "
-                    f"{first_date(in_window, bad)}"
-                )
-            raw[column] = np.log(values)
-            log_columns.append(column)
-        else:
-            raw[column] = values
+    log_columns = extra_features(raw, in_window, options, transform)
     zero_volume = obs.zero_volume.to_numpy()[window]
     raw.loc[zero_volume, :] = np.nan
     warn_bond_coverage(raw, bond)
@@ -355,12 +244,12 @@ def prepare(
     if transform is None:
         transform = FeatureTransform.fit(
             raw,
-            volume_window=volume_window,
-            impact_window=impact_window,
-            spread_window=spread_window,
-            spread_column=spread_column,
+            volume_window=options.volume_window,
+            impact_window=options.impact_window,
+            spread_window=options.spread_window,
+            spread_column=options.spread_column,
             log_columns=log_columns,
-            volume_dropouts=volume_dropouts,
+            volume_dropouts=options.volume_dropouts,
             bond_source=bond_source,
         )
         fitted = True
@@ -372,17 +261,18 @@ def prepare(
             )
         fitted = False
     features = transform.apply(raw)
-    cov = window_covariates(names, prices, covariate_data, window, transform, fitted, max_stale)
+    cov = window_covariates(options.covariates, prices, covariate_data, window, transform,
+                            fitted, options.max_stale)
     transform = cov.transform
 
-    used = [*REQUIRED_COLUMNS, *wanted]
+    used = [*REQUIRED_COLUMNS, *options.wanted]
     empty = {c: int(in_window[c].isna().sum()) for c in used}
     gaps = find_gaps(in_window.index)
     report = DataReport(
         start=in_window.index[0],
         end=in_window.index[-1],
         n_rows=n_rows,
-        spread_source=spread_column if spread_column is not None else "abdi_ranaldo",
+        spread_source=options.spread_column or "abdi_ranaldo",
         n_missing={c: int(features[c].isna().sum()) for c in features.columns},
         n_empty_cells={c: n for c, n in empty.items() if n},
         n_bad_ticks=int((ticks.to_numpy() & window).sum()),
@@ -390,7 +280,7 @@ def prepare(
         bad_ticks=bad_ticks,
         n_volume_dropouts=int((dropouts.to_numpy() & window).sum()),
         volume_dropout_dates=window_dates(dropouts, window),
-        volume_dropouts=volume_dropouts,
+        volume_dropouts=options.volume_dropouts,
         n_zero_volume=int(zero_volume.sum()),
         zero_volume_dates=window_dates(obs.zero_volume, window),
         n_flat_range=int((obs.flat_range.to_numpy() & window).sum()),

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 import numpy as np
@@ -24,6 +24,7 @@ from stressflow.models.dims import FEATURE
 from .dropouts import VOLUME_DROPOUT_MODES
 from .errors import DataError
 from .observables import EXTERNAL_OBSERVABLES
+from .standardise import center_scale, float_tuple, str_tuple
 
 __all__ = [
     "COVARIATE",
@@ -45,19 +46,6 @@ COVARIATE = dims.COVARIATE
 #: writes version 1 when a transform has no covariates, so older readers load it.
 _FORMAT_VERSION = 2
 _COVARIATE_KEYS = ("covariates", "covariate_center", "covariate_scale", "covariate_max_stale")
-
-
-def _str_tuple(values: Any) -> tuple[str, ...]:
-    """Tuple of str from a list/tuple/array, or a single string (as netCDF attrs return)."""
-    if values is None:
-        return ()
-    if isinstance(values, str):
-        return (values,) if values else ()
-    return tuple(str(v) for v in np.atleast_1d(np.asarray(values, dtype=object)).tolist())
-
-
-def _float_tuple(values: Any) -> tuple[float, ...]:
-    return tuple(float(v) for v in np.atleast_1d(np.asarray(values, dtype="float64")).tolist())
 
 
 @dataclass(frozen=True)
@@ -117,10 +105,10 @@ class FeatureTransform:
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
-        set_(self, "features", _str_tuple(self.features))
-        set_(self, "center", _float_tuple(self.center))
-        set_(self, "scale", _float_tuple(self.scale))
-        set_(self, "log_columns", _str_tuple(self.log_columns))
+        set_(self, "features", str_tuple(self.features))
+        set_(self, "center", float_tuple(self.center))
+        set_(self, "scale", float_tuple(self.scale))
+        set_(self, "log_columns", str_tuple(self.log_columns))
         if self.spread_column == "":
             set_(self, "spread_column", None)
         n = len(self.features)
@@ -152,9 +140,9 @@ class FeatureTransform:
 
     def _check_covariates(self) -> None:
         set_ = object.__setattr__
-        set_(self, "covariates", _str_tuple(self.covariates))
-        set_(self, "covariate_center", _float_tuple(self.covariate_center))
-        set_(self, "covariate_scale", _float_tuple(self.covariate_scale))
+        set_(self, "covariates", str_tuple(self.covariates))
+        set_(self, "covariate_center", float_tuple(self.covariate_center))
+        set_(self, "covariate_scale", float_tuple(self.covariate_scale))
         m = len(self.covariates)
         if len(set(self.covariates)) != m or "" in self.covariates:
             raise ValueError(f"covariates must be unique non-empty names, got {self.covariates}")
@@ -226,7 +214,7 @@ class FeatureTransform:
             If a feature has fewer than two non-missing values or is constant (zero standard
             deviation) over the window; the message names the feature.
         """
-        centers, scales = _center_scale(raw, "observable", EXTERNAL_OBSERVABLES)
+        centers, scales = center_scale(raw, "observable", EXTERNAL_OBSERVABLES)
         return cls(
             features=tuple(str(c) for c in raw.columns),
             center=tuple(centers),
@@ -258,7 +246,7 @@ class FeatureTransform:
         DataError
             If a covariate has fewer than two finite values or is constant over the window.
         """
-        centers, scales = _center_scale(raw_covariates, "covariate")
+        centers, scales = center_scale(raw_covariates, "covariate")
         return replace(
             self,
             covariates=tuple(str(c) for c in raw_covariates.columns),
@@ -366,19 +354,7 @@ class FeatureTransform:
             raise ValueError(f"unsupported FeatureTransform format version {version}")
         if version == 1 and set(_COVARIATE_KEYS) & set(d):
             raise ValueError("a version-1 FeatureTransform dict cannot have covariate fields")
-        known = {
-            "features",
-            "center",
-            "scale",
-            "volume_window",
-            "impact_window",
-            "spread_window",
-            "spread_column",
-            "log_columns",
-            "volume_dropouts",
-            "bond_source",
-            *_COVARIATE_KEYS,
-        }
+        known = {f.name for f in fields(cls)}
         unknown = set(d) - known
         if unknown:
             raise ValueError(f"unknown FeatureTransform field(s): {sorted(unknown)}")
@@ -400,34 +376,3 @@ class FeatureTransform:
     def from_json(cls, text: str) -> FeatureTransform:
         """Inverse of :meth:`to_json`."""
         return cls.from_dict(json.loads(text))
-
-
-def _center_scale(raw: pd.DataFrame, what: str,
-                  may_be_empty: tuple[str, ...] = ()) -> tuple[list[float], list[float]]:
-    """Mean and sd (ddof=0) of each column's finite values; DataError if unusable. A column
-    named in ``may_be_empty`` with no value at all gets centre 0 and scale 1 (it stays
-    missing on every day, so the model takes nothing from it)."""
-    centers, scales = [], []
-    for name in raw.columns:
-        values = raw[name].to_numpy(dtype="float64")
-        values = values[np.isfinite(values)]
-        if values.size == 0 and name in may_be_empty:
-            centers.append(0.0)
-            scales.append(1.0)
-            continue
-        if values.size < 2:
-            raise DataError(
-                f"{what} {name!r} has {values.size} non-missing value(s) in the "
-                "window; cannot standardise it (widen the window or check the column)"
-            )
-        center = float(values.mean())
-        scale = float(values.std())
-        if not scale > 1e-12 * max(1.0, abs(center)):
-            raise DataError(
-                f"{what} {name!r} is constant over the window (value {center:.6g}, "
-                "zero standard deviation); it carries no information and cannot be "
-                "standardised"
-            )
-        centers.append(center)
-        scales.append(scale)
-    return centers, scales
