@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from stressflow.inference import load_fit
 from stressflow.inference.present.cli import main
@@ -125,3 +126,17 @@ def test_warmup_compiles_the_model_the_main_command_loads(capsys):
 def test_warmup_refuses_options_that_describe_no_model(capsys):
     assert main(["warmup", "--stage-durations", "many"]) == 2
     assert "stressflow warmup: --stage-durations must be numbers" in capsys.readouterr().err
+
+
+def test_stationary_shares_of_a_real_fit_match_matrix_powers_and_are_in_the_summary(fitted):
+    from stressflow.inference import stationary_shares, summary
+
+    res = load_fit(fitted)
+    table = stationary_shares(res)
+    trans = res["posterior"]["P"].values.reshape(-1, *res["posterior"]["P"].shape[-2:])
+    limit = np.array([np.linalg.matrix_power(p, 50_000)[0] for p in trans])
+    np.testing.assert_allclose(table["mean"].to_numpy(), limit.mean(axis=0), atol=1e-8)
+    assert list(table.index) == [str(s) for s in res["posterior"][dims.STAGE_TO].values]
+    assert (table["q05"] <= table["mean"]).all() and (table["mean"] <= table["q95"]).all()
+    text = summary(res)
+    assert "stationary (pi P = pi, posterior mean)" in text

@@ -21,6 +21,7 @@ __all__ = [
     "transition_matrix",
     "stage_means",
     "stage_shares",
+    "stationary_shares",
     "top_days",
     "summary",
     "transition_coefficients",
@@ -122,6 +123,28 @@ def stage_shares(result: xr.DataTree) -> pd.Series:
     return result["stages"]["smoothed"].mean(dims.TIME).to_pandas()
 
 
+def stationary_shares(result: xr.DataTree) -> pd.DataFrame:
+    """Long-run share of days in each stage implied by the transition matrix alone, ``pi_k``
+    with ``pi P = pi`` (:func:`stressflow.models.numerics.markov.stationary_distribution`):
+    posterior mean and 5%/95% quantiles across draws, one row per stage. For a
+    covariate-driven model it is the law of ``P`` at ``z = 0`` (every covariate at its
+    fit-window mean).
+
+    A posterior predictive check beside :func:`stage_shares`: where the fitted path puts far
+    more days in a stage than ``P`` implies, the emissions are pulling days into that stage
+    against what the transition law (and its prior) expects."""
+    from stressflow.models.numerics.markov import stationary_distribution
+
+    trans = result["posterior"]["P"]
+    pi = stationary_distribution(trans.values)
+    stages = trans[dims.STAGE_TO].values
+    draws = pi.reshape(-1, pi.shape[-1])
+    return pd.DataFrame({"mean": draws.mean(axis=0),
+                         "q05": np.quantile(draws, 0.05, axis=0),
+                         "q95": np.quantile(draws, 0.95, axis=0)},
+                        index=pd.Index([str(s) for s in stages], name=dims.STAGE))
+
+
 def top_days(result: xr.DataTree, stage: str = "forced_flow", n: int = 10) -> pd.DataFrame:
     """The ``n`` days with the highest ``Pr(stage_t = stage | y_1..y_T)``, with that
     probability's 5%-95% interval across draws and the filtered probability beside it."""
@@ -162,8 +185,11 @@ def summary(result: xr.DataTree, n_top: int = 10) -> str:
         "Stage means of the observables (standardised units):",
         stage_means(result).round(2).to_string(),
         "",
-        "Expected duration 1/(1 - P[k,k]) in trading days, and share of days:",
-        expected_durations(result).assign(share=stage_shares(result)).round(3).to_string(),
+        "Expected duration 1/(1 - P[k,k]) in trading days; share of days: smoothed (mean_t "
+        "Pr(stage_t = k | y_1..y_T)) and stationary (pi P = pi, posterior mean):",
+        expected_durations(result).assign(
+            share=stage_shares(result),
+            stationary=stationary_shares(result)["mean"]).round(3).to_string(),
         "",
         "Transition matrix P[i, j] = Pr(stage_t = j | stage_{t-1} = i), posterior mean"
         + (" (at z = 0, covariates at their fit-window means):" if spec.time_varying else ":"),
