@@ -415,13 +415,19 @@ def test_fit_rejects_bad_options(small_simulated, kwargs, match):
         fit(small_simulated, spec=BASE, **kwargs)
 
 
-def test_fit_caller_frame_not_mutated():
+def test_fit_caller_frame_not_mutated_and_one_chain_diagnostics_are_strict_json():
     from stressflow.data import load_dataset
 
     frame = load_dataset("sp500").loc["2006-01-01":"2007-12-31"]
     before = frame.copy(deep=True)
-    fit(frame, chains=1, draws=20, tune=20, seed=0)
+    result = fit(frame, chains=1, draws=20, tune=20, seed=0)
     pd.testing.assert_frame_equal(frame, before)
+    # one chain has no R-hat: the dict says None, not NaN, so strict JSON accepts it
+    diag = check_fit(result, warn=False)
+    assert np.isnan(diag.max_rhat)
+    stored = json.loads(json.dumps(diag.to_dict(), allow_nan=False))
+    assert stored["max_rhat"] is None and stored["n_chains"] == 1
+    assert stored["min_ess_bulk"] == pytest.approx(diag.min_ess_bulk)
 
 
 def test_chain_disagreement_is_warned(sim_fit):

@@ -92,10 +92,14 @@ class Diagnostics:
         return not self.problems
 
     def to_dict(self) -> dict:
+        """The fields as a strict-JSON-serialisable dict: a figure that does not exist is
+        ``None`` instead of NaN or inf (R-hat with one chain, the gap to the next stage
+        configuration when the EM starts found only one), so ``json.dumps(..., allow_nan=False)``
+        accepts it."""
         return {
-            "max_rhat": self.max_rhat,
-            "min_ess_bulk": self.min_ess_bulk,
-            "min_ess_tail": self.min_ess_tail,
+            "max_rhat": _finite_or_none(self.max_rhat),
+            "min_ess_bulk": _finite_or_none(self.min_ess_bulk),
+            "min_ess_tail": _finite_or_none(self.min_ess_tail),
             "divergences": self.divergences,
             "chain_agreement": self.chain_agreement,
             "n_chains": self.n_chains,
@@ -104,8 +108,13 @@ class Diagnostics:
             "sparse_stages": dict(self.sparse_stages),
             "start_starts": self.start_starts,
             "start_best_hits": self.start_best_hits,
-            "start_gap": self.start_gap,
+            "start_gap": _finite_or_none(self.start_gap),
         }
+
+
+def _finite_or_none(value):
+    """``float(value)``, or None when it is None, NaN or infinite."""
+    return None if value is None or not np.isfinite(value) else float(value)
 
 
 def _sparse_stages(result: xr.DataTree) -> dict[str, float]:
