@@ -54,8 +54,9 @@ def model_features(spec: ModelSpec) -> tuple[str, ...]:
     return (*dims.FEATURES, *spec.observables)
 
 
-def prior_draw(spec: ModelSpec, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """One draw of ``mu`` (K, D), ``sigma`` (K, D) and ``P`` (K, K) from the model's prior.
+def prior_draws(spec: ModelSpec, seed: int, n: int | None = None) -> list[dict[str, np.ndarray]]:
+    """``n`` draws (one when ``n`` is None) of ``mu`` (K, D), ``sigma`` (K, D) and ``P`` (K, K)
+    from the model's prior, seeded by ``seed``.
 
     The free variables are forward-sampled from the PyMC model that :func:`build_model` makes
     (the model is not written a second time here). Forward sampling ignores transforms, so the
@@ -70,14 +71,25 @@ def prior_draw(spec: ModelSpec, rng: np.random.Generator) -> dict[str, np.ndarra
     model = build_model(pd.DataFrame(np.zeros((2, len(names))), index=index, columns=names),
                         spec)
     free = list(model.free_RVs)
-    seed = int(rng.integers(2**31))
-    values = dict(zip([v.name for v in free], pm.draw(free, random_seed=seed), strict=True))
-    values["mu_order"] = np.sort(values["mu_order"])
-    inputs = list(values)
+    drawn = pm.draw(free, random_seed=seed) if n is None else pm.draw(free, draws=n,
+                                                                       random_seed=seed)
+    inputs = [v.name for v in free]
     theta = pytensor.function([model[name] for name in inputs], [model["mu"], model["P"]],
                               on_unused_input="ignore")
-    mu, trans = theta(*(values[name] for name in inputs))
-    return {"mu": np.asarray(mu), "sigma": np.asarray(values["sigma"]), "P": np.asarray(trans)}
+    out = []
+    for i in range(1 if n is None else n):
+        values = {name: (v if n is None else v[i]) for name, v in zip(inputs, drawn, strict=True)}
+        values["mu_order"] = np.sort(values["mu_order"])
+        mu, trans = theta(*(values[name] for name in inputs))
+        out.append({"mu": np.asarray(mu), "sigma": np.asarray(values["sigma"]),
+                    "P": np.asarray(trans)})
+    return out
+
+
+def prior_draw(spec: ModelSpec, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """One draw of ``mu``, ``sigma`` and ``P`` from the model's prior (:func:`prior_draws`),
+    seeded from ``rng``."""
+    return prior_draws(spec, int(rng.integers(2**31)))[0]
 
 
 def simulate(theta: dict[str, np.ndarray], n_days: int, rng: np.random.Generator):
