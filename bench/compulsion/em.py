@@ -67,6 +67,9 @@ class Design:
     matrix (Gaussian only), so a stage is defined by how the observables move TOGETHER
     (e.g. impact high for the volume traded), not only by their levels; a missing value is
     marginalised out, and the covariance is estimated from the fully observed rows.
+    ``cov="tied"``: one sd per observable shared by all stages (Gaussian only), so a stage is
+    defined by where its observables sit, and no stage can be the broad one that takes every
+    day extreme on a single observable.
     """
 
     n_stages: int = 4
@@ -255,6 +258,9 @@ def _m_step(gamma, xi_sum, y0, mask, arr, design, conc, u):
         sigma = np.sqrt(np.maximum(dev / wsum, _MIN_SIGMA**2))
     if design.cov == "full":
         sigma = _full_cov(gamma, y0, mask, mu)
+    elif design.cov == "tied":  # pooled within-stage variance of each observable
+        pooled = ((sigma**2) * wsum).sum(axis=0) / wsum.sum(axis=0)
+        sigma = np.broadcast_to(np.sqrt(np.maximum(pooled, _MIN_SIGMA**2)), mu.shape).copy()
     beta = s = None
     if arr is not None:
         r, x, a = arr
@@ -345,8 +351,10 @@ def fit_em(y: np.ndarray, columns, design: Design, *, ar: tuple | None = None,
     if y.ndim != 2 or y.shape[1] != len(columns):
         raise ValueError(f"y must be (T, {len(columns)}), got {y.shape}")
     y0, mask = masked_observations(y)
-    if design.cov not in ("diag", "full") or (design.cov == "full" and design.nu is not None):
-        raise ValueError(f"cov must be 'diag' or 'full' (Gaussian only), got {design.cov!r}")
+    if design.cov not in ("diag", "full", "tied") or (
+            design.cov != "diag" and design.nu is not None):
+        raise ValueError(f"cov must be 'diag', 'full' or 'tied' (the last two Gaussian only), "
+                         f"got {design.cov!r}")
     arr = _ar_arrays(ar) if design.ar else None
     best = None
     for seed in seeds:

@@ -330,3 +330,27 @@ VARIANTS = VARIANTS + (
             _d(**{**_K5N, "transitions": "gated"}),
             "k5_bond_gated + vreversal5 (last week's move weighted by its abnormal volume)"),
 )
+
+# Round 8 (2026-12-07): two label-free findings on the default's own fit
+# (bench/results/prior_predictive.md). (1) Forced flow is the broad stage: its emission sd is
+# 1.13 on spread (0.20-0.39 elsewhere) and 1.65 on volume (0.81-1.00), so a day extreme on one
+# observable is most likely under forced flow whatever the others say; heavy tails let every
+# stage keep its own outliers. (2) The prior on P (1000 pseudo-transitions per row) puts forced
+# flow on 0.3% of days while the fit puts it on 8.0% (smoothed) and its P on 3.3% (stationary):
+# a prior-data conflict, so the screen measures how the scores move with the prior's strength.
+_GATED = {**_K5N, "transitions": "gated"}
+VARIANTS = VARIANTS + (
+    Variant("k5_bond_gated_t5", MIXED + ("bond_vol_surprise",), _d(**{**_GATED, "nu": 5.0}),
+            "k5_bond_gated with Student-t emissions (nu = 5 fixed)"),
+    Variant("k5_bond_gated_t10", MIXED + ("bond_vol_surprise",), _d(**{**_GATED, "nu": 10.0}),
+            "k5_bond_gated with Student-t emissions (nu = 10 fixed)"),
+    Variant("k5_bond_gated_s100", MIXED + ("bond_vol_surprise",),
+            _d(**{**_GATED, "strength": 100.0}), "k5_bond_gated, duration prior strength 100"),
+    Variant("k5_bond_gated_s300", MIXED + ("bond_vol_surprise",),
+            _d(**{**_GATED, "strength": 300.0}), "k5_bond_gated, duration prior strength 300"),
+    Variant("k5_bond_gated_s3000", MIXED + ("bond_vol_surprise",),
+            _d(**{**_GATED, "strength": 3000.0}), "k5_bond_gated, duration prior strength 3000"),
+    Variant("k5_bond_gated_tied", MIXED + ("bond_vol_surprise",),
+            _d(**{**_GATED, "cov": "tied"}),
+            "k5_bond_gated with one sd per observable shared by the stages"),
+)
