@@ -70,6 +70,8 @@ class Design:
     ``cov="tied"``: one sd per observable shared by all stages (Gaussian only), so a stage is
     defined by where its observables sit, and no stage can be the broad one that takes every
     day extreme on a single observable.
+    ``tied``: observables whose sd alone is shared by the stages (with ``cov="diag"``); the
+    others keep one sd per stage.
     """
 
     n_stages: int = 4
@@ -82,6 +84,7 @@ class Design:
     nu: float | None = None
     ar_intercept: bool = True
     cov: str = "diag"
+    tied: tuple[str, ...] = ()
 
 
 @dataclass
@@ -241,10 +244,10 @@ def _start(y, y0, mask, arr, design, columns, seed, window):
                             for d in range(filled.shape[1])]).T
     labels = KMeans(n_clusters=k, n_init=3, random_state=seed).fit(filled).labels_
     w = np.eye(k)[labels]  # hard responsibilities (T, K)
-    return _m_step(w, None, y0, mask, arr, design, None, None)
+    return _m_step(w, None, y0, mask, arr, design, None, None, columns)
 
 
-def _m_step(gamma, xi_sum, y0, mask, arr, design, conc, u):
+def _m_step(gamma, xi_sum, y0, mask, arr, design, conc, u, columns):
     k = gamma.shape[1]
     wsum = np.maximum(gamma.T @ mask, 1e-12)
     if u is None:
@@ -261,6 +264,10 @@ def _m_step(gamma, xi_sum, y0, mask, arr, design, conc, u):
     elif design.cov == "tied":  # pooled within-stage variance of each observable
         pooled = ((sigma**2) * wsum).sum(axis=0) / wsum.sum(axis=0)
         sigma = np.broadcast_to(np.sqrt(np.maximum(pooled, _MIN_SIGMA**2)), mu.shape).copy()
+    if design.tied:  # only the named observables' sds are shared by the stages
+        idx = [list(columns).index(c) for c in design.tied]
+        pooled = ((sigma[:, idx] ** 2) * wsum[:, idx]).sum(axis=0) / wsum[:, idx].sum(axis=0)
+        sigma[:, idx] = np.sqrt(np.maximum(pooled, _MIN_SIGMA**2))
     beta = s = None
     if arr is not None:
         r, x, a = arr
@@ -322,7 +329,7 @@ def _run(params, y, y0, mask, arr, design, columns, max_iter, tol):
         if not np.isfinite(cur):
             break
         u = _t_weights(y0, mask, mu, sigma, design.nu)
-        params = _m_step(gamma, xi_sum, y0, mask, arr, design, conc, u)
+        params = _m_step(gamma, xi_sum, y0, mask, arr, design, conc, u, columns)
         done = abs(cur - prev) < tol * max(1.0, abs(cur))
         prev = cur
         if done:

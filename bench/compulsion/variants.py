@@ -353,4 +353,8 @@ VARIANTS = VARIANTS + (
     Variant("k5_bond_gated_tied", MIXED + ("bond_vol_surprise",),
             _d(**{**_GATED, "cov": "tied"}),
             "k5_bond_gated with one sd per observable shared by the stages"),
+    Variant("k5_bond_gated_tied_sv", MIXED + ("bond_vol_surprise",),
+            _d(**{**_GATED, "tied": ("spread", "volume")}),
+            "k5_bond_gated with the sd of spread and volume shared by the stages (forced flow "
+            "is broad on those two)"),
 )
