@@ -358,3 +358,13 @@ VARIANTS = VARIANTS + (
             "k5_bond_gated with the sd of spread and volume shared by the stages (forced flow "
             "is broad on those two)"),
 )
+
+# Round 8d: ablations of the two observables on which forced flow is broad (spread, volume).
+_NO_SPREAD = ("volatility", "vol_surprise", "volume", "impact", "bond_vol_surprise")
+_NO_VOLUME = ("spread", "volatility", "vol_surprise", "impact", "bond_vol_surprise")
+VARIANTS = VARIANTS + (
+    Variant("k5_bond_gated_nospread", _NO_SPREAD, _d(**_GATED),
+            "k5_bond_gated without the spread estimate"),
+    Variant("k5_bond_gated_novolume", _NO_VOLUME, _d(**_GATED),
+            "k5_bond_gated without abnormal volume"),
+)
