@@ -192,6 +192,15 @@ def test_in_sample_on_a_fake_fit(in_sample_fit):
                                        dims.STAGE_TO: "forced_flow"}).values
     assert fig["expected forced_flow duration (days), posterior mean"] == pytest.approx(
         (1 / (1 - trans)).mean())
+    # the long-run share of P: the first row of P^n for large n, averaged over draws
+    mats = fit["posterior"]["P"].transpose(dims.CHAIN, dims.DRAW, dims.STAGE_FROM,
+                                           dims.STAGE_TO).values
+    mats = mats.reshape(-1, *mats.shape[-2:])
+    ff = list(fit["posterior"][dims.STAGE_TO].values).index("forced_flow")
+    limit = np.mean([np.linalg.matrix_power(m, 50_000)[0, ff] for m in mats])
+    key = "stationary forced_flow share of P (pi P = pi)"
+    assert fig[f"{key}, posterior mean"] == pytest.approx(limit, abs=1e-9)
+    assert fig[f"{key}, 5%"] <= fig[f"{key}, posterior mean"] <= fig[f"{key}, 95%"]
     assert pd.Series(res.metrics).equals(
         pd.Series(ev.evaluation_metrics(res.table, prob_column="p_compulsion")))
     assert np.isnan(res.metrics["auc"]) and "forced" in res.metrics["auc_note"]  # no F here

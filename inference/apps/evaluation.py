@@ -16,10 +16,8 @@ least one observable present; ``FF`` = ``forced_flow``):
     smoothing): each day's value uses only the observations up to that day and parameters
     fitted to data before the cut.
 
-Metrics (:func:`evaluation_metrics`): ``F-``/``F+`` episodes are positives, ``D`` episodes
-negatives; ``M`` and ``calm`` rows are not in them. AUC is the Mann-Whitney statistic
-``mean over (f, d) pairs of 1[s_f > s_d] + 0.5 * 1[s_f = s_d]``; the Brier score is
-``mean (s - y)^2`` with ``y = 1`` for F and 0 for D.
+Metrics: :func:`stressflow.inference.apps.metrics.evaluation_metrics` (AUC and Brier score of F
+against D episodes).
 """
 
 from __future__ import annotations
@@ -34,6 +32,7 @@ import pandas as pd
 import xarray as xr
 from stressflow.inference.apps import catalogue as _cat
 from stressflow.inference.apps.catalogue import CALM_MAX, agreement, fit_market, load_catalogue
+from stressflow.inference.apps.metrics import evaluation_metrics
 from stressflow.models import dims
 
 __all__ = ["CALENDAR_PERIODS", "STLFSI_PEAK_WEEK_END", "STLFSI_SOURCE", "Evaluation",
@@ -53,71 +52,6 @@ CALENDAR_PERIODS = {"2005-2006": ("2005-01-01", "2006-12-31"), "2017": ("2017-01
 VW_WINDOW = ("1997-01-01", "2017-10-31")
 _SLACK = pd.Timedelta(days=5)  # a period is covered if the fit reaches within 5 days of its ends
 _FF = "forced_flow"
-
-
-def _auc(pos: np.ndarray, neg: np.ndarray) -> float:
-    diff = pos[:, None] - neg[None, :]
-    return float(((diff > 0) + 0.5 * (diff == 0)).mean())
-
-
-def evaluation_metrics(table: pd.DataFrame, *, prob_column: str, hi: float = 0.7,
-                       lo: float = 0.3) -> dict:
-    """How well ``table[prob_column]`` separates forced from discretionary episodes.
-
-    Parameters
-    ----------
-    table : pandas.DataFrame
-        One row per episode with ``expected`` (a catalogue label) and ``prob_column`` (a
-        probability in [0, 1], NaN = not scored). Not modified.
-    prob_column : str
-        The score's column, e.g. ``p_compulsion`` or ``p_filtered``.
-    hi, lo : float
-        Thresholds of the counts ``n_forced_ge_hi`` and ``n_discretionary_le_lo``.
-
-    Returns
-    -------
-    dict
-        ``score`` (the column), ``auc`` (Mann-Whitney AUC of F against D, ties 0.5; NaN with
-        the reason in ``auc_note`` when a group is empty), ``brier`` (``mean (s - y)^2`` over
-        scored F and D rows, y = 1 for F; NaN if none), ``n_forced``, ``n_discretionary``
-        (scored F- / F+ and D rows), ``n_mixed``, ``n_calm``, ``n_unscored`` (F or D rows with
-        a NaN score), ``n_forced_ge_hi`` (F with ``s >= hi``), ``n_discretionary_le_lo``
-        (D with ``s <= lo``), ``hi``, ``lo``.
-
-    Raises
-    ------
-    ValueError
-        Missing columns, unknown labels, or a score outside [0, 1].
-    """
-    missing = [c for c in ("expected", prob_column) if c not in table.columns]
-    if missing:
-        raise ValueError(f"the episode table lacks column(s) {missing}")
-    labels = table["expected"].astype(str)
-    unknown = sorted(set(labels) - set(_cat.EXPECTED_LABELS))
-    if unknown:
-        raise ValueError(f"column expected has unknown label(s) {unknown}; known: "
-                         f"{list(_cat.EXPECTED_LABELS)}")
-    score = pd.to_numeric(table[prob_column], errors="coerce").to_numpy(dtype=np.float64)
-    finite = np.isfinite(score)
-    if ((score[finite] < 0) | (score[finite] > 1)).any():
-        raise ValueError(f"column {prob_column} has values outside [0, 1]")
-    forced = labels.isin(_cat.FORCED_LABELS).to_numpy()
-    disc = (labels == "D").to_numpy()
-    pos, neg = score[forced & finite], score[disc & finite]
-    auc = _auc(pos, neg) if pos.size and neg.size else float("nan")
-    note = " and ".join([*(["no forced (F-/F+) episode scored"] if not pos.size else []),
-                         *(["no discretionary (D) episode scored"] if not neg.size else [])])
-    both = np.concatenate([pos, neg])
-    truth = np.concatenate([np.ones(pos.size), np.zeros(neg.size)])
-    return {
-        "score": prob_column, "auc": auc, "auc_note": note,
-        "brier": float(((both - truth) ** 2).mean()) if both.size else float("nan"),
-        "n_forced": int(pos.size), "n_discretionary": int(neg.size),
-        "n_mixed": int((labels == "M").sum()), "n_calm": int((labels == "calm").sum()),
-        "n_unscored": int(((forced | disc) & ~finite).sum()),
-        "n_forced_ge_hi": int((pos >= hi).sum()), "n_discretionary_le_lo": int((neg <= lo).sum()),
-        "hi": hi, "lo": lo,
-    }
 
 
 @dataclasses.dataclass(frozen=True)
@@ -188,12 +122,18 @@ def _period_figures(p: pd.Series, first: pd.Timestamp, what: str) -> dict:
 
 
 def _durations(fit: xr.DataTree, prefix: str = "") -> dict:
-    from stressflow.inference.postprocess.summaries import expected_durations
+    """Expected forced-flow duration and the stationary share of P (posterior mean, 5%, 95%)."""
+    from stressflow.inference.postprocess.summaries import expected_durations, stationary_shares
 
-    d = expected_durations(fit).loc[_FF]
-    name = f"{prefix}expected forced_flow duration (days)"
-    return {f"{name}, posterior mean": float(d["mean"]), f"{name}, 5%": float(d["q05"]),
-            f"{name}, 95%": float(d["q95"])}
+    out = {}
+    for name, table in ((f"{prefix}expected forced_flow duration (days)",
+                         expected_durations(fit)),
+                        (f"{prefix}stationary forced_flow share of P (pi P = pi)",
+                         stationary_shares(fit))):
+        d = table.loc[_FF]
+        out |= {f"{name}, posterior mean": float(d["mean"]), f"{name}, 5%": float(d["q05"]),
+                f"{name}, 95%": float(d["q95"])}
+    return out
 
 
 def _calm_figures(table: pd.DataFrame, column: str, what: str) -> dict:
@@ -214,7 +154,9 @@ def evaluate_in_sample(fit: xr.DataTree, *, market: str | None = None,
     y_1..y_T)``, ``agree``). Figures: the share of the fit's days with
     ``Pr(stage_t = FF | y_1..y_T) > 0.5``; that probability's mean over all days, over each
     calm period of the catalogue and over calendar 2005-2006 and 2017 when the fit covers them;
-    the expected forced-flow duration ``1 / (1 - P[FF, FF])`` (posterior mean, 5%, 95%).
+    the expected forced-flow duration ``1 / (1 - P[FF, FF])`` and the long-run forced-flow
+    share implied by P alone (``pi_FF`` with ``pi P = pi``; posterior mean, 5%, 95%), beside
+    which the smoothed share shows how far the emissions move days against the transition law.
     Metrics: :func:`evaluation_metrics` of ``p_compulsion``. Returns a
     :class:`SampleEvaluation` whose table has one row per episode. ``fit`` is not modified.
     """
