@@ -21,11 +21,18 @@ Usage::
         --out bench/results/sbc_ranks.csv
     python bench/sbc/plot_sbc.py bench/results/sbc_ranks.csv
 
+Each simulation also appends its reliability record (:func:`reliability_rows`: per stage,
+smoothed / filtered and probability bin, the days, the sum of the stage probabilities and the
+days truly in that stage) to ``<out>_reliability.csv``, for the reliability diagram of the
+stage probabilities (``plot_sbc.py --reliability``).
+
 Rows are appended after each fit, so a run stopped by a wall-clock cap (``timeout``) keeps the
 simulations that finished; ``--resume`` continues from the last seed in the file. Ranks are
 written for each L given (default 99 and 19): posterior draws are autocorrelated, and ranks
 among correlated draws are U-shaped even for a calibrated posterior (Talts et al. 2018, Sec.
 4.2), so the coarser L (600 draws thinned by ~30) is the check that is not confounded by it.
+
+Dawid, A. P. (1982). The well-calibrated Bayesian. JASA 77(379), 605-610.
 
 Talts, S., Betancourt, M., Simpson, D., Vehtari, A. and Gelman, A. (2018). Validating Bayesian
 inference algorithms with simulation-based calibration. arXiv:1804.06788.
@@ -135,6 +142,33 @@ def ranks(theta: dict[str, np.ndarray], posterior, n_ranked: int) -> dict[str, i
     return out
 
 
+#: Probability bins of the reliability record: [0, 0.1), ..., [0.9, 1.0].
+RELIABILITY_BINS = 10
+
+
+def reliability_rows(seed: int, stages: np.ndarray, result) -> list[dict]:
+    """Per stage, kind (``smoothed`` = ``Pr(stage_t = k | y_1..y_T)``, ``filtered`` =
+    ``Pr(stage_t = k | y_1..y_t)``, both averaged over the posterior draws) and probability
+    bin: the number of days, the sum of the probabilities and the number of days whose TRUE
+    stage is k. Pooled over simulations, ``n_true / n`` against ``sum_p / n`` per bin is the
+    reliability diagram of the stage probabilities (Dawid 1982): equal if they are calibrated."""
+    rows = []
+    names = [str(k) for k in result["stages"][dims.STAGE].values]
+    for kind in ("smoothed", "filtered"):
+        probs = result["stages"][kind].transpose(dims.TIME, dims.STAGE).values
+        for k, name in enumerate(names):
+            p = probs[:, k]
+            bins = np.minimum((p * RELIABILITY_BINS).astype(int), RELIABILITY_BINS - 1)
+            truth = stages == k
+            for b in range(RELIABILITY_BINS):
+                inside = bins == b
+                if inside.any():
+                    rows.append({"seed": seed, "kind": kind, "stage": name, "bin": b,
+                                 "n": int(inside.sum()), "sum_p": float(p[inside].sum()),
+                                 "n_true": int(truth[inside].sum())})
+    return rows
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", choices=sorted(MODELS), default="default",
@@ -165,7 +199,7 @@ def main(argv=None) -> int:
         done = pd.read_csv(out)
         first = int(done["seed"].max()) + 1 if len(done) else args.seed
     else:
-        for path in outs.values():
+        for path in (*outs.values(), out.with_name(f"{out.stem}_reliability{out.suffix}")):
             path.unlink(missing_ok=True)
     out.parent.mkdir(parents=True, exist_ok=True)
     for seed in range(first, first + args.n_sims):
@@ -193,6 +227,14 @@ def main(argv=None) -> int:
                 if header:
                     writer.writeheader()
                 writer.writerow(row)
+        rel = reliability_rows(seed, stages, result)
+        rel_path = out.with_name(f"{out.stem}_reliability{out.suffix}")
+        header = not rel_path.exists()
+        with open(rel_path, "a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rel[0]))
+            if header:
+                writer.writeheader()
+            writer.writerows(rel)
         print(f"sim {seed}: {row['seconds']:.1f} s, max R-hat {row['max_rhat']:.3f}", flush=True)
     return 0
 
