@@ -27,7 +27,7 @@ from stressflow.inference import (
 from stressflow.inference.fitting import initialize as ini
 from stressflow.models import dims
 from stressflow.models.emissions import emission_loglik, masked_observations
-from stressflow.models.evaluate import model_data
+from stressflow.models.evaluate import evaluate, model_data
 from stressflow.models.numerics import kernels
 from stressflow.models.spec import ModelSpec
 
@@ -288,6 +288,19 @@ def test_em_search_lists_the_distinct_optima_best_first(simulated_hmm):
     assert_allclose(optima.iloc[0][list(BASE.stage_names)], true_shares, atol=0.02)
     stored = search.to_dict()
     assert json.loads(json.dumps(stored)) == stored
+    # the best optimum's parameters: the model evaluated there gives back its log posterior
+    # (EM stops when it changes by less than 1e-8 relative; the point is one M step later)
+    from stressflow.models.spec import allowed_transitions
+    from stressflow.models.transitions import dirichlet_concentration
+
+    point = search.point
+    assert point["mu"].shape == point["sigma"].shape == (4, features.shape[1])
+    assert_allclose(point["P"].sum(axis=1), 1.0)
+    log_init, log_trans, log_lik = evaluate(BASE, point, model_data(BASE, features))
+    at_point = kernels.log_marginal(log_init, log_trans, log_lik) + ini._log_prior_trans(
+        point["P"], dirichlet_concentration(BASE), allowed_transitions(BASE.transitions, 4))
+    best = optima["log_posterior"].iloc[0]
+    assert best - 1e-9 * abs(best) <= at_point <= best + 1e-6 * abs(best)
 
 
 def test_the_fit_stores_its_em_search_and_check_fit_reads_it(sp500_fit, tmp_path):

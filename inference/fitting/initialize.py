@@ -18,7 +18,7 @@ space so that the chains are not identical:
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -213,11 +213,16 @@ class EMSearch:
         shares differ by less than 0.01 count as one optimum.
     n_starts : int
         Starts tried (k-means seeds x smoothing windows).
+    point : dict
+        The best optimum as parameter values of the Gaussian constant-P model: ``mu`` and
+        ``sigma`` (K, D), ``P`` (K, K) with ``P[i, j] = Pr(stage_t = j | stage_{t-1} = i)``
+        (what :func:`stressflow.models.evaluate.evaluate` takes for that model).
     """
 
     start: dict
     optima: pd.DataFrame
     n_starts: int
+    point: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         """JSON-ready ``{"n_starts": ..., "optima": [row, ...]}`` (stored with the fit)."""
@@ -294,7 +299,8 @@ def em_search(
     mu, sigma, trans = _relabel(*best[:3], spec, names, allowed)
     return EMSearch(start=_as_start(mu, sigma, trans, features, spec),
                     optima=_distinct(found, spec.stage_names),
-                    n_starts=n_starts * len(_EM_SMOOTH_WINDOWS))
+                    n_starts=n_starts * len(_EM_SMOOTH_WINDOWS),
+                    point={"mu": mu, "sigma": sigma, "P": trans})
 
 
 def em_start(features: pd.DataFrame, spec: ModelSpec, seed: int,
