@@ -146,27 +146,36 @@ def ranks(theta: dict[str, np.ndarray], posterior, n_ranked: int) -> dict[str, i
 RELIABILITY_BINS = 10
 
 
-def reliability_rows(seed: int, stages: np.ndarray, result) -> list[dict]:
-    """Per stage, kind (``smoothed`` = ``Pr(stage_t = k | y_1..y_T)``, ``filtered`` =
-    ``Pr(stage_t = k | y_1..y_t)``, both averaged over the posterior draws) and probability
-    bin: the number of days, the sum of the probabilities and the number of days whose TRUE
-    stage is k. Pooled over simulations, ``n_true / n`` against ``sum_p / n`` per bin is the
-    reliability diagram of the stage probabilities (Dawid 1982): equal if they are calibrated."""
+def reliability_rows(seed: int, stages: np.ndarray, probs: dict[str, np.ndarray],
+                     names) -> list[dict]:
+    """Per kind of probability (``probs``: e.g. ``smoothed`` = ``Pr(stage_t = k | y_1..y_T)``,
+    ``filtered`` = ``Pr(stage_t = k | y_1..y_t)``, each (T, K)), stage and probability bin: the
+    number of days, the sum of the probabilities and the number of days whose TRUE stage is k.
+    Pooled over simulations, ``n_true / n`` against ``sum_p / n`` per bin is the reliability
+    diagram of the stage probabilities (Dawid 1982): equal if they are calibrated."""
     rows = []
-    names = [str(k) for k in result["stages"][dims.STAGE].values]
-    for kind in ("smoothed", "filtered"):
-        probs = result["stages"][kind].transpose(dims.TIME, dims.STAGE).values
+    for kind, values in probs.items():
         for k, name in enumerate(names):
-            p = probs[:, k]
+            p = values[:, k]
             bins = np.minimum((p * RELIABILITY_BINS).astype(int), RELIABILITY_BINS - 1)
             truth = stages == k
             for b in range(RELIABILITY_BINS):
                 inside = bins == b
                 if inside.any():
-                    rows.append({"seed": seed, "kind": kind, "stage": name, "bin": b,
+                    rows.append({"seed": seed, "kind": kind, "stage": str(name), "bin": b,
                                  "n": int(inside.sum()), "sum_p": float(p[inside].sum()),
                                  "n_true": int(truth[inside].sum())})
     return rows
+
+
+def append_rows(path: Path, rows: list[dict]) -> None:
+    """Append ``rows`` to the CSV at ``path`` (header first if the file is new)."""
+    header = not path.exists()
+    with open(path, "a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        if header:
+            writer.writeheader()
+        writer.writerows(rows)
 
 
 def main(argv=None) -> int:
@@ -221,20 +230,12 @@ def main(argv=None) -> int:
                    "divergences": int(diag.divergences),
                    "stages_visited": int(len(np.unique(stages))), "ranked": n_ranked,
                    **ranks(theta, result["posterior"], n_ranked)}
-            header = not path.exists()
-            with open(path, "a", newline="") as f:
-                writer = csv.DictWriter(f, fieldnames=list(row))
-                if header:
-                    writer.writeheader()
-                writer.writerow(row)
-        rel = reliability_rows(seed, stages, result)
-        rel_path = out.with_name(f"{out.stem}_reliability{out.suffix}")
-        header = not rel_path.exists()
-        with open(rel_path, "a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(rel[0]))
-            if header:
-                writer.writeheader()
-            writer.writerows(rel)
+            append_rows(path, [row])
+        st = result["stages"]
+        probs = {kind: st[kind].transpose(dims.TIME, dims.STAGE).values
+                 for kind in ("smoothed", "filtered")}
+        append_rows(out.with_name(f"{out.stem}_reliability{out.suffix}"),
+                    reliability_rows(seed, stages, probs, st[dims.STAGE].values))
         print(f"sim {seed}: {row['seconds']:.1f} s, max R-hat {row['max_rhat']:.3f}", flush=True)
     return 0
 
