@@ -16,7 +16,8 @@ Usage::
 
     PYTHONPATH=. python bench/sbc/em_reliability.py --n-sims 40 \
         --out bench/results/em_reliability.csv
-    PYTHONPATH=. python bench/sbc/reliability.py bench/results/em_reliability.csv --by-length
+    PYTHONPATH=. python bench/sbc/reliability.py bench/results/em_reliability.csv \
+        --png bench/results/em_reliability.png --md bench/results/em_reliability.md
 """
 
 from __future__ import annotations

@@ -15,6 +15,8 @@ Usage::
     PYTHONPATH=. python bench/sbc/reliability.py \
         bench/results/sbc_default_gated_ranks_reliability.csv \
         --png bench/results/sbc_default_gated_reliability.png --md out.md
+
+A file with an ``n_days`` column (``em_reliability.py``) is reported per series length.
 """
 
 from __future__ import annotations
@@ -65,18 +67,12 @@ def stage_errors(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("reliability")
-    parser.add_argument("--png", default=None)
-    parser.add_argument("--md", default=None)
-    args = parser.parse_args(argv)
-    frame = pd.read_csv(args.reliability)
+def report(frame: pd.DataFrame, title: str) -> tuple[list[str], pd.DataFrame]:
+    """Markdown lines (pooled bins with intervals, then per-stage errors) and the pooled
+    table of one set of simulations."""
     table = pooled(frame).join(bootstrap_freq(frame))
     errors = stage_errors(frame)
-    n_sims = frame["seed"].nunique()
-
-    lines = [f"simulations: {n_sims} (seeds {frame['seed'].min()}-{frame['seed'].max()})", "",
+    lines = [f"### {title}: {frame['seed'].nunique()} simulations", "",
              "| kind | bin | days | mean stated Pr | observed frequency [95%, by simulation] |",
              "|---|---|---|---|---|"]
     for (kind, b), r in table.iterrows():
@@ -87,10 +83,27 @@ def main(argv=None) -> int:
     for r in errors.itertuples():
         lines.append(f"| {r.kind} | {r.stage} | {r.days} | {r.mean_pr:.4f} | "
                      f"{r.true_share:.4f} | {r.ece:.4f} |")
+    return lines + [""], table
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("reliability")
+    parser.add_argument("--png", default=None)
+    parser.add_argument("--md", default=None)
+    args = parser.parse_args(argv)
+    frame = pd.read_csv(args.reliability)
+    parts = ([(f"T = {n}", part.drop(columns="n_days")) for n, part in frame.groupby("n_days")]
+             if "n_days" in frame.columns else [("SBC fits", frame)])
+    lines, tables = [], []
+    for title, part in parts:
+        text, table = report(part, title)
+        lines += text
+        tables.append((title, table))
     text = "\n".join(lines)
     print(text)
     if args.md:
-        Path(args.md).write_text(text + "\n")
+        Path(args.md).write_text(text)
     if args.png:
         import matplotlib
 
@@ -99,15 +112,17 @@ def main(argv=None) -> int:
 
         fig, axes = plt.subplots(1, 2, figsize=(9, 4.2), sharey=True)
         for ax, kind in zip(axes, ("smoothed", "filtered"), strict=True):
-            part = table.loc[kind]
             ax.plot([0, 1], [0, 1], color="0.6", lw=0.8)
-            ax.errorbar(part["mean_p"], part["freq"],
-                        yerr=[part["freq"] - part["lo"], part["hi"] - part["freq"]],
-                        fmt="o-", ms=4, capsize=2)
+            for title, table in tables:
+                part = table.loc[kind]
+                ax.errorbar(part["mean_p"], part["freq"],
+                            yerr=[part["freq"] - part["lo"], part["hi"] - part["freq"]],
+                            fmt="o-", ms=4, capsize=2, label=title)
             ax.set_title(f"{kind}: Pr(stage_t = k | ...)")
             ax.set_xlabel("stated probability (bin mean)")
         axes[0].set_ylabel("observed frequency of the stage")
-        fig.suptitle(f"Reliability of the stage probabilities, {n_sims} SBC simulations "
+        axes[0].legend(fontsize=8, loc="upper left")
+        fig.suptitle("Reliability of the stage probabilities on prior simulations "
                      "(all stages pooled)")
         fig.tight_layout()
         fig.savefig(args.png, dpi=120)
