@@ -21,7 +21,7 @@ from .covariate_join import check_max_stale, check_names
 from .dropouts import VOLUME_DROPOUT_MODES
 from .errors import DataError
 from .observables import OPTIONAL_OBSERVABLES
-from .prices import first_date, to_numeric_column
+from .prices import first_date, require_positive, to_numeric_column
 from .transform import (
     DEFAULT_COVARIATE_MAX_STALE,
     DEFAULT_IMPACT_WINDOW,
@@ -151,13 +151,8 @@ def check_columns(prices: pd.DataFrame, options: PrepareOptions) -> None:
         prices[column] = to_numeric_column(prices, column)
     spread = options.spread_column
     if spread is not None:
-        bad = (prices[spread] <= 0).to_numpy()
-        if bad.any():
-            raise DataError(
-                f"spread column {spread!r} must be > 0 (its log is the observable) but "
-                f"is {float(prices[spread].to_numpy()[bad][0]):.6g} on "
-                f"{first_date(prices, bad)} ({int(bad.sum())} such row(s))"
-            )
+        require_positive(prices, spread, f"spread column {spread!r} must be > 0 but is",
+                         "its log is the observable")
 
 
 def extra_features(raw: pd.DataFrame, in_window: pd.DataFrame, options: PrepareOptions,

@@ -201,15 +201,19 @@ def first_date(frame: pd.DataFrame, mask: pd.Series | np.ndarray) -> str:
     return _date_str(frame.index[np.flatnonzero(np.asarray(mask, dtype=bool))[0]])
 
 
+def require_positive(frame: pd.DataFrame, column: str, what: str, why: str) -> None:
+    """Raise DataError unless ``frame[column] > 0`` wherever it is present, with the first bad
+    value and date: "<what> <value> on <date> (<n> such row(s)); <why>"."""
+    bad = (frame[column] <= 0).to_numpy()
+    if bad.any():
+        raise DataError(f"{what} {float(frame[column].to_numpy()[bad][0]):.6g} on "
+                        f"{first_date(frame, bad)} ({int(bad.sum())} such row(s)); {why}")
+
+
 def _check_values(frame: pd.DataFrame) -> None:
     for column in ("high", "low", "close"):
-        bad = (frame[column] <= 0).to_numpy()
-        if bad.any():
-            raise DataError(
-                f"column {column!r} has a non-positive price "
-                f"{float(frame[column].to_numpy()[bad][0]):.6g} on {first_date(frame, bad)} "
-                f"({int(bad.sum())} such row(s)); prices must be > 0"
-            )
+        require_positive(frame, column, f"column {column!r} has a non-positive price",
+                         "prices must be > 0")
     inverted = (frame["high"] < frame["low"]).to_numpy()
     if inverted.any():
         raise DataError(
