@@ -368,3 +368,14 @@ VARIANTS = VARIANTS + (
     Variant("k5_bond_gated_novolume", _NO_VOLUME, _d(**_GATED),
             "k5_bond_gated without abnormal volume"),
 )
+
+# Round 8e: the prior-data conflict on P (bench/results/prior_predictive.md). The framework
+# durations (250 / 250 / 20 / 7 / 40 days) make forced flow 0.3% of days a priori; the S&P 500
+# fit's durations are 40 / 22 / 15 / 9 / 30. A prior centred there (same strength) is empirical
+# Bayes on the S&P 500 series (and on 2007-2018 for the out-of-time test): screened to measure
+# what the conflict costs, not as a candidate default.
+VARIANTS = VARIANTS + (
+    Variant("k5_bond_gated_fitdur", MIXED + ("bond_vol_surprise",),
+            _d(**{**_GATED, "durations": (40.0, 22.0, 15.0, 9.0, 30.0)}),
+            "k5_bond_gated with the durations of its own S&P 500 fit as the prior's centre"),
+)
