@@ -261,11 +261,9 @@ def _m_step(gamma, xi_sum, y0, mask, arr, design, conc, u, columns):
         sigma = np.sqrt(np.maximum(dev / wsum, _MIN_SIGMA**2))
     if design.cov == "full":
         sigma = _full_cov(gamma, y0, mask, mu)
-    elif design.cov == "tied":  # pooled within-stage variance of each observable
-        pooled = ((sigma**2) * wsum).sum(axis=0) / wsum.sum(axis=0)
-        sigma = np.broadcast_to(np.sqrt(np.maximum(pooled, _MIN_SIGMA**2)), mu.shape).copy()
-    if design.tied:  # only the named observables' sds are shared by the stages
-        idx = [list(columns).index(c) for c in design.tied]
+    tied = list(columns) if design.cov == "tied" else list(design.tied)
+    if tied:  # the pooled within-stage variance of each tied observable
+        idx = [list(columns).index(c) for c in tied]
         pooled = ((sigma[:, idx] ** 2) * wsum[:, idx]).sum(axis=0) / wsum[:, idx].sum(axis=0)
         sigma[:, idx] = np.sqrt(np.maximum(pooled, _MIN_SIGMA**2))
     beta = s = None

@@ -121,7 +121,7 @@ def _period_figures(p: pd.Series, first: pd.Timestamp, what: str) -> dict:
     return out
 
 
-def _durations(fit: xr.DataTree, prefix: str = "") -> dict:
+def _stage_law_figures(fit: xr.DataTree, prefix: str = "") -> dict:
     """Expected forced-flow duration and the stationary share of P (posterior mean, 5%, 95%)."""
     from stressflow.inference.postprocess.summaries import expected_durations, stationary_shares
 
@@ -171,7 +171,7 @@ def evaluate_in_sample(fit: xr.DataTree, *, market: str | None = None,
                "mean smoothed Pr(forced_flow), all days": float(p.mean())}
     figures |= _calm_figures(table, "mean_forced", "smoothed")
     figures |= _period_figures(p, p.index[0], "smoothed")
-    figures |= _durations(fit)
+    figures |= _stage_law_figures(fit)
     definition = ("p_compulsion = Pr(#{t in D : stage_t = forced_flow} >= 0.5 |D| | y_1..y_T) "
                   "(FFBS paths of the fit to the whole sample; q05/q95 across posterior draws); "
                   "mean_forced = mean over D of Pr(stage_t = forced_flow | y_1..y_T); D = the "
@@ -240,7 +240,7 @@ def evaluate_out_of_time(fit_to_cut: xr.DataTree, fit_updated: xr.DataTree, *, c
                    float(new.mean()) if len(new) else float("nan")}
     figures |= _calm_figures(table, "p_filtered", "filtered")
     figures |= _period_figures(p, cut + pd.Timedelta(days=1), "filtered")
-    figures |= _durations(fit_to_cut, "cut fit: ")
+    figures |= _stage_law_figures(fit_to_cut, "cut fit: ")
     figures |= _crossing_2008(new)
     definition = ("p_filtered = mean over D of Pr(stage_t = forced_flow | y_1..y_t) (filtered, "
                   "parameters fitted to data up to the cut, extended by feed.update: no "
