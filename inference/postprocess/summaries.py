@@ -53,13 +53,17 @@ def expected_durations(result: xr.DataTree, covariates=None) -> pd.DataFrame:
         dur = result["posterior"]["expected_duration"]
     else:
         dur = _durations_at(result, covariates)
-    return pd.DataFrame(
-        {
-            "mean": dur.mean((dims.CHAIN, dims.DRAW)).to_pandas(),
-            "q05": dur.quantile(0.05, (dims.CHAIN, dims.DRAW)).drop_vars("quantile").to_pandas(),
-            "q95": dur.quantile(0.95, (dims.CHAIN, dims.DRAW)).drop_vars("quantile").to_pandas(),
-        }
-    )
+    return _over_draws(dur)
+
+
+def _over_draws(values: xr.DataArray) -> pd.DataFrame:
+    """Posterior mean and 5%/95% quantiles over (chain, draw), one row per stage."""
+    draws = (dims.CHAIN, dims.DRAW)
+    return pd.DataFrame({
+        "mean": values.mean(draws).to_pandas(),
+        "q05": values.quantile(0.05, draws).drop_vars("quantile").to_pandas(),
+        "q95": values.quantile(0.95, draws).drop_vars("quantile").to_pandas(),
+    })
 
 
 def _durations_at(result: xr.DataTree, covariates) -> xr.DataArray:
@@ -135,14 +139,12 @@ def stationary_shares(result: xr.DataTree) -> pd.DataFrame:
     against what the transition law (and its prior) expects."""
     from stressflow.models.numerics.markov import stationary_distribution
 
-    trans = result["posterior"]["P"]
-    pi = stationary_distribution(trans.values)
-    stages = trans[dims.STAGE_TO].values
-    draws = pi.reshape(-1, pi.shape[-1])
-    return pd.DataFrame({"mean": draws.mean(axis=0),
-                         "q05": np.quantile(draws, 0.05, axis=0),
-                         "q95": np.quantile(draws, 0.95, axis=0)},
-                        index=pd.Index([str(s) for s in stages], name=dims.STAGE))
+    trans = result["posterior"]["P"].transpose(dims.CHAIN, dims.DRAW, dims.STAGE_FROM,
+                                               dims.STAGE_TO)
+    pi = xr.DataArray(stationary_distribution(trans.values),
+                      dims=(dims.CHAIN, dims.DRAW, dims.STAGE),
+                      coords={dims.STAGE: [str(s) for s in trans[dims.STAGE_TO].values]})
+    return _over_draws(pi)
 
 
 def top_days(result: xr.DataTree, stage: str = "forced_flow", n: int = 10) -> pd.DataFrame:
