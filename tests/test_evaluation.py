@@ -366,6 +366,22 @@ def test_run_evaluation_refuses_a_cut_outside_the_window():
         ev.run_evaluation(start="2005-01-01", cut="2010-01-01", end="2009-12-31")
 
 
+def test_run_evaluation_checks_every_window_before_the_first_fit(monkeypatch):
+    # low_vol needs five years of the price tape before its first value (VW: from 2000-03-14),
+    # so a VW window from 1997 fails; before this check it failed after the two S&P 500 fits.
+    from stressflow.data import DataError
+    from stressflow.inference.fitting import fit as fit_module
+    from stressflow.models.spec import ModelSpec
+
+    def no_fit(*args, **kwargs):
+        raise AssertionError("a fit started before every window was checked")
+
+    monkeypatch.setattr(fit_module, "fit", no_fit)
+    spec = ModelSpec(transition_covariates=("low_vol",), transition_model="ladder")
+    with pytest.raises(DataError, match="low_vol"):
+        ev.run_evaluation(spec=spec, start="1990-01-02", vw=("1997-01-02", "2017-10-31"))
+
+
 # --------------------------------------------------------------------------------------------
 # one real run (MCMC)
 # --------------------------------------------------------------------------------------------

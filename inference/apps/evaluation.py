@@ -312,6 +312,25 @@ class Evaluation:
         return self.to_markdown()
 
 
+def _check_windows(jobs, spec) -> None:
+    """Prepare the data of every fit before the first one samples, so that a window the prices,
+    observables or transition covariates do not cover raises its ``DataError`` in seconds
+    rather than after the earlier fits (the preparation is repeated by ``fit``)."""
+    from stressflow.data import prepare
+    from stressflow.models.spec import ModelSpec
+
+    spec = ModelSpec() if spec is None else spec
+    kw = {}
+    if spec.time_varying:
+        kw["transition_covariates"] = spec.transition_covariates
+    if spec.observables:
+        kw["observables"] = spec.observables
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the fits report their own warnings
+        for name, a, b in jobs:
+            prepare(name.split()[0], start=a, end=b, **kw)
+
+
 def run_evaluation(*, spec=None, cut="2006-12-31", start="1985-01-01", end="2018-12-31",
                    vw=VW_WINDOW, chains: int = 4, draws: int = 1000,
                    tune: int = 2000, seed: int = 0, progress: bool = False) -> Evaluation:
@@ -340,6 +359,7 @@ def run_evaluation(*, spec=None, cut="2006-12-31", start="1985-01-01", end="2018
     jobs = [("sp500", start, end), ("sp500 to the cut", start, cut)]
     if vw is not None:
         jobs.insert(1, ("vw", vw[0], vw[1]))
+    _check_windows(jobs, spec)
     fits, notes = {}, []
     for name, a, b in [*jobs, ("update", cut, end)]:
         if progress:
