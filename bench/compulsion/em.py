@@ -40,13 +40,15 @@ from sklearn.cluster import KMeans
 from stressflow.models.emissions import emission_loglik, masked_observations
 from stressflow.models.numerics import kernels
 
+from . import scales
+
 __all__ = ["Design", "Fit", "fit_em", "log_lik", "order_stages", "prior_concentration"]
 
 _MIN_SIGMA = 0.05
 _LOG_2PI = float(np.log(2.0 * np.pi))
 #: Named stages in model index order (``discretionary*`` only when K >= 5).
 NAMES = ("orderly", "fragile", "margin_pressure", "forced_flow", "discretionary",
-         "discretionary2")
+         "discretionary2", "discretionary3")
 FF = 3
 
 
@@ -72,6 +74,14 @@ class Design:
     day extreme on a single observable.
     ``tied``: observables whose sd alone is shared by the stages (with ``cov="diag"``); the
     others keep one sd per stage.
+    ``pool``: partial pooling of the sds (with ``cov="diag"``, Gaussian): a Normal prior of sd
+    ``pool`` on ``log sigma_kd`` around ``m_d``, the mean over stages of ``log sigma_kd``
+    (flat prior on ``m_d``), so each stage keeps its own sd but a stage far broader than the
+    others on an observable pays for it; ``pool -> 0`` is ``cov="tied"`` (up to the pooled
+    scale), ``pool -> inf`` the unpooled default.
+    ``ff_like_mp``: observables on which forced flow has margin pressure's emission (one mean
+    and one sd shared by the two stages), so forced flow differs from margin pressure only by
+    the other observables (the break, volume, the bond market), not by the LEVEL of stress.
     """
 
     n_stages: int = 4
@@ -85,6 +95,8 @@ class Design:
     ar_intercept: bool = True
     cov: str = "diag"
     tied: tuple[str, ...] = ()
+    pool: float | None = None
+    ff_like_mp: tuple[str, ...] = ()
 
 
 @dataclass
@@ -266,6 +278,11 @@ def _m_step(gamma, xi_sum, y0, mask, arr, design, conc, u, columns):
         idx = [list(columns).index(c) for c in tied]
         pooled = ((sigma[:, idx] ** 2) * wsum[:, idx]).sum(axis=0) / wsum[:, idx].sum(axis=0)
         sigma[:, idx] = np.sqrt(np.maximum(pooled, _MIN_SIGMA**2))
+    if design.ff_like_mp:
+        idx = [list(columns).index(c) for c in design.ff_like_mp]
+        mu, sigma = scales.share_mp_ff(mu, sigma, wsum, idx, mp=FF - 1, ff=FF, floor=_MIN_SIGMA)
+    if design.pool is not None:
+        sigma = scales.pooled_sigma(sigma, wsum, design.pool, floor=_MIN_SIGMA)
     beta = s = None
     if arr is not None:
         r, x, a = arr
@@ -324,6 +341,8 @@ def _run(params, y, y0, mask, arr, design, columns, max_iter, tol):
         gamma, xi_sum, _, log_norm = kernels.smooth(log_init, log_trans, ll)
         use = ok & (conc != 1.0)
         cur = float(log_norm.sum()) + float(np.sum((conc[use] - 1.0) * np.log(trans[use])))
+        if design.pool is not None:
+            cur += scales.pool_log_prior(sigma, design.pool)
         if not np.isfinite(cur):
             break
         u = _t_weights(y0, mask, mu, sigma, design.nu)
@@ -357,9 +376,11 @@ def fit_em(y: np.ndarray, columns, design: Design, *, ar: tuple | None = None,
         raise ValueError(f"y must be (T, {len(columns)}), got {y.shape}")
     y0, mask = masked_observations(y)
     if design.cov not in ("diag", "full", "tied") or (
-            design.cov != "diag" and design.nu is not None):
-        raise ValueError(f"cov must be 'diag', 'full' or 'tied' (the last two Gaussian only), "
-                         f"got {design.cov!r}")
+            design.cov != "diag" and (design.nu is not None or design.pool is not None)) or (
+            design.pool is not None and (design.nu is not None or design.pool <= 0)):
+        raise ValueError(f"cov must be 'diag', 'full' or 'tied' (the last two Gaussian only; "
+                         f"pool > 0 with a Gaussian 'diag' only), got {design.cov!r}, "
+                         f"nu={design.nu!r}, pool={design.pool!r}")
     arr = _ar_arrays(ar) if design.ar else None
     best = None
     for seed in seeds:

@@ -379,3 +379,41 @@ VARIANTS = VARIANTS + (
             _d(**{**_GATED, "durations": (40.0, 22.0, 15.0, 9.0, 30.0)}),
             "k5_bond_gated with the durations of its own S&P 500 fit as the prior's centre"),
 )
+
+# Round 9: partial pooling of the emission sds (the middle ground between a broad forced-flow
+# stage and one tied sd per observable). Prior sd of log sigma around the stages' mean, set
+# before the run from what it allows (2 prior sds between two stages' log sds: a ratio of
+# e^(2 sqrt(2) pool): 2.0x at 0.25, 4.1x at 0.5, 17x at 1.0), not from a score.
+VARIANTS = VARIANTS + tuple(
+    Variant(f"k5_bond_gated_pool{tag}", MIXED + ("bond_vol_surprise",),
+            _d(**{**_GATED, "pool": pool}),
+            f"k5_bond_gated with the log emission sds pooled across stages (prior sd {pool})")
+    for tag, pool in (("025", 0.25), ("05", 0.5), ("1", 1.0))
+)
+
+# Round 9c: a second discretionary stage. Forced flow's 7.8% of days are mostly long stretches
+# (2002, 2008-09, 2001, 2011; 68% of its days in runs of 21+ days), so a persistent
+# high-volatility repricing still has nowhere to go but forced flow when it is more volatile
+# than the one discretionary stage. K = 6: the sixth stage is a second discretionary stage
+# (the higher-volatility one), prior duration 40 days like the first.
+VARIANTS = VARIANTS + (
+    Variant("k6_bond_gated", MIXED + ("bond_vol_surprise",),
+            _d(**{**_GATED, "n_stages": 6, "durations": DUR6}),
+            "k5_bond_gated with a second discretionary stage (K = 6)"),
+    Variant("k7_bond_gated", MIXED + ("bond_vol_surprise",),
+            _d(**{**_GATED, "n_stages": 7, "durations": DUR6 + (40.0,)}),
+            "k5_bond_gated with two more discretionary stages (K = 7): does the log posterior "
+            "keep rising with K?"),
+)
+
+# Round 9d: forced flow is margin pressure that breaks. On the LEVEL observables (spread,
+# volatility) forced flow shares margin pressure's emission, so it can differ only by the
+# break (vol_surprise), volume, impact and the bond market: a persistent high-volatility
+# stretch without a break then has no level-based reason to be forced flow.
+VARIANTS = VARIANTS + tuple(
+    Variant(f"k5_bond_gated_mplevel_{tag}", MIXED + ("bond_vol_surprise",),
+            _d(**{**_GATED, "ff_like_mp": cols}),
+            f"k5_bond_gated, forced flow with margin pressure's emission on {', '.join(cols)}")
+    for tag, cols in (("sv", ("spread", "volatility")), ("s", ("spread",)),
+                      ("v", ("volatility",)))
+)
