@@ -98,6 +98,24 @@ def _episode_days(index: pd.DatetimeIndex, present: np.ndarray, start, end) -> n
     return np.flatnonzero((index >= start) & (index <= end) & present)
 
 
+def smoothed_in_sample(raw: pd.DataFrame, columns, design: Design, n_paths: int = N_PATHS,
+                       rng_seed: int = 0):
+    """EM fit on 1985-2018 and its posterior there: ``(fit, dates, y, gamma, paths)`` with the
+    standardised observables ``y`` (T, D), ``gamma[t, k] = Pr(stage_t = k | y_1..y_T)`` at the
+    point estimate and ``n_paths`` FFBS paths (n_paths, T)."""
+    fit, z, ar = fit_window(raw, columns, design, *IN_SAMPLE)
+    inside = (raw.index >= pd.Timestamp(IN_SAMPLE[0])) & (raw.index <= pd.Timestamp(IN_SAMPLE[1]))
+    y = z.to_numpy()[inside]
+    ar_in = None if ar is None else (ar[0][inside], ar[1][inside])
+    ll = log_lik(fit, y, ar_in)
+    log_init = np.full(design.n_stages, -np.log(design.n_stages))
+    with np.errstate(divide="ignore"):
+        log_trans = np.log(fit.P)
+    gamma, _, _, _ = kernels.smooth(log_init, log_trans, ll)
+    paths = kernels.sample_paths(log_init, log_trans, ll, n_paths, np.random.default_rng(rng_seed))
+    return fit, raw.index[inside], y, gamma, paths
+
+
 def in_sample(raw: pd.DataFrame, columns, design: Design, market: str = "sp500",
               rng_seed: int = 0) -> tuple[dict, pd.DataFrame, object]:
     """Fit on 1985-2018 and score every catalogue episode of ``market``.
@@ -106,17 +124,7 @@ def in_sample(raw: pd.DataFrame, columns, design: Design, market: str = "sp500",
     calm2017, calm0506, ff_duration, log_post; ``episodes`` one row per episode with
     ``p_compulsion`` (Pr(#{t in D: stage_t = FF} >= 0.5 |D| | y_1..y_T)).
     """
-    fit, z, ar = fit_window(raw, columns, design, *IN_SAMPLE)
-    inside = (raw.index >= pd.Timestamp(IN_SAMPLE[0])) & (raw.index <= pd.Timestamp(IN_SAMPLE[1]))
-    idx = raw.index[inside]
-    y = z.to_numpy()[inside]
-    ar_in = None if ar is None else (ar[0][inside], ar[1][inside])
-    ll = log_lik(fit, y, ar_in)
-    log_init = np.full(design.n_stages, -np.log(design.n_stages))
-    with np.errstate(divide="ignore"):
-        log_trans = np.log(fit.P)
-    gamma, _, _, _ = kernels.smooth(log_init, log_trans, ll)
-    paths = kernels.sample_paths(log_init, log_trans, ll, N_PATHS, np.random.default_rng(rng_seed))
+    fit, idx, y, gamma, paths = smoothed_in_sample(raw, columns, design, N_PATHS, rng_seed)
     present = np.isfinite(y).any(axis=1)
     labels = load_labels(market)
     rows = []

@@ -1,10 +1,10 @@
 """Where a variant's forced-flow days are: spell lengths and calendar years (label-free).
 
 For each variant named on the command line: the EM point estimate on the S&P 500 1985-2018
-(as ``scores.in_sample``, from ``--seeds`` k-means seeds), then
+(``scores.smoothed_in_sample``, from ``--seeds`` k-means seeds), then
 
 - the stage means and sds and ``P[k, k]``;
-- from ``--paths`` FFBS paths (``kernels.sample_paths``): the number of forced-flow spells per
+- from ``--paths`` FFBS paths: the number of forced-flow spells per
   path and the share of forced-flow days that lie in spells of 1-2, at most 5, at most 10 and
   at least 21 days;
 - the mean smoothed ``Pr(stage_t = forced_flow | y_1..y_T)`` per calendar year.
@@ -24,10 +24,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from stressflow.models.numerics import kernels
 
 from . import scores
-from .em import FF, NAMES, log_lik
+from .em import FF, NAMES
 from .features import raw_observables
 from .report import _table
 from .variants import VARIANTS
@@ -52,17 +51,8 @@ def spell_lengths(paths: np.ndarray, stage: int) -> np.ndarray:
 def describe(name: str, raw: pd.DataFrame, n_paths: int, seed: int) -> str:
     """Markdown section for one variant."""
     v = {x.name: x for x in VARIANTS}[name]
-    fit, z, _ = scores.fit_window(raw, v.columns, v.design, *scores.IN_SAMPLE)
-    inside = ((raw.index >= pd.Timestamp(scores.IN_SAMPLE[0]))
-              & (raw.index <= pd.Timestamp(scores.IN_SAMPLE[1])))
-    idx, y = raw.index[inside], z.to_numpy()[inside]
+    fit, idx, _, gamma, paths = scores.smoothed_in_sample(raw, v.columns, v.design, n_paths, seed)
     k = v.design.n_stages
-    log_init = np.full(k, -np.log(k))
-    with np.errstate(divide="ignore"):
-        log_trans = np.log(fit.P)
-    ll = log_lik(fit, y, None)
-    gamma, _, _, _ = kernels.smooth(log_init, log_trans, ll)
-    paths = kernels.sample_paths(log_init, log_trans, ll, n_paths, np.random.default_rng(seed))
     lens = spell_lengths(paths, FF)
     total = lens.sum()
     names = NAMES[:k]

@@ -317,18 +317,14 @@ def _check_windows(jobs, spec) -> None:
     observables or transition covariates do not cover raises its ``DataError`` in seconds
     rather than after the earlier fits (the preparation is repeated by ``fit``)."""
     from stressflow.data import prepare
+    from stressflow.inference.fitting.fit import prepare_options
     from stressflow.models.spec import ModelSpec
 
-    spec = ModelSpec() if spec is None else spec
-    kw = {}
-    if spec.time_varying:
-        kw["transition_covariates"] = spec.transition_covariates
-    if spec.observables:
-        kw["observables"] = spec.observables
+    options = prepare_options(ModelSpec() if spec is None else spec)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the fits report their own warnings
         for name, a, b in jobs:
-            prepare(name.split()[0], start=a, end=b, **kw)
+            prepare(name.split()[0], start=a, end=b, **options)
 
 
 def run_evaluation(*, spec=None, cut="2006-12-31", start="1985-01-01", end="2018-12-31",

@@ -63,7 +63,20 @@ from stressflow.models import dims
 from stressflow.models.pymc_model import build_model
 from stressflow.models.spec import ModelSpec
 
-__all__ = ["fit", "FitWarning", "SAMPLERS", "ADAPTATIONS", "clear_compile_cache"]
+__all__ = ["fit", "FitWarning", "SAMPLERS", "ADAPTATIONS", "clear_compile_cache",
+           "prepare_options"]
+
+
+def prepare_options(spec: ModelSpec) -> dict:
+    """The :func:`stressflow.data.prepare` options a fit of ``spec`` needs from raw data: its
+    observables beyond the built-in four and, with a time-varying P, its transition
+    covariates (options the caller passes to :func:`fit` take precedence)."""
+    options = {}
+    if spec.time_varying:
+        options["transition_covariates"] = spec.transition_covariates
+    if spec.observables:
+        options["observables"] = spec.observables
+    return options
 
 
 def fit(
@@ -168,10 +181,7 @@ def fit(
             raise ValueError("start/end and data options apply when preparing: pass raw data")
         prepared = data
     else:
-        if spec.time_varying:
-            prepare_kwargs.setdefault("transition_covariates", spec.transition_covariates)
-        if spec.observables:
-            prepare_kwargs.setdefault("observables", spec.observables)
+        prepare_kwargs = {**prepare_options(spec), **prepare_kwargs}
         prepared = prepare(data, start=start, end=end, **prepare_kwargs)
     features = prepared.features
     missing = [name for name in spec.observables if name not in features.columns]
