@@ -25,6 +25,7 @@ from pathlib import Path
 import pandas as pd
 from stressflow.data import prepare
 from stressflow.inference import check_fit, fit
+from stressflow.inference.fitting.fit import prepare_options
 from stressflow.models.spec import ModelSpec
 
 from bench.tvtp.compare import _lfo
@@ -69,10 +70,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     rows = []
     for name, spec in VARIANTS.items():
-        kw = {"observables": spec.observables}
-        if spec.time_varying:
-            kw["transition_covariates"] = spec.transition_covariates
-        prep_cut = prepare("sp500", start=args.start, end=args.cut, **kw)
+        prep_cut = prepare("sp500", start=args.start, end=args.cut, **prepare_options(spec))
         t0 = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
