@@ -45,7 +45,8 @@ def best_variants(results, n: int = 3) -> list[str]:
     return [r[0].name for r in ranked[:n]]
 
 
-def _table(header, rows) -> list[str]:
+def markdown_table(header, rows) -> list[str]:
+    """Markdown table lines: ``header`` names, then one line per row (numbers via ``_fmt``)."""
     out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     out += ["| " + " | ".join(_fmt(c) if not isinstance(c, str) else c for c in row) + " |"
             for row in rows]
@@ -92,7 +93,7 @@ def write_markdown(path: Path, results, targets, command: str) -> None:
                      if d.durations else f"stick={d.stickiness:g}") + (" +AR" if d.ar else ""))
         rows.append([variant.name, ", ".join(variant.columns), design]
                     + [summ[k] for k, _ in _SUMMARY_COLS])
-    lines += _table(header, rows)
+    lines += markdown_table(header, rows)
     lines += ["", "## Targets (issue) and distance of each variant", "",
               "Target values: " + "; ".join(f"{k} {'>=' if kind == 'min' else '<='} {t}"
                                             for k, kind, t in targets) + ".",
@@ -108,7 +109,7 @@ def write_markdown(path: Path, results, targets, command: str) -> None:
             gap = (t - v) if kind == "min" else (v - t)
             cells.append(0.0 if gap <= 0 else float(gap))
         rows.append(cells)
-    lines += _table(["variant"] + [k for k, _, _ in targets], rows)
+    lines += markdown_table(["variant"] + [k for k, _, _ in targets], rows)
     show = ["base"] + [n for n in best_variants(results, 4) if n != "base"]
     show = [n for n in show if n in by_name]
     lines += ["", "## Per-episode scores: baseline and the variants meeting most targets", "",
@@ -118,13 +119,13 @@ def write_markdown(path: Path, results, targets, command: str) -> None:
     rows = [[e, first.loc[e, "expected"], int(first.loc[e, "days"])]
             + [float(eps[n].loc[e, "p_compulsion"]) for n in show] for e in first.index]
     rows.append(["Volkswagen squeeze 2008 (vw)", "F+", 4] + [by_name[n][1]["vw"] for n in show])
-    lines += _table(["episode", "label", "days"] + show, rows)
+    lines += markdown_table(["episode", "label", "days"] + show, rows)
     lines += ["", "Out of time, **p_filtered** (mean filtered Pr(FF) over the episode):", ""]
     oot = {n: by_name[n][3].set_index("episode") for n in show}
     first = oot[show[0]]
     rows = [[e, first.loc[e, "expected"]] + [float(oot[n].loc[e, "p_filtered"]) for n in show]
             for e in first.index]
-    lines += _table(["episode", "label"] + show, rows)
+    lines += markdown_table(["episode", "label"] + show, rows)
     lines += ["", "## Stage means (in-sample fit) of every observable, P[k,k] and AR terms", "",
               "Standardised units (mean 0, sd 1 over 1985-2018); AR terms on returns scaled by "
               "their sd. All variants' stage means are in the CSV (scope `stage_mean:*`).", ""]
@@ -140,7 +141,7 @@ def write_markdown(path: Path, results, targets, command: str) -> None:
             frame["ar_sd"] = fit.s
             cols += ["ar_b0", "ar_b1", "ar_b2", "ar_sd"]
         lines += [f"`{n}`:", ""]
-        lines += _table(["stage"] + cols,
+        lines += markdown_table(["stage"] + cols,
                         [[s] + [float(frame.loc[s, c]) for c in cols] for s in names])
         lines.append("")
     Path(path).write_text("\n".join(lines) + "\n")

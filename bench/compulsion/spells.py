@@ -28,7 +28,7 @@ import pandas as pd
 from . import scores
 from .em import FF, NAMES
 from .features import raw_observables
-from .report import _table
+from .report import markdown_table
 from .variants import VARIANTS
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
@@ -38,7 +38,7 @@ BINS = (("1-2 days", 1, 2), ("<= 5 days", 1, 5), ("<= 10 days", 1, 10), (">= 21 
 def _md(frame: pd.DataFrame) -> str:
     values = frame.to_numpy()
     rows = [[str(i), *(float(x) for x in r)] for i, r in zip(frame.index, values, strict=True)]
-    return "\n".join(_table(["", *map(str, frame.columns)], rows))
+    return "\n".join(markdown_table(["", *map(str, frame.columns)], rows))
 
 
 def spell_lengths(paths: np.ndarray, stage: int) -> np.ndarray:

@@ -24,7 +24,7 @@ Usage::
 Each simulation also appends its reliability record (:func:`reliability_rows`: per stage,
 smoothed / filtered and probability bin, the days, the sum of the stage probabilities and the
 days truly in that stage) to ``<out>_reliability.csv``, for the reliability diagram of the
-stage probabilities (``plot_sbc.py --reliability``).
+stage probabilities (``bench/sbc/reliability.py``).
 
 Rows are appended after each fit, so a run stopped by a wall-clock cap (``timeout``) keeps the
 simulations that finished; ``--resume`` continues from the last seed in the file. Ranks are
@@ -203,12 +203,13 @@ def main(argv=None) -> int:
     out = Path(args.out)
     outs = {n: out if i == 0 else out.with_name(f"{out.stem}_L{n}{out.suffix}")
             for i, n in enumerate(args.ranked)}
+    reliability_out = out.with_name(f"{out.stem}_reliability{out.suffix}")
     first = args.seed
     if args.resume and out.exists():
         done = pd.read_csv(out)
         first = int(done["seed"].max()) + 1 if len(done) else args.seed
     else:
-        for path in (*outs.values(), out.with_name(f"{out.stem}_reliability{out.suffix}")):
+        for path in (*outs.values(), reliability_out):
             path.unlink(missing_ok=True)
     out.parent.mkdir(parents=True, exist_ok=True)
     for seed in range(first, first + args.n_sims):
@@ -234,8 +235,7 @@ def main(argv=None) -> int:
         st = result["stages"]
         probs = {kind: st[kind].transpose(dims.TIME, dims.STAGE).values
                  for kind in ("smoothed", "filtered")}
-        append_rows(out.with_name(f"{out.stem}_reliability{out.suffix}"),
-                    reliability_rows(seed, stages, probs, st[dims.STAGE].values))
+        append_rows(reliability_out, reliability_rows(seed, stages, probs, st[dims.STAGE].values))
         print(f"sim {seed}: {row['seconds']:.1f} s, max R-hat {row['max_rhat']:.3f}", flush=True)
     return 0
 
