@@ -303,6 +303,24 @@ def test_em_search_lists_the_distinct_optima_best_first(simulated_hmm):
     assert best - 1e-9 * abs(best) <= at_point <= best + 1e-6 * abs(best)
 
 
+def test_kmeans_starts_run_on_one_thread(simulated_hmm, monkeypatch):
+    """k-means runs under a one-thread limit: with the cores busy (another fit, Dask workers)
+    its OpenMP threads' spin-waiting made the 96 clusterings of a six-stage search take 138 s
+    instead of 4 s (measured beside a running SBC)."""
+    from threadpoolctl import threadpool_info
+
+    seen = []
+
+    class Recording(ini.KMeans):
+        def fit(self, *args, **kwargs):
+            seen.append({i["user_api"]: i["num_threads"] for i in threadpool_info()})
+            return super().fit(*args, **kwargs)
+
+    monkeypatch.setattr(ini, "KMeans", Recording)
+    ini._kmeans_params(simulated_hmm[0].features, BASE, seed=0, n_init=1)
+    assert seen and seen[0].get("openmp", 1) == 1 and seen[0].get("blas", 1) == 1
+
+
 def test_the_fit_stores_its_em_search_and_check_fit_reads_it(sp500_fit, tmp_path):
     """Real data: the S&P 500 2005-2012 fit stores the EM search it started from (kept by
     save/load); a competing configuration close to the start, or a start reached from one EM

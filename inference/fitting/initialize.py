@@ -28,6 +28,7 @@ from stressflow.models.evaluate import components, evaluate, model_data
 from stressflow.models.numerics import kernels
 from stressflow.models.spec import ModelSpec, allowed_transitions
 from stressflow.models.transitions import dirichlet_concentration
+from threadpoolctl import threadpool_limits
 
 __all__ = ["kmeans_start", "em_start", "em_search", "EMSearch", "INITS"]
 
@@ -97,7 +98,10 @@ def _kmeans_params(
         use = np.isfinite(z).all(axis=1)
     else:
         z, use = y, complete
-    km = KMeans(n_clusters=n_stages, n_init=n_init, random_state=seed).fit(z[use])
+    # one thread: on a few thousand rows OpenMP threads gain nothing, and when the cores are
+    # busy (a sampler, Dask workers) their spin-waiting made 96 clusterings take 127 s, not 3 s
+    with threadpool_limits(limits=1):
+        km = KMeans(n_clusters=n_stages, n_init=n_init, random_state=seed).fit(z[use])
     labels_used = km.labels_
     mu = np.empty((n_stages, len(names)))
     sigma = np.ones((n_stages, len(names)))
