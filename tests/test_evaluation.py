@@ -407,5 +407,11 @@ def test_run_evaluation_end_to_end():
     assert oot["p_filtered"].between(0, 1).all()
     text = result.to_markdown()
     assert "## In sample" in text and "## Out of time" in text and "auc:" in text
+    # k-means seeds x smoothing windows, then the four-stage optimum's splits along each of the
+    # six observables and along all of them
+    from stressflow.inference.fitting import initialize as ini
+
+    n_starts = ini.EM_STARTS * len(ini._EM_SMOOTH_WINDOWS) + 4 * (6 + 1)
     for name in ("sp500", "vw", "sp500 to the cut"):
-        assert result.settings[f"start, {name}"].startswith("EM best of 96 starts, reached")
+        assert result.settings[f"start, {name}"].startswith(
+            f"EM best of {n_starts} starts, reached")

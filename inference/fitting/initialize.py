@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pandas as pd
 from sklearn.cluster import KMeans
+from stressflow.models import dims
 from stressflow.models.emissions import identification_order
 from stressflow.models.evaluate import components, evaluate, model_data
 from stressflow.models.numerics import kernels
@@ -260,6 +261,7 @@ def em_search(
     n_starts: int = EM_STARTS,
     max_iter: int = 300,
     tol: float = 1e-8,
+    split_starts: bool = True,
 ) -> EMSearch:
     """Baum-Welch EM (MAP under the Dirichlet prior on P) from many k-means starts: the best
     optimum as the sampler's start, and every distinct optimum found.
@@ -269,7 +271,11 @@ def em_search(
     refined by EM on the Gaussian stage HMM (missing values skipped exactly as in the model);
     the refined solution with the highest ``log p(y_1..y_T | theta) + log p(P)`` is
     named by the labelling rule (:func:`stressflow.models.emissions.identification_order`,
-    also applied before every E step). With ``transitions="sequential"`` or ``"gated"`` the
+    also applied before every E step). With ``split_starts`` (default) and K > 2, the same
+    search is first run with K - 1 stages and its best optimum split into K stages in every
+    way :func:`_splits` lists, each split refined by EM as well: on the S&P 500 1985-2018 a
+    split reaches a six-stage optimum far above every one the 96 k-means starts reach (README,
+    the model). With ``transitions="sequential"`` or ``"gated"`` the
     forbidden entries of P stay exactly zero through EM. NUTS stays in the mode it starts in,
     so :attr:`EMSearch.optima` (a second configuration close to the best, or a best optimum
     reached from one start only) is what :func:`stressflow.inference.check_fit` reads to say
@@ -286,25 +292,65 @@ def em_search(
     em_spec = replace(spec, emission="gaussian", transition_model="constant",
                       transition_covariates=())
     data = model_data(em_spec, features)
+    starts = [_kmeans_params(features, spec, seed + i, n_init=3, smooth_window=window)
+              for i in range(n_starts) for window in _EM_SMOOTH_WINDOWS]
+    if split_starts and spec.n_stages > dims.MIN_STAGES:
+        fewer = em_search(features, _fewer_stages(em_spec), seed, n_starts=n_starts,
+                          max_iter=max_iter, tol=tol, split_starts=False)
+        starts += _splits(fewer.point)
     best = None
     found = []
-    for i in range(n_starts):
-        for window in _EM_SMOOTH_WINDOWS:
-            mu, sigma, trans = _kmeans_params(
-                features, spec, seed + i, n_init=3, smooth_window=window
-            )
-            mu, sigma, trans, score, shares = _em(data, y0, mask, mu, sigma, trans, em_spec,
-                                                  names, max_iter, tol)
-            if np.isfinite(score):
-                found.append((score, shares))
-            if best is None or score > best[3]:
-                best = (mu, sigma, trans, score)
+    for mu, sigma, trans in starts:
+        mu, sigma, trans, score, shares = _em(data, y0, mask, mu, sigma, trans, em_spec,
+                                              names, max_iter, tol)
+        if np.isfinite(score):
+            found.append((score, shares))
+        if best is None or score > best[3]:
+            best = (mu, sigma, trans, score)
     allowed = allowed_transitions(spec.transitions, spec.n_stages)
     mu, sigma, trans = _relabel(*best[:3], spec, names, allowed)
     return EMSearch(start=_as_start(mu, sigma, trans, features, spec),
                     optima=_distinct(found, spec.stage_names),
-                    n_starts=n_starts * len(_EM_SMOOTH_WINDOWS),
+                    n_starts=len(starts),
                     point={"mu": mu, "sigma": sigma, "P": trans})
+
+
+def _fewer_stages(spec: ModelSpec) -> ModelSpec:
+    """The same Gaussian constant-P model with one stage fewer (framework durations for its
+    stage names where ``spec`` has a duration prior, none where it has not)."""
+    return replace(spec, n_stages=spec.n_stages - 1, discretionary_stage=None,
+                   stage_durations=None if spec.stage_durations is None else "framework")
+
+
+#: Distance, in the stage's own standard deviations, by which a split moves the two halves'
+#: means apart from the parent's (each half by half of it).
+_SPLIT_DISTANCE = 1.0
+
+
+def _splits(point: dict) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Starts for K stages from the (K-1)-stage optimum ``point``: each stage k split in two
+    (Ueda, Nakano, Ghahramani & Hinton 2000, split-and-merge EM), once along each observable and
+    once along all of them, the halves' means ``mu_k -/+ (_SPLIT_DISTANCE / 2) sigma_k`` on the
+    split direction, both with the parent's scales, its row of P and half of every move into it.
+    The new stage is appended last; :func:`_em` names the stages before its first E step.
+    Returns ``(mu[K, D], sigma[K, D], P[K, K])`` per start, ``(K - 1) x (D + 1)`` starts."""
+    mu0, sigma0, trans0 = point["mu"], point["sigma"], point["P"]
+    k_old, n_obs = mu0.shape
+    out = []
+    for k in range(k_old):
+        for direction in [*np.eye(n_obs), np.ones(n_obs)]:
+            step = 0.5 * _SPLIT_DISTANCE * direction * sigma0[k]
+            mu = np.vstack([mu0, mu0[k] + step])
+            mu[k] = mu0[k] - step
+            sigma = np.vstack([sigma0, sigma0[k]])
+            trans = np.zeros((k_old + 1, k_old + 1))
+            trans[:k_old, :k_old] = trans0
+            trans[:, k_old] = trans[:, k] = trans[:, k] / 2
+            trans[k_old] = trans[k]
+            # every move gets a little mass: _em's naming keeps only the allowed ones
+            trans = np.maximum(trans, 1e-6)
+            out.append((mu, sigma, trans / trans.sum(axis=1, keepdims=True)))
+    return out
 
 
 def em_start(features: pd.DataFrame, spec: ModelSpec, seed: int,
