@@ -134,8 +134,8 @@ def _sparse_text(sparse: dict[str, float]) -> str:
 
 
 def start_text(starts: int, hits: int, gap: float) -> str:
-    """The EM start record in words, e.g. "best of 96 starts, reached from 28; next stage
-    configuration 1589.3 log posterior units lower" (``summary`` and ``evaluate`` print it)."""
+    """The EM start record in words, e.g. "best of 124 starts, reached from 36; next stage
+    configuration 546.2 log posterior units lower" (``summary`` and ``evaluate`` print it)."""
     rest = (f"next stage configuration {gap:.1f} log posterior units lower" if np.isfinite(gap)
             else "no other stage configuration found")
     return f"best of {starts} starts, reached from {hits}; {rest}"
