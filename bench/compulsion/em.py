@@ -61,7 +61,9 @@ class Design:
     forced_flow the SHORTER-lived (smaller ``P[k, k]``) of the two highest stages;
     ``("k5", f_ff, f_level)`` (K >= 5) names forced_flow the stage with the highest mean of
     ``f_ff``, sorts the others by ``f_level`` and names them orderly, fragile,
-    margin_pressure and (the highest K - 4) discretionary, discretionary2.
+    margin_pressure and (the highest K - 4) discretionary, discretionary2;
+    ``("k6break", f_ff, f_level)`` (K = 6) also names stage 5 (the break) the stage with the
+    second-largest mean of ``f_ff``.
     ``nu``: fixed Student-t degrees of freedom of the observables' emission (None: Gaussian).
     ``ar_intercept=False`` fixes ``b0_k = 0`` (the harness zeroes the constant regressor), so
     no stage is defined by the SIGN of the return (compulsion, not direction).
@@ -123,19 +125,25 @@ def allowed(design: Design) -> np.ndarray:
     the discretionary stage (K = 5) may be entered from and left to any stage.
     ``gated``: as ``sequential``, but forced flow is entered from margin pressure only (no
     direct move from a discretionary stage): compulsion follows margin calls.
+    ``gated_break`` (K >= 6): as ``gated``, and stage 5 (a sudden discretionary break) is
+    entered from orderly and fragile only.
     """
     k = design.n_stages
     if design.transitions == "full":
         return np.ones((k, k), dtype=bool)
-    if design.transitions not in ("sequential", "gated"):
+    if design.transitions not in ("sequential", "gated", "gated_break"):
         raise ValueError("transitions must be 'full', 'sequential' or 'gated', got "
                          f"{design.transitions!r}")
     mask = np.ones((k, k), dtype=bool)
     idx = np.arange(4)
     mask[:4, :4] = np.abs(idx[:, None] - idx[None, :]) <= 1
     mask[:4, 0] = True
-    if design.transitions == "gated":
+    if design.transitions in ("gated", "gated_break"):
         mask[4:, FF] = False
+    if design.transitions == "gated_break":
+        # stage 5, a sudden discretionary break, starts from calm (orderly, fragile) only
+        mask[:, 5] = False
+        mask[[0, 1, 5], 5] = True
     return mask
 
 
@@ -237,6 +245,12 @@ def order_stages(design: Design, mu, trans, columns) -> np.ndarray:
         rest = [i for i in range(mu.shape[0]) if i != ff]
         rest = sorted(rest, key=lambda i: mu[i, columns.index(design.order[2])])
         return np.array(rest[:3] + [ff] + rest[3:])
+    if kind == "k6break":  # forced flow and the break: the two largest means of order[1]
+        by_break = np.argsort(-mu[:, columns.index(design.order[1])], kind="stable")
+        ff, brk = int(by_break[0]), int(by_break[1])
+        rest = sorted((i for i in range(mu.shape[0]) if i not in (ff, brk)),
+                      key=lambda i: mu[i, columns.index(design.order[2])])
+        return np.array(rest[:3] + [ff] + rest[3:] + [brk])
     raise ValueError(f"unknown ordering rule {design.order!r}")
 
 

@@ -417,3 +417,19 @@ VARIANTS = VARIANTS + tuple(
     for tag, cols in (("sv", ("spread", "volatility")), ("s", ("spread",)),
                       ("v", ("volatility",)))
 )
+
+# Round 10 (2026-12-07, third session): a sixth stage identified by mechanism, not by volatility
+# rank: a sudden discretionary break, entered from calm only (orderly, fragile), the stage with
+# the second-largest vol_surprise mean after forced flow, prior duration 7 days like forced
+# flow. The other stages as in the default.
+K6B = ("k6break", "vol_surprise", "volatility")
+VARIANTS = VARIANTS + (
+    Variant("k6_break_gated", MIXED + ("bond_vol_surprise",),
+            _d(**{**_K5N, "n_stages": 6, "transitions": "gated_break", "order": K6B,
+                  "durations": DUR5 + (7.0,)}),
+            "k5_bond_gated + a break-from-calm stage (entered from orderly/fragile only)"),
+    Variant("k6_break_gated_d20", MIXED + ("bond_vol_surprise",),
+            _d(**{**_K5N, "n_stages": 6, "transitions": "gated_break", "order": K6B,
+                  "durations": DUR5 + (20.0,)}),
+            "k6_break_gated with a 20-day prior duration of the break"),
+)
