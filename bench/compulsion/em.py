@@ -62,6 +62,7 @@ class Design:
     ``("k5", f_ff, f_level)`` (K >= 5) names forced_flow the stage with the highest mean of
     ``f_ff``, sorts the others by ``f_level`` and names them orderly, fragile,
     margin_pressure and (the highest K - 4) discretionary, discretionary2;
+    ``("k5sum", (f1, f2), f_level)``: as ``k5`` with forced flow the largest ``f1 + f2`` mean;
     ``("k6break", f_ff, f_level)`` (K = 6) also names stage 5 (the break) the stage with the
     second-largest mean of ``f_ff``.
     ``nu``: fixed Student-t degrees of freedom of the observables' emission (None: Gaussian).
@@ -240,8 +241,10 @@ def order_stages(design: Design, mu, trans, columns) -> np.ndarray:
             if trans[a, a] < trans[b, b]:
                 perm[-2], perm[-1] = b, a
         return perm
-    if kind == "k5":
-        ff = int(np.argmax(mu[:, columns.index(design.order[1])]))
+    if kind in ("k5", "k5sum"):  # k5sum: order[1] is a tuple of columns, their means summed
+        keys = design.order[1] if kind == "k5sum" else (design.order[1],)
+        keys = [c for c in keys if c in columns] or ["vol_surprise"]  # VW: no bond series
+        ff = int(np.argmax(sum(mu[:, columns.index(c)] for c in keys)))
         rest = [i for i in range(mu.shape[0]) if i != ff]
         rest = sorted(rest, key=lambda i: mu[i, columns.index(design.order[2])])
         return np.array(rest[:3] + [ff] + rest[3:])

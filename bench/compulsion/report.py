@@ -88,7 +88,7 @@ def write_markdown(path: Path, results, targets, command: str) -> None:
     rows = []
     for variant, summ, *_ in results:
         d = variant.design
-        design = (f"K={d.n_stages} {d.transitions} order={'/'.join(d.order)} "
+        design = (f"K={d.n_stages} {d.transitions} order={'/'.join(map(str, d.order))} "
                   + (f"dur={'/'.join(f'{x:g}' for x in d.durations)} n={d.strength:g}"
                      if d.durations else f"stick={d.stickiness:g}") + (" +AR" if d.ar else ""))
         rows.append([variant.name, ", ".join(variant.columns), design]

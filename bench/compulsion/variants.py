@@ -433,3 +433,16 @@ VARIANTS = VARIANTS + (
                   "durations": DUR5 + (20.0,)}),
             "k6_break_gated with a 20-day prior duration of the break"),
 )
+
+# Round 10c: forced flow identified where both the equity and the collateral market break
+# (stress migrates to what is liquid or collateral): the largest bond_vol_surprise mean, or the
+# largest sum of the vol_surprise and bond_vol_surprise means; otherwise the default.
+VARIANTS = VARIANTS + (
+    Variant("k5_bond_gated_ffbond", MIXED + ("bond_vol_surprise",),
+            _d(**{**_GATED, "order": ("k5", "bond_vol_surprise", "volatility")}),
+            "k5_bond_gated, forced flow = the largest bond_vol_surprise mean"),
+    Variant("k5_bond_gated_ffsum", MIXED + ("bond_vol_surprise",),
+            _d(**{**_GATED, "order": ("k5sum", ("vol_surprise", "bond_vol_surprise"),
+                                      "volatility")}),
+            "k5_bond_gated, forced flow = the largest vol_surprise + bond_vol_surprise mean"),
+)
