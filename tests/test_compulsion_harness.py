@@ -53,6 +53,13 @@ def test_naming_rules():
     perm5 = em.order_stages(em.Design(n_stages=6, order=("k5", "vol_surprise", "volatility")),
                             mu, None, columns)
     assert_array_equal(perm5, [1, 4, 3, 2, 0, 5])
+    # k5sum: forced flow = the largest sum of two means (here stage 0: 0.1 + 2.0 > 1.4 + 0.3)
+    bond = np.array([[2.0], [0.0], [0.3], [0.1], [0.0], [0.2]])
+    both = em.order_stages(
+        em.Design(n_stages=6, order=("k5sum", ("vol_surprise", "bond_vol_surprise"),
+                                     "volatility")),
+        np.hstack([mu, bond]), None, (*columns, "bond_vol_surprise"))
+    assert_array_equal(both, [1, 4, 3, 0, 5, 2])
 
 
 def test_harness_em_matches_the_library_em(simulated_hmm):
