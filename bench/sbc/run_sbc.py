@@ -194,9 +194,22 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="first simulation's seed")
     parser.add_argument("--out", default="bench/results/sbc_ranks.csv")
     parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--kmeans-starts-only", action="store_true",
+                        help="EM start from the k-means starts alone, without the splits of the "
+                             "(K-1)-stage optimum: the start every simulation of the default run "
+                             "(0-149) used, as it began before the splits existed; for resuming "
+                             "that run")
     args = parser.parse_args(argv)
 
     from stressflow.inference import fit
+
+    if args.kmeans_starts_only:
+        import functools
+
+        from stressflow.inference.fitting import initialize
+
+        # fit() imports em_search from the module when it runs, so it gets this one
+        initialize.em_search = functools.partial(initialize.em_search, split_starts=False)
 
     spec = MODELS[args.model]()
     names = model_features(spec)
