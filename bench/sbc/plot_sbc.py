@@ -12,7 +12,11 @@ Kolmogorov-Smirnov p-values of the scalars against the discrete uniform on 0..L 
 of that test, at this N, against a posterior whose sd is 10% too small or too large (ranks
 ``Phi(1.1 Z)`` or ``Phi(Z / 1.1)``, Monte Carlo).
 
-Usage: ``python bench/sbc/plot_sbc.py bench/results/sbc_ranks.csv [--png out.png]``.
+With ``--against`` another rank file of the same seeds (the same simulated worlds fitted another
+way, e.g. from another EM start), the summary adds the paired difference of the dispersions.
+
+Usage: ``python bench/sbc/plot_sbc.py bench/results/sbc_ranks.csv [--png out.png]
+[--against other_ranks.csv]``.
 """
 
 from __future__ import annotations
@@ -65,11 +69,29 @@ def group_dispersion(table: pd.DataFrame, columns: list[str], n_ranked: int):
     return mean, mean - half, mean + half
 
 
+def paired_dispersion(table: pd.DataFrame, other: pd.DataFrame, columns: list[str],
+                      n_ranked: int):
+    """On the seeds both rank tables hold (the same simulated worlds fitted two ways): the group
+    dispersion of each and the mean paired difference ``table - other`` with a 95% interval
+    (normal approximation over the simulations). Returns ``(n, mine, theirs, diff, lo, hi)``."""
+    both = table.merge(other, on="seed", suffixes=("", "_other"))
+    mine = (12.0 * (fractional(both[columns].to_numpy(dtype=float), n_ranked) - 0.5) ** 2)
+    theirs = (12.0 * (fractional(both[[f"{c}_other" for c in columns]].to_numpy(dtype=float),
+                                 n_ranked) - 0.5) ** 2)
+    diff = mine.mean(axis=1) - theirs.mean(axis=1)
+    half = 1.96 * float(diff.std(ddof=1)) / np.sqrt(len(diff))
+    d = float(diff.mean())
+    return len(both), float(mine.mean()), float(theirs.mean()), d, d - half, d + half
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("ranks")
     parser.add_argument("--png", default=None)
     parser.add_argument("--md", default=None, help="also write this markdown summary")
+    parser.add_argument("--against", default=None,
+                        help="another rank file of the same seeds and L (the same worlds fitted "
+                             "another way): add the paired difference of the dispersions")
     args = parser.parse_args(argv)
     table = pd.read_csv(args.ranks)
     n = len(table)
@@ -127,6 +149,21 @@ def main(argv=None) -> int:
         f"posterior sd were 10% too small, {dispersion(1 / 1.1):.3f} if 10% too large",
         f"figure: {png}",
     ])
+    if args.against:
+        other = pd.read_csv(args.against)
+        if int(other["ranked"].iloc[0]) != n_ranked:
+            raise SystemExit(f"{args.against} ranks L = {int(other['ranked'].iloc[0])} draws, "
+                             f"{args.ranks} L = {n_ranked}")
+        rows = []
+        for group in GROUPS:
+            columns = [c for c in table.columns if c.startswith(f"{group}[")]
+            m, mine, theirs, d, lo, hi = paired_dispersion(table, other, columns, n_ranked)
+            rows.append(f"| {group} | {m} | {mine:.3f} | {theirs:.3f} | {d:+.3f} [{lo:+.3f}, "
+                        f"{hi:+.3f}] |")
+        text += "\n".join([
+            "", "", f"paired with {args.against} on the seeds both hold:", "",
+            "| group | simulations | dispersion, this file | the other | difference [95%] |",
+            "|---|---|---|---|---|", *rows])
     print(text)
     if args.md:
         Path(args.md).write_text(text + "\n")
