@@ -18,7 +18,8 @@ written beside the cache.
 
 The key (:func:`disk_key`) is a SHA-256 of everything the compiled code depends on: the model
 options and feature names (which fix the graph; the data are shared variables of any length),
-the source of every module of ``stressflow.models`` and of this module, the versions of Python,
+the source of every module of ``stressflow.models``, of this module and of
+:mod:`~stressflow.inference.fitting.compile_template`, the versions of Python,
 NumPy, PyMC, PyTensor, numba, llvmlite and nutpie, the PyTensor settings that change the
 generated code, and whether the kernels call glibc's vector ``exp``
 (:func:`stressflow.models.numerics.vecmath.vector_flag`). Any change gives a new key, so stale
@@ -48,10 +49,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from stressflow.inference.fitting import compile_template
+from stressflow.inference.fitting.compile_template import callback_source, record_words
 
 __all__ = ["CompileResult", "cache_dir", "compile_model", "disk_key", "enabled"]
 
-#: Version of the generated callback source below; part of the key.
+#: Version of the generated callback source (compile_template); part of the key.
 _TEMPLATE_VERSION = 1
 _ENV = "STRESSFLOW_COMPILE_CACHE"
 #: The helper process's module (run by name: it imports this module, not the other way round).
@@ -99,6 +102,7 @@ def _sources_digest() -> str:
         digest.update(str(path.relative_to(root)).encode())
         digest.update(path.read_bytes())
     digest.update(Path(__file__).read_bytes())
+    digest.update(Path(compile_template.__file__).read_bytes())
     return digest.hexdigest()
 
 
@@ -127,7 +131,7 @@ def disk_key(model_key: str) -> str:
 
 
 # ------------------------------------------------------------------------------------------
-# The two C callbacks, generated as source with the layout as literals
+# The two C callbacks, generated as source (compile_template) with the layout as literals
 # ------------------------------------------------------------------------------------------
 
 def _void_pointer():
@@ -145,69 +149,6 @@ def _void_pointer():
     return as_void_pointer
 
 
-def _record_words(user_data: np.ndarray, keys: list[str]) -> tuple[int, list[tuple]]:
-    """``(n_words, [(data_word, shape_words), ...])``: the positions, in 64-bit words, of each
-    shared array's data pointer and shape entries inside nutpie's ``user_data`` record."""
-    rec = user_data.dtype
-    if rec.itemsize % 8:
-        raise TypeError("nutpie's user_data record is not a whole number of 64-bit words")
-    shared, base = rec.fields["shared"][:2]
-    data, data_off = shared.fields["data"][:2]
-    shape, shape_off = shared.fields["shape"][:2]
-    out = []
-    for key in keys:
-        d_dtype, d_off = data.fields[key][:2]
-        s_dtype, s_off = shape.fields[key][:2]
-        if d_dtype.itemsize != 8 or s_dtype.base.itemsize != 8:
-            raise TypeError("nutpie's user_data record does not hold 64-bit pointers and sizes")
-        first = (base + shape_off + s_off) // 8
-        ndim = int(np.prod(s_dtype.shape)) if s_dtype.shape else 1
-        out.append(((base + data_off + d_off) // 8, tuple(range(first, first + ndim))))
-    return rec.itemsize // 8, out
-
-
-def _callback_source(kind: str, n_dim: int, n_expanded: int, n_words: int,
-                     arrays: list[tuple]) -> str:
-    """Source of the logp (``kind="logp"``) or expand callback, nutpie's C signatures."""
-    lines = []
-    if kind == "logp":
-        lines.append("def stressflow_logp(dim, x_, out_, logp_, user_data_):")
-        lines.append(f"    if dim != {n_dim}:")
-    else:
-        lines.append("def stressflow_expand(dim, expanded, x_, out_, user_data_):")
-        lines.append(f"    if dim != {n_dim} or expanded != {n_expanded}:")
-    lines += ["        return -1", "    try:", f"        x = numba.carray(x_, ({n_dim},))",
-              f"        ud = numba.carray(user_data_, ({n_words},), np.uint64)"]
-    names = []
-    for i, (data_word, shape_words, dtype) in enumerate(arrays):
-        shape = ", ".join(f"np.intp(ud[{w}])" for w in shape_words) + ","
-        lines.append(f"        a{i} = numba.carray(as_void_pointer(ud[{data_word}]), ({shape}), "
-                     f"np.{dtype})")
-        names.append(f"a{i}")
-    call = ", ".join(["x", *names])
-    if kind == "logp":
-        lines += [
-            f"        out = numba.carray(out_, ({n_dim},))",
-            "        logp = numba.carray(logp_, ())",
-            f"        logp_val, grad = inner({call})",
-            "        logp[()] = logp_val",
-            "        out[...] = grad",
-            "        if not np.all(np.isfinite(out)):",
-            "            return 3",
-            "        if not np.isfinite(logp_val):",
-            "            return 4",
-        ]
-    else:
-        lines += [
-            f"        out = numba.carray(out_, ({n_expanded},))",
-            f"        (values,) = inner({call})",
-            "        out[...] = values",
-        ]
-    failed = "        return 1" if kind == "logp" else "        return -2"
-    lines += ["    except Exception:", failed, "    return 0"]
-    return "\n".join(lines) + "\n"
-
-
 class _NotCompiledHere:
     """Stands for the PyTensor function when the callbacks are expected from the cache: if numba
     had to compile instead, typing this object fails (never a silently different function)."""
@@ -221,7 +162,7 @@ def _callback(kind: str, inner, key: str, layout: dict):
 
     arrays = [(layout["words"][i][0], layout["words"][i][1], layout["dtypes"][i])
               for i in layout["reads"][kind]]
-    src = _callback_source(kind, layout["n_dim"], layout["n_expanded"], layout["n_words"],
+    src = callback_source(kind, layout["n_dim"], layout["n_expanded"], layout["n_words"],
                            arrays)
     name = f"stressflow_{kind}"
     func = compile_numba_function_src(
@@ -348,7 +289,7 @@ def compile_here(model, key: str):
     if any(var.type.ndim == 0 or var not in model.data_vars for var in shared_vars):
         raise TypeError("the model has a data container the cached callbacks cannot read")
     keys, data = _shared_data(shared_vars)
-    n_words, words = _record_words(make_user_data(keys, data), list(keys.values()))
+    n_words, words = record_words(make_user_data(keys, data), list(keys.values()))
     position = {var: i for i, var in enumerate(shared_vars)}
     layout = {
         "n_dim": int(n_dim), "n_expanded": int(n_expanded), "n_words": n_words,
