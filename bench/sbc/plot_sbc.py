@@ -59,11 +59,16 @@ def dispersion(scale: float, n: int = 2_000_000, seed: int = 1) -> float:
     return float(12.0 * np.mean((stats.norm.cdf(scale * z) - 0.5) ** 2))
 
 
+def per_simulation(table: pd.DataFrame, columns: list[str], n_ranked: int) -> np.ndarray:
+    """``12 (u - 1/2)^2`` of each simulation, averaged over the scalars ``columns``."""
+    u = fractional(table[columns].to_numpy(dtype=float), n_ranked)
+    return (12.0 * (u - 0.5) ** 2).mean(axis=1)
+
+
 def group_dispersion(table: pd.DataFrame, columns: list[str], n_ranked: int):
     """Per-simulation mean of ``12 (u - 1/2)^2`` over the group's scalars: its mean over the
     simulations (independent) and a 95% interval (normal approximation)."""
-    u = fractional(table[columns].to_numpy(dtype=float), n_ranked)
-    per_sim = (12.0 * (u - 0.5) ** 2).mean(axis=1)
+    per_sim = per_simulation(table, columns, n_ranked)
     mean = float(per_sim.mean())
     half = 1.96 * float(per_sim.std(ddof=1)) / np.sqrt(len(per_sim))
     return mean, mean - half, mean + half
@@ -75,10 +80,9 @@ def paired_dispersion(table: pd.DataFrame, other: pd.DataFrame, columns: list[st
     dispersion of each and the mean paired difference ``table - other`` with a 95% interval
     (normal approximation over the simulations). Returns ``(n, mine, theirs, diff, lo, hi)``."""
     both = table.merge(other, on="seed", suffixes=("", "_other"))
-    mine = (12.0 * (fractional(both[columns].to_numpy(dtype=float), n_ranked) - 0.5) ** 2)
-    theirs = (12.0 * (fractional(both[[f"{c}_other" for c in columns]].to_numpy(dtype=float),
-                                 n_ranked) - 0.5) ** 2)
-    diff = mine.mean(axis=1) - theirs.mean(axis=1)
+    mine = per_simulation(both, columns, n_ranked)
+    theirs = per_simulation(both, [f"{c}_other" for c in columns], n_ranked)
+    diff = mine - theirs
     half = 1.96 * float(diff.std(ddof=1)) / np.sqrt(len(diff))
     d = float(diff.mean())
     return len(both), float(mine.mean()), float(theirs.mean()), d, d - half, d + half
