@@ -1,12 +1,7 @@
 """The screened variants: observables x model design (not a full factorial). Rounds 1-5 are in
 :mod:`.variants_early`; this module adds rounds 6-10, and its ``VARIANTS`` is the whole list the
-harness reads.
-
-Duration prior (``DUR4`` / ``DUR5``), set from the framework's description of the stages and
-never from the labels: orderly and fragile last hundreds of days (250), margin pressure weeks
-(20), forced flow days to weeks (7), a discretionary high-volatility repricing weeks to months
-(40; K = 6 has two such stages); ``strength`` = 100 pseudo-transitions per row (the strong
-variant: 1000).
+harness reads. The duration priors ``DUR4`` / ``DUR5`` / ``DUR6`` are described in
+:mod:`.variants_early`, where they are defined.
 """
 
 from __future__ import annotations
