@@ -50,7 +50,6 @@ from pathlib import Path
 
 import numpy as np
 from stressflow.inference.fitting import compile_template
-from stressflow.inference.fitting.compile_template import callback_source, record_words
 
 __all__ = ["CompileResult", "cache_dir", "compile_model", "disk_key", "enabled"]
 
@@ -162,8 +161,8 @@ def _callback(kind: str, inner, key: str, layout: dict):
 
     arrays = [(layout["words"][i][0], layout["words"][i][1], layout["dtypes"][i])
               for i in layout["reads"][kind]]
-    src = callback_source(kind, layout["n_dim"], layout["n_expanded"], layout["n_words"],
-                           arrays)
+    src = compile_template.callback_source(kind, layout["n_dim"], layout["n_expanded"],
+                                           layout["n_words"], arrays)
     name = f"stressflow_{kind}"
     func = compile_numba_function_src(
         src, name,
@@ -289,7 +288,8 @@ def compile_here(model, key: str):
     if any(var.type.ndim == 0 or var not in model.data_vars for var in shared_vars):
         raise TypeError("the model has a data container the cached callbacks cannot read")
     keys, data = _shared_data(shared_vars)
-    n_words, words = record_words(make_user_data(keys, data), list(keys.values()))
+    n_words, words = compile_template.record_words(make_user_data(keys, data),
+                                                   list(keys.values()))
     position = {var: i for i, var in enumerate(shared_vars)}
     layout = {
         "n_dim": int(n_dim), "n_expanded": int(n_expanded), "n_words": n_words,
