@@ -34,13 +34,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.linalg import solve_triangular
 from scipy.special import gammaln
 from sklearn.cluster import KMeans
 from stressflow.models.emissions import emission_loglik, masked_observations
 from stressflow.models.numerics import kernels
 
-from . import scales
+from . import dwell, scales
 
 __all__ = ["Design", "Fit", "fit_em", "log_lik", "order_stages", "prior_concentration"]
 
@@ -85,6 +84,8 @@ class Design:
     ``ff_like_mp``: observables on which forced flow has margin pressure's emission (one mean
     and one sd shared by the two stages), so forced flow differs from margin pressure only by
     the other observables (the break, volume, the bond market), not by the LEVEL of stress.
+    ``ff_phases``: forced flow as that many phases in series (:mod:`.dwell`; a negative-
+    binomial stay); its duration prior ``d`` is then the whole stay, ``d / ff_phases`` a phase.
     """
 
     n_stages: int = 4
@@ -100,12 +101,15 @@ class Design:
     tied: tuple[str, ...] = ()
     pool: float | None = None
     ff_like_mp: tuple[str, ...] = ()
+    ff_phases: int = 1
 
 
 @dataclass
 class Fit:
     """EM point estimate. ``mu, sigma``: (K, D); ``beta``: (K, 3) or None; ``s``: (K,) or
-    None; ``P``: (K, K); ``log_post``: ``log p(y | theta) + log p(P)``; ``columns``: names."""
+    None; ``P``: (K, K); ``log_post``: ``log p(y | theta) + log p(P)`` (the Dirichlet densities
+    unnormalised, so compare it only between designs with the same prior on P); ``loglik``:
+    ``log p(y | theta)`` alone; ``columns``: names."""
 
     mu: np.ndarray
     sigma: np.ndarray
@@ -117,6 +121,7 @@ class Fit:
     n_iter: int
     nu: float | None = None
     cov: np.ndarray | None = None
+    loglik: float | None = None
 
 
 def allowed(design: Design) -> np.ndarray:
@@ -159,6 +164,7 @@ def prior_concentration(design: Design) -> np.ndarray:
             raise ValueError(f"durations needs {k} values, got {design.durations!r}")
         conc = np.ones((k, k))
         for i, d in enumerate(design.durations):
+            d = d / design.ff_phases if i == FF else d
             off = ok[i].sum() - 1
             conc[i] = 1.0 + design.strength / (d * off)
             conc[i, i] = 1.0 + design.strength * (1.0 - 1.0 / d)
@@ -186,32 +192,12 @@ def log_lik(fit: Fit, y: np.ndarray, ar: tuple | None = None) -> np.ndarray:
 
 def _obs_loglik(y0, mask, mu, sigma, nu):
     if sigma.ndim == 3:
-        return _mvn_loglik(y0, mask, mu, sigma)
+        return scales.mvn_loglik(y0, mask, mu, sigma)
     if nu is None:
         return emission_loglik(y0, mask, mu, sigma)
     return emission_loglik(y0, mask, mu, sigma, np.full(mu.shape[0], float(nu)),
                            gammaln=gammaln)
 
-
-def _mvn_loglik(y0, mask, mu, cov):
-    """Full-covariance Gaussian ``log N(y_t[obs] | mu_k[obs], cov_k[obs, obs])`` (T, K), the
-    missing entries of each row marginalised out (one Cholesky factor per missingness
-    pattern and stage)."""
-    t, k = y0.shape[0], mu.shape[0]
-    out = np.zeros((t, k))
-    patterns, which = np.unique(mask > 0, axis=0, return_inverse=True)
-    for p, pattern in enumerate(patterns):
-        rows = np.flatnonzero(which.ravel() == p)
-        idx = np.flatnonzero(pattern)
-        if idx.size == 0:
-            continue
-        for j in range(k):
-            chol = np.linalg.cholesky(cov[j][np.ix_(idx, idx)])
-            dev = y0[np.ix_(rows, idx)] - mu[j, idx]
-            z = solve_triangular(chol, dev.T, lower=True)
-            out[rows, j] = (-0.5 * idx.size * _LOG_2PI - np.log(np.diag(chol)).sum()
-                            - 0.5 * (z**2).sum(axis=0))
-    return out
 
 
 def _t_weights(y0, mask, mu, sigma, nu):
@@ -289,7 +275,7 @@ def _m_step(gamma, xi_sum, y0, mask, arr, design, conc, u, columns):
         dev = (wu * (y0[:, None, :] - mu[None]) ** 2).sum(axis=0)
         sigma = np.sqrt(np.maximum(dev / wsum, _MIN_SIGMA**2))
     if design.cov == "full":
-        sigma = _full_cov(gamma, y0, mask, mu)
+        sigma = scales.full_cov(gamma, y0, mask, mu, floor=_MIN_SIGMA)
     tied = list(columns) if design.cov == "tied" else list(design.tied)
     if tied:  # the pooled within-stage variance of each tied observable
         idx = [list(columns).index(c) for c in tied]
@@ -323,24 +309,13 @@ def _m_step(gamma, xi_sum, y0, mask, arr, design, conc, u, columns):
     return mu, sigma, beta, s, trans
 
 
-def _full_cov(gamma, y0, mask, mu):
-    """Weighted covariance (K, D, D) from the fully observed rows, plus ``0.05^2 I``."""
-    full = mask.min(axis=1) > 0
-    g, y = gamma[full], y0[full]
-    k, d = mu.shape
-    cov = np.empty((k, d, d))
-    for j in range(k):
-        dev = y - mu[j]
-        cov[j] = (dev.T * g[:, j]) @ dev / max(float(g[:, j].sum()), 1e-12)
-        cov[j] += _MIN_SIGMA**2 * np.eye(d)
-    return cov
-
 
 def _run(params, y, y0, mask, arr, design, columns, max_iter, tol):
     conc = prior_concentration(design)
     ok = allowed(design)
     log_init = np.full(design.n_stages, -np.log(design.n_stages))
-    prev = -np.inf
+    m = design.ff_phases
+    prev = prev_ll = -np.inf
     n_iter = 0
     for _ in range(max_iter):
         n_iter += 1
@@ -350,27 +325,30 @@ def _run(params, y, y0, mask, arr, design, columns, max_iter, tol):
         mu, sigma, beta, s, trans = params
         trans = np.where(ok, np.maximum(trans, 1e-12), 0.0)
         trans = trans / trans.sum(axis=1, keepdims=True)
-        with np.errstate(divide="ignore"):
-            log_trans = np.where(ok, np.log(trans), -np.inf)
         ll = _obs_loglik(y0, mask, mu, sigma, design.nu)
         if beta is not None:
             ll = ll + _ar_loglik(*arr, beta, s)
-        gamma, xi_sum, _, log_norm = kernels.smooth(log_init, log_trans, ll)
+        gamma, xi_sum, _, log_norm = kernels.smooth(*dwell.expand(log_init, trans, ll, m, FF))
+        gamma = dwell.collapse_probs(gamma, design.n_stages, FF)
+        xi_sum, n_adv = dwell.collapse_xi(xi_sum, design.n_stages, m, FF)
         use = ok & (conc != 1.0)
-        cur = float(log_norm.sum()) + float(np.sum((conc[use] - 1.0) * np.log(trans[use])))
+        loglik = float(log_norm.sum())
+        cur = loglik + float(np.sum((conc[use] - 1.0) * np.log(trans[use])))
         if design.pool is not None:
             cur += scales.pool_log_prior(sigma, design.pool)
         if not np.isfinite(cur):
             break
         u = _t_weights(y0, mask, mu, sigma, design.nu)
         params = _m_step(gamma, xi_sum, y0, mask, arr, design, conc, u, columns)
+        if m > 1:
+            params[4][FF] = dwell.ff_row(xi_sum, n_adv, conc, ok, FF)
         done = abs(cur - prev) < tol * max(1.0, abs(cur))
-        prev = cur
+        prev, prev_ll = cur, loglik
         if done:
             break
     perm = order_stages(design, params[0], params[4], columns)
     params = _permute(params, perm)
-    return params, prev, n_iter
+    return params, prev, n_iter, prev_ll
 
 
 def fit_em(y: np.ndarray, columns, design: Design, *, ar: tuple | None = None,
@@ -403,12 +381,12 @@ def fit_em(y: np.ndarray, columns, design: Design, *, ar: tuple | None = None,
     for seed in seeds:
         for window in windows:
             params = _start(y, y0, mask, arr, design, columns, seed, window)
-            params, score, n_iter = _run(params, y, y0, mask, arr, design, columns,
-                                         max_iter, tol)
+            params, score, n_iter, loglik = _run(params, y, y0, mask, arr, design, columns,
+                                                 max_iter, tol)
             if best is None or score > best[1]:
-                best = (params, score, n_iter)
-    (mu, sigma, beta, s, trans), score, n_iter = best
+                best = (params, score, n_iter, loglik)
+    (mu, sigma, beta, s, trans), score, n_iter, loglik = best
     cov = None
     if sigma.ndim == 3:
         cov, sigma = sigma, np.sqrt(np.diagonal(sigma, axis1=1, axis2=2))
-    return Fit(mu, sigma, beta, s, trans, score, columns, n_iter, design.nu, cov)
+    return Fit(mu, sigma, beta, s, trans, score, columns, n_iter, design.nu, cov, loglik)

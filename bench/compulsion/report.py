@@ -68,7 +68,8 @@ def write_markdown(path: Path, results, targets, command: str) -> None:
         "catalogue's F (4) vs D (7) S&P 500 episodes; min F / max D = the worst forced and "
         "discretionary episode; ff share = share of days with smoothed Pr(FF) > 0.5; ff mean, "
         "2017, 2005-06 = mean smoothed Pr(FF) over all days / 2017 / 2005-2006; ff dur = "
-        "1/(1 - P[FF,FF]) days; VW = p_compulsion of the VW squeeze from a VW 2005-2012 fit "
+        "the expected forced-flow stay, 1/(1 - P[FF,FF]) days (m/(1 - P[FF,FF]) with m "
+        "phases); VW = p_compulsion of the VW squeeze from a VW 2005-2012 fit "
         "(US-only macro columns dropped). Out of time (oot): standardised and fitted on "
         "1985-2006 only, filter run forward with fixed parameters; scores are **p_filtered** = "
         "mean over the episode's days of Pr(stage_t = FF | y_1..y_t); AUC/Brier over Quant "
@@ -76,7 +77,9 @@ def write_markdown(path: Path, results, targets, command: str) -> None:
         "day with filtered Pr(FF) > 0.5; lead = trading days from it to the STLFSI peak week "
         "(Fri 2008-10-17), positive = earlier; oot ff share = share of 2007-2018 days with "
         "filtered Pr(FF) > 0.5. met = targets met out of "
-        f"{len(targets)}.",
+        f"{len(targets)}. log post = EM log posterior (its Dirichlet terms unnormalised: "
+        "compare it only between variants with the same prior on P); log lik = "
+        "log p(y | theta) at the EM estimate (not in files written before round 11).",
         "",
         "Interpretation, ablations and the sensitivity to EM starts: `bench/compulsion/README.md`"
         " (section Findings, written from this run).",

@@ -7,8 +7,11 @@
 from __future__ import annotations
 
 import numpy as np
+from scipy.linalg import solve_triangular
 
-__all__ = ["share_mp_ff", "pooled_sigma", "pool_log_prior"]
+__all__ = ["share_mp_ff", "pooled_sigma", "pool_log_prior", "mvn_loglik", "full_cov"]
+
+LOG_2PI = float(np.log(2.0 * np.pi))
 
 
 def share_mp_ff(mu, sigma, wsum, idx, *, mp=2, ff=3, floor=0.05):
@@ -47,3 +50,37 @@ def pool_log_prior(sigma, pool) -> float:
     """``sum_kd log N(log sigma_kd | m_d, pool^2)`` up to a constant, ``m_d`` the stage mean."""
     ell = np.log(sigma)
     return float(-0.5 * np.sum((ell - ell.mean(axis=0)) ** 2) / pool**2)
+
+
+def mvn_loglik(y0, mask, mu, cov):
+    """Full-covariance Gaussian ``log N(y_t[obs] | mu_k[obs], cov_k[obs, obs])`` (T, K), the
+    missing entries of each row marginalised out (one Cholesky factor per missingness
+    pattern and stage)."""
+    t, k = y0.shape[0], mu.shape[0]
+    out = np.zeros((t, k))
+    patterns, which = np.unique(mask > 0, axis=0, return_inverse=True)
+    for p, pattern in enumerate(patterns):
+        rows = np.flatnonzero(which.ravel() == p)
+        idx = np.flatnonzero(pattern)
+        if idx.size == 0:
+            continue
+        for j in range(k):
+            chol = np.linalg.cholesky(cov[j][np.ix_(idx, idx)])
+            dev = y0[np.ix_(rows, idx)] - mu[j, idx]
+            z = solve_triangular(chol, dev.T, lower=True)
+            out[rows, j] = (-0.5 * idx.size * LOG_2PI - np.log(np.diag(chol)).sum()
+                            - 0.5 * (z**2).sum(axis=0))
+    return out
+
+
+def full_cov(gamma, y0, mask, mu, *, floor=0.05):
+    """Weighted covariance (K, D, D) from the fully observed rows, plus ``floor^2 I``."""
+    full = mask.min(axis=1) > 0
+    g, y = gamma[full], y0[full]
+    k, d = mu.shape
+    cov = np.empty((k, d, d))
+    for j in range(k):
+        dev = y - mu[j]
+        cov[j] = (dev.T * g[:, j]) @ dev / max(float(g[:, j].sum()), 1e-12)
+        cov[j] += floor**2 * np.eye(d)
+    return cov

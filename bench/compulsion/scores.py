@@ -16,7 +16,8 @@ observable present; ``FF`` = forced_flow):
   ``brier`` = mean over F and D episodes of ``(score - [label is F])^2``;
 - ``ff_share`` = share of days with ``Pr(stage_t = FF | y_1..y_T) > 0.5``; ``ff_mean`` its
   mean over all days; ``calm2017``/``calm0506`` its mean over calendar 2017 / 2005-2006;
-  ``ff_duration`` = ``1 / (1 - P[FF, FF])`` days.
+  ``ff_duration`` = the expected forced-flow stay, ``m / (1 - P[FF, FF])`` days with ``m``
+  phases (:mod:`.dwell`; ``m = 1``: the plain HMM).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import pandas as pd
 from stressflow.inference.apps.episodes import compulsion_scores
 from stressflow.models.numerics import kernels
 
+from . import dwell
 from .em import FF, Design, fit_em, log_lik
 from .features import US_ONLY, standardise
 
@@ -94,6 +96,13 @@ def auc_brier(scores: pd.Series, labels: pd.Series) -> tuple[float, float]:
     return auc, brier
 
 
+def _hmm(fit, design: Design, ll):
+    """``(log_init, log_trans, log_lik)`` of the fitted chain (phases expanded, :mod:`.dwell`);
+    uniform initial distribution over the stages."""
+    log_init = np.full(design.n_stages, -np.log(design.n_stages))
+    return dwell.expand(log_init, fit.P, ll, design.ff_phases, FF)
+
+
 def _episode_days(index: pd.DatetimeIndex, present: np.ndarray, start, end) -> np.ndarray:
     return np.flatnonzero((index >= start) & (index <= end) & present)
 
@@ -107,12 +116,11 @@ def smoothed_in_sample(raw: pd.DataFrame, columns, design: Design, n_paths: int 
     inside = (raw.index >= pd.Timestamp(IN_SAMPLE[0])) & (raw.index <= pd.Timestamp(IN_SAMPLE[1]))
     y = z.to_numpy()[inside]
     ar_in = None if ar is None else (ar[0][inside], ar[1][inside])
-    ll = log_lik(fit, y, ar_in)
-    log_init = np.full(design.n_stages, -np.log(design.n_stages))
-    with np.errstate(divide="ignore"):
-        log_trans = np.log(fit.P)
-    gamma, _, _, _ = kernels.smooth(log_init, log_trans, ll)
-    paths = kernels.sample_paths(log_init, log_trans, ll, n_paths, np.random.default_rng(rng_seed))
+    hmm = _hmm(fit, design, log_lik(fit, y, ar_in))
+    k = design.n_stages
+    gamma = dwell.collapse_probs(kernels.smooth(*hmm)[0], k, FF)
+    paths = dwell.collapse_paths(
+        kernels.sample_paths(*hmm, n_paths, np.random.default_rng(rng_seed)), k, FF)
     return fit, raw.index[inside], y, gamma, paths
 
 
@@ -121,7 +129,7 @@ def in_sample(raw: pd.DataFrame, columns, design: Design, market: str = "sp500",
     """Fit on 1985-2018 and score every catalogue episode of ``market``.
 
     Returns ``(summary, episodes, fit)``: ``summary`` holds auc, brier, ff_share, ff_mean,
-    calm2017, calm0506, ff_duration, log_post; ``episodes`` one row per episode with
+    calm2017, calm0506, ff_duration, log_post, loglik; ``episodes`` one row per episode with
     ``p_compulsion`` (Pr(#{t in D: stage_t = FF} >= 0.5 |D| | y_1..y_T)).
     """
     fit, idx, y, gamma, paths = smoothed_in_sample(raw, columns, design, N_PATHS, rng_seed)
@@ -144,8 +152,8 @@ def in_sample(raw: pd.DataFrame, columns, design: Design, market: str = "sp500",
         "ff_share": float((g > 0.5).mean()), "ff_mean": float(g.mean()),
         "calm2017": float(g.loc["2017"].mean()),
         "calm0506": float(g.loc["2005":"2006"].mean()),
-        "ff_duration": float(1.0 / max(1.0 - fit.P[FF, FF], 1e-12)),
-        "log_post": fit.log_post,
+        "ff_duration": dwell.expected_stay(fit.P, design.ff_phases, FF),
+        "log_post": fit.log_post, "loglik": fit.loglik,
     }
     return summary, eps, fit
 
@@ -164,11 +172,8 @@ def vw_score(raw_vw: pd.DataFrame, columns, design: Design) -> tuple[float, str]
     idx = raw_vw.index[inside]
     y = z.to_numpy()[inside]
     ar_in = None if ar is None else (ar[0][inside], ar[1][inside])
-    ll = log_lik(fit, y, ar_in)
-    log_init = np.full(d.n_stages, -np.log(d.n_stages))
-    with np.errstate(divide="ignore"):
-        log_trans = np.log(fit.P)
-    paths = kernels.sample_paths(log_init, log_trans, ll, N_PATHS, np.random.default_rng(0))
+    paths = dwell.collapse_paths(kernels.sample_paths(
+        *_hmm(fit, d, log_lik(fit, y, ar_in)), N_PATHS, np.random.default_rng(0)), d.n_stages, FF)
     ep = load_labels("vw").iloc[0]
     days = _episode_days(idx, np.isfinite(y).any(axis=1), ep["start"], ep["end"])
     sc = compulsion_scores(paths, np.zeros(N_PATHS, dtype=np.int64), days)
@@ -206,11 +211,8 @@ def out_of_time(raw: pd.DataFrame, columns, design: Design,
     idx = raw.index[inside]
     y = z.to_numpy()[inside]
     ar_in = None if ar is None else (ar[0][inside], ar[1][inside])
-    ll = log_lik(fit, y, ar_in)
-    log_init = np.full(design.n_stages, -np.log(design.n_stages))
-    with np.errstate(divide="ignore"):
-        log_trans = np.log(fit.P)
-    filt, _ = kernels.filter_probs(log_init, log_trans, ll)
+    filt, _ = kernels.filter_probs(*_hmm(fit, design, log_lik(fit, y, ar_in)))
+    filt = dwell.collapse_probs(filt, design.n_stages, FF)
     f = pd.Series(filt[:, FF], index=idx)
     present = np.isfinite(y).any(axis=1)
     rows = []

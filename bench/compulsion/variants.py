@@ -1,12 +1,13 @@
 """The screened variants: observables x model design (not a full factorial). Rounds 1-5 are in
-:mod:`.variants_early`; this module adds rounds 6-10, and its ``VARIANTS`` is the whole list the
+:mod:`.variants_early`; this module adds rounds 6-11, and its ``VARIANTS`` is the whole list the
 harness reads. The duration priors ``DUR4`` / ``DUR5`` / ``DUR6`` are described in
 :mod:`.variants_early`, where they are defined.
 """
 
 from __future__ import annotations
 
-from .variants_early import _K5N, DUR4, DUR5, DUR6, MIXED, VARIANTS, Variant, _d
+from .em import Design
+from .variants_early import DUR4, DUR5, DUR6, K5N, MIXED, VARIANTS, Variant
 
 __all__ = ["Variant", "VARIANTS", "DUR4", "DUR5"]
 
@@ -16,24 +17,24 @@ __all__ = ["Variant", "VARIANTS", "DUR4", "DUR5"]
 # year: realised (5-day rms change of the 10-year yield, 1962-2018, so 1987 and 1998 are
 # covered) and implied (MOVE, 2002-2018 only: the out-of-time fit sees it on 2002-2006 alone).
 VARIANTS = VARIANTS + (
-    Variant("k5_bond_noar_strong", MIXED + ("bond_vol_surprise",), _d(**_K5N),
+    Variant("k5_bond_noar_strong", MIXED + ("bond_vol_surprise",), Design(**K5N),
             "k5_price_noar_strong + bond_vol_surprise (10-year yield, 5-day rms vs its year)"),
-    Variant("k5_move_noar_strong", MIXED + ("move_surprise",), _d(**_K5N),
+    Variant("k5_move_noar_strong", MIXED + ("move_surprise",), Design(**K5N),
             "k5_price_noar_strong + move_surprise (log MOVE vs its trailing-year median)"),
     Variant("k5_bondmove_noar_strong", MIXED + ("bond_vol_surprise", "move_surprise"),
-            _d(**_K5N), "k5_price_noar_strong + bond_vol_surprise + move_surprise"),
+            Design(**K5N), "k5_price_noar_strong + bond_vol_surprise + move_surprise"),
 )
 VARIANTS = VARIANTS + (
-    Variant("k5_bond21_noar_strong", MIXED + ("bond_vol21_surprise",), _d(**_K5N),
+    Variant("k5_bond21_noar_strong", MIXED + ("bond_vol21_surprise",), Design(**K5N),
             "k5_price_noar_strong + bond_vol21_surprise (21-day rms instead of 5-day)"),
-    Variant("k5_bond2y_noar_strong", MIXED + ("bond2_vol_surprise",), _d(**_K5N),
+    Variant("k5_bond2y_noar_strong", MIXED + ("bond2_vol_surprise",), Design(**K5N),
             "k5_price_noar_strong + the same for the 2-year yield"),
-    Variant("k5_bond_sb_noar_strong", MIXED + ("bond_vol_surprise", "stock_bond"), _d(**_K5N),
+    Variant("k5_bond_sb_noar_strong", MIXED + ("bond_vol_surprise", "stock_bond"), Design(**K5N),
             "k5_bond_noar_strong + stock_bond"),
-    Variant("k5_bond_hy_noar_strong", MIXED + ("bond_vol_surprise", "hy_abs5"), _d(**_K5N),
+    Variant("k5_bond_hy_noar_strong", MIXED + ("bond_vol_surprise", "hy_abs5"), Design(**K5N),
             "k5_bond_noar_strong + |dHY| 5-day"),
     Variant("k5_bond_gated", MIXED + ("bond_vol_surprise",),
-            _d(**{**_K5N, "transitions": "gated"}),
+            Design(**{**K5N, "transitions": "gated"}),
             "k5_bond_noar_strong, forced flow entered from margin pressure only"),
 )
 
@@ -42,10 +43,10 @@ VARIANTS = VARIANTS + (
 # shows within the stage's expected stay (8-9 days). On top of the default (k5_bond_gated).
 VARIANTS = VARIANTS + (
     Variant("k5_bond_gated_rev5", MIXED + ("bond_vol_surprise", "reversal5"),
-            _d(**{**_K5N, "transitions": "gated"}),
+            Design(**{**K5N, "transitions": "gated"}),
             "k5_bond_gated + reversal5 (-(R5_t R5_{t-5}) / (5 sd63^2))"),
     Variant("k5_bond_gated_vrev5", MIXED + ("bond_vol_surprise", "vreversal5"),
-            _d(**{**_K5N, "transitions": "gated"}),
+            Design(**{**K5N, "transitions": "gated"}),
             "k5_bond_gated + vreversal5 (last week's move weighted by its abnormal volume)"),
 )
 
@@ -56,23 +57,24 @@ VARIANTS = VARIANTS + (
 # stage keep its own outliers. (2) The prior on P (1000 pseudo-transitions per row) puts forced
 # flow on 0.3% of days while the fit puts it on 8.0% (smoothed) and its P on 3.3% (stationary):
 # a prior-data conflict, so the screen measures how the scores move with the prior's strength.
-_GATED = {**_K5N, "transitions": "gated"}
+_GATED = {**K5N, "transitions": "gated"}
 VARIANTS = VARIANTS + (
-    Variant("k5_bond_gated_t5", MIXED + ("bond_vol_surprise",), _d(**{**_GATED, "nu": 5.0}),
+    Variant("k5_bond_gated_t5", MIXED + ("bond_vol_surprise",), Design(**{**_GATED, "nu": 5.0}),
             "k5_bond_gated with Student-t emissions (nu = 5 fixed)"),
-    Variant("k5_bond_gated_t10", MIXED + ("bond_vol_surprise",), _d(**{**_GATED, "nu": 10.0}),
+    Variant("k5_bond_gated_t10", MIXED + ("bond_vol_surprise",), Design(**{**_GATED, "nu": 10.0}),
             "k5_bond_gated with Student-t emissions (nu = 10 fixed)"),
     Variant("k5_bond_gated_s100", MIXED + ("bond_vol_surprise",),
-            _d(**{**_GATED, "strength": 100.0}), "k5_bond_gated, duration prior strength 100"),
+            Design(**{**_GATED, "strength": 100.0}), "k5_bond_gated, duration prior strength 100"),
     Variant("k5_bond_gated_s300", MIXED + ("bond_vol_surprise",),
-            _d(**{**_GATED, "strength": 300.0}), "k5_bond_gated, duration prior strength 300"),
+            Design(**{**_GATED, "strength": 300.0}), "k5_bond_gated, duration prior strength 300"),
     Variant("k5_bond_gated_s3000", MIXED + ("bond_vol_surprise",),
-            _d(**{**_GATED, "strength": 3000.0}), "k5_bond_gated, duration prior strength 3000"),
+            Design(**{**_GATED, "strength": 3000.0}),
+            "k5_bond_gated, duration prior strength 3000"),
     Variant("k5_bond_gated_tied", MIXED + ("bond_vol_surprise",),
-            _d(**{**_GATED, "cov": "tied"}),
+            Design(**{**_GATED, "cov": "tied"}),
             "k5_bond_gated with one sd per observable shared by the stages"),
     Variant("k5_bond_gated_tied_sv", MIXED + ("bond_vol_surprise",),
-            _d(**{**_GATED, "tied": ("spread", "volume")}),
+            Design(**{**_GATED, "tied": ("spread", "volume")}),
             "k5_bond_gated with the sd of spread and volume shared by the stages (forced flow "
             "is broad on those two)"),
 )
@@ -81,9 +83,9 @@ VARIANTS = VARIANTS + (
 _NO_SPREAD = ("volatility", "vol_surprise", "volume", "impact", "bond_vol_surprise")
 _NO_VOLUME = ("spread", "volatility", "vol_surprise", "impact", "bond_vol_surprise")
 VARIANTS = VARIANTS + (
-    Variant("k5_bond_gated_nospread", _NO_SPREAD, _d(**_GATED),
+    Variant("k5_bond_gated_nospread", _NO_SPREAD, Design(**_GATED),
             "k5_bond_gated without the spread estimate"),
-    Variant("k5_bond_gated_novolume", _NO_VOLUME, _d(**_GATED),
+    Variant("k5_bond_gated_novolume", _NO_VOLUME, Design(**_GATED),
             "k5_bond_gated without abnormal volume"),
 )
 
@@ -94,7 +96,7 @@ VARIANTS = VARIANTS + (
 # what the conflict costs, not as a candidate default.
 VARIANTS = VARIANTS + (
     Variant("k5_bond_gated_fitdur", MIXED + ("bond_vol_surprise",),
-            _d(**{**_GATED, "durations": (40.0, 22.0, 15.0, 9.0, 30.0)}),
+            Design(**{**_GATED, "durations": (40.0, 22.0, 15.0, 9.0, 30.0)}),
             "k5_bond_gated with the durations of its own S&P 500 fit as the prior's centre"),
 )
 
@@ -104,7 +106,7 @@ VARIANTS = VARIANTS + (
 # e^(2 sqrt(2) pool): 2.0x at 0.25, 4.1x at 0.5, 17x at 1.0), not from a score.
 VARIANTS = VARIANTS + tuple(
     Variant(f"k5_bond_gated_pool{tag}", MIXED + ("bond_vol_surprise",),
-            _d(**{**_GATED, "pool": pool}),
+            Design(**{**_GATED, "pool": pool}),
             f"k5_bond_gated with the log emission sds pooled across stages (prior sd {pool})")
     for tag, pool in (("025", 0.25), ("05", 0.5), ("1", 1.0))
 )
@@ -116,10 +118,10 @@ VARIANTS = VARIANTS + tuple(
 # (the higher-volatility one), prior duration 40 days like the first.
 VARIANTS = VARIANTS + (
     Variant("k6_bond_gated", MIXED + ("bond_vol_surprise",),
-            _d(**{**_GATED, "n_stages": 6, "durations": DUR6}),
+            Design(**{**_GATED, "n_stages": 6, "durations": DUR6}),
             "k5_bond_gated with a second discretionary stage (K = 6)"),
     Variant("k7_bond_gated", MIXED + ("bond_vol_surprise",),
-            _d(**{**_GATED, "n_stages": 7, "durations": DUR6 + (40.0,)}),
+            Design(**{**_GATED, "n_stages": 7, "durations": DUR6 + (40.0,)}),
             "k5_bond_gated with two more discretionary stages (K = 7): does the log posterior "
             "keep rising with K?"),
 )
@@ -130,7 +132,7 @@ VARIANTS = VARIANTS + (
 # stretch without a break then has no level-based reason to be forced flow.
 VARIANTS = VARIANTS + tuple(
     Variant(f"k5_bond_gated_mplevel_{tag}", MIXED + ("bond_vol_surprise",),
-            _d(**{**_GATED, "ff_like_mp": cols}),
+            Design(**{**_GATED, "ff_like_mp": cols}),
             f"k5_bond_gated, forced flow with margin pressure's emission on {', '.join(cols)}")
     for tag, cols in (("sv", ("spread", "volatility")), ("s", ("spread",)),
                       ("v", ("volatility",)))
@@ -143,11 +145,11 @@ VARIANTS = VARIANTS + tuple(
 K6B = ("k6break", "vol_surprise", "volatility")
 VARIANTS = VARIANTS + (
     Variant("k6_break_gated", MIXED + ("bond_vol_surprise",),
-            _d(**{**_K5N, "n_stages": 6, "transitions": "gated_break", "order": K6B,
+            Design(**{**K5N, "n_stages": 6, "transitions": "gated_break", "order": K6B,
                   "durations": DUR5 + (7.0,)}),
             "k5_bond_gated + a break-from-calm stage (entered from orderly/fragile only)"),
     Variant("k6_break_gated_d20", MIXED + ("bond_vol_surprise",),
-            _d(**{**_K5N, "n_stages": 6, "transitions": "gated_break", "order": K6B,
+            Design(**{**K5N, "n_stages": 6, "transitions": "gated_break", "order": K6B,
                   "durations": DUR5 + (20.0,)}),
             "k6_break_gated with a 20-day prior duration of the break"),
 )
@@ -157,10 +159,22 @@ VARIANTS = VARIANTS + (
 # largest sum of the vol_surprise and bond_vol_surprise means; otherwise the default.
 VARIANTS = VARIANTS + (
     Variant("k5_bond_gated_ffbond", MIXED + ("bond_vol_surprise",),
-            _d(**{**_GATED, "order": ("k5", "bond_vol_surprise", "volatility")}),
+            Design(**{**_GATED, "order": ("k5", "bond_vol_surprise", "volatility")}),
             "k5_bond_gated, forced flow = the largest bond_vol_surprise mean"),
     Variant("k5_bond_gated_ffsum", MIXED + ("bond_vol_surprise",),
-            _d(**{**_GATED, "order": ("k5sum", ("vol_surprise", "bond_vol_surprise"),
+            Design(**{**_GATED, "order": ("k5sum", ("vol_surprise", "bond_vol_surprise"),
                                       "volatility")}),
             "k5_bond_gated, forced flow = the largest vol_surprise + bond_vol_surprise mean"),
+)
+
+# Round 11 (2026-12-07, fourth session): forced flow is "late and usually short", but one HMM
+# state gives it a geometric stay, whose long tail holds most of its days (68% in runs of 21+
+# days). As m phases in series (.dwell) the stay is negative binomial with the same prior mean
+# (7 days): a lighter tail, and a one-day stay no longer the likeliest. m set from the shape it
+# gives (the sd of the stay falls as 1 / sqrt(m)), not from a score.
+VARIANTS = VARIANTS + tuple(
+    Variant(f"k5_bond_gated_nb{m}", MIXED + ("bond_vol_surprise",),
+            Design(**{**_GATED, "ff_phases": m}),
+            f"k5_bond_gated, forced flow as {m} phases in series (negative-binomial stay)")
+    for m in (2, 3, 4)
 )

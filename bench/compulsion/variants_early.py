@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from .em import Design
 
-__all__ = ["Variant", "VARIANTS", "DUR4", "DUR5"]
+__all__ = ["Variant", "VARIANTS", "DUR4", "DUR5", "DUR6", "MIXED", "K5N"]
 
 DUR4 = (250.0, 250.0, 20.0, 7.0)
 DUR5 = (250.0, 250.0, 20.0, 7.0, 40.0)
@@ -38,100 +38,96 @@ class Variant:
     note: str
 
 
-def _d(**kw) -> Design:
-    return Design(**kw)
-
-
 VARIANTS: tuple[Variant, ...] = (
-    Variant("base", BASE, _d(), "today's model: 4 observables, K=4, rank by volatility, "
+    Variant("base", BASE, Design(), "today's model: 4 observables, K=4, rank by volatility, "
             "stickiness 20"),
-    Variant("base_seq", BASE, _d(transitions="sequential"), "base + sequential ladder"),
-    Variant("base_dur", BASE, _d(durations=DUR4), "base + per-stage duration prior"),
-    Variant("base_dur_seq", BASE, _d(durations=DUR4, transitions="sequential"),
+    Variant("base_seq", BASE, Design(transitions="sequential"), "base + sequential ladder"),
+    Variant("base_dur", BASE, Design(durations=DUR4), "base + per-stage duration prior"),
+    Variant("base_dur_seq", BASE, Design(durations=DUR4, transitions="sequential"),
             "base + duration prior + sequential ladder"),
-    Variant("base_dur_strong", BASE, _d(durations=DUR4, strength=1000.0),
+    Variant("base_dur_strong", BASE, Design(durations=DUR4, strength=1000.0),
             "base + duration prior, strength 1000"),
-    Variant("base_shortest", BASE, _d(order=("shortest", "volatility")),
+    Variant("base_shortest", BASE, Design(order=("shortest", "volatility")),
             "base; forced flow = shorter-lived of the two most volatile stages"),
-    Variant("surprise", SURPRISE, _d(order=("rank", "vol_surprise")),
+    Variant("surprise", SURPRISE, Design(order=("rank", "vol_surprise")),
             "surprise observables, rank by vol_surprise"),
-    Variant("surprise_dur", SURPRISE, _d(order=("rank", "vol_surprise"), durations=DUR4),
+    Variant("surprise_dur", SURPRISE, Design(order=("rank", "vol_surprise"), durations=DUR4),
             "surprise observables + duration prior"),
     Variant("surprise63_dur", ("spread_surprise", "vol_surprise63", "volume", "impact_surprise"),
-            _d(order=("rank", "vol_surprise63"), durations=DUR4),
+            Design(order=("rank", "vol_surprise63"), durations=DUR4),
             "surprise vs 63-day median + duration prior"),
-    Variant("mixed_dur", MIXED, _d(order=("rank", "vol_surprise"), durations=DUR4),
+    Variant("mixed_dur", MIXED, Design(order=("rank", "vol_surprise"), durations=DUR4),
             "levels + vol_surprise, rank by vol_surprise, duration prior"),
-    Variant("ar_base", BASE, _d(ar=True), "base + AR return emission (CGW reversal)"),
-    Variant("ar_base_dur", BASE, _d(ar=True, durations=DUR4),
+    Variant("ar_base", BASE, Design(ar=True), "base + AR return emission (CGW reversal)"),
+    Variant("ar_base_dur", BASE, Design(ar=True, durations=DUR4),
             "base + AR return emission + duration prior"),
-    Variant("ar_surprise_dur", SURPRISE, _d(ar=True, order=("rank", "vol_surprise"),
+    Variant("ar_surprise_dur", SURPRISE, Design(ar=True, order=("rank", "vol_surprise"),
                                             durations=DUR4),
             "surprise observables + AR return emission + duration prior"),
-    Variant("reversal_dur", BASE + ("reversal",), _d(durations=DUR4),
+    Variant("reversal_dur", BASE + ("reversal",), Design(durations=DUR4),
             "base + reversal observable + duration prior"),
     Variant("credit_dur", BASE + ("ted", "ted_chg5", "hy_chg5", "baa_chg5"),
-            _d(durations=DUR4), "base + TED level/chg, HY and BAA 5-day chg + duration prior"),
-    Variant("hy_level_dur", BASE + ("hy",), _d(durations=DUR4),
+            Design(durations=DUR4), "base + TED level/chg, HY and BAA 5-day chg + duration prior"),
+    Variant("hy_level_dur", BASE + ("hy",), Design(durations=DUR4),
             "base + HY OAS level (missing before 1997) + duration prior"),
-    Variant("stockbond_dur", BASE + ("stock_bond",), _d(durations=DUR4),
+    Variant("stockbond_dur", BASE + ("stock_bond",), Design(durations=DUR4),
             "base + stock-bond co-movement + duration prior"),
-    Variant("whipsaw_dur", BASE + ("whipsaw",), _d(durations=DUR4),
+    Variant("whipsaw_dur", BASE + ("whipsaw",), Design(durations=DUR4),
             "base + whipsaw (range vs close move) + duration prior"),
-    Variant("k5_surprise", MIXED, _d(n_stages=5, order=("k5", "vol_surprise", "volatility"),
+    Variant("k5_surprise", MIXED, Design(n_stages=5, order=("k5", "vol_surprise", "volatility"),
                                      durations=DUR5),
             "K=5: FF = highest vol_surprise, others by volatility, top = discretionary"),
     Variant("k5_surprise_seq", MIXED,
-            _d(n_stages=5, order=("k5", "vol_surprise", "volatility"), durations=DUR5,
+            Design(n_stages=5, order=("k5", "vol_surprise", "volatility"), durations=DUR5,
                transitions="sequential"), "k5_surprise + sequential ladder on the 4 stages"),
-    Variant("k5_surprise_ar", MIXED, _d(n_stages=5, ar=True,
+    Variant("k5_surprise_ar", MIXED, Design(n_stages=5, ar=True,
                                         order=("k5", "vol_surprise", "volatility"),
                                         durations=DUR5), "k5_surprise + AR return emission"),
-    Variant("k5_volume", MIXED, _d(n_stages=5, order=("k5", "volume", "volatility"),
+    Variant("k5_volume", MIXED, Design(n_stages=5, order=("k5", "volume", "volatility"),
                                    durations=DUR5),
             "K=5: FF = highest abnormal volume, others by volatility"),
-    Variant("k5_all", ALL, _d(n_stages=5, ar=True, order=K5, durations=DUR5),
+    Variant("k5_all", ALL, Design(n_stages=5, ar=True, order=K5, durations=DUR5),
             "k5_surprise_ar + stock-bond + TED/HY changes"),
-    Variant("k5_all_seq", ALL, _d(n_stages=5, ar=True, order=K5, durations=DUR5,
+    Variant("k5_all_seq", ALL, Design(n_stages=5, ar=True, order=K5, durations=DUR5,
                                   transitions="sequential"), "k5_all + sequential ladder"),
-    Variant("k5_ar_seq", MIXED, _d(n_stages=5, ar=True, order=K5, durations=DUR5,
+    Variant("k5_ar_seq", MIXED, Design(n_stages=5, ar=True, order=K5, durations=DUR5,
                                    transitions="sequential"),
             "ablation: k5_all_seq without the macro observables"),
     Variant("k5_sb_seq", MIXED + ("stock_bond",),
-            _d(n_stages=5, order=K5, durations=DUR5, transitions="sequential"),
+            Design(n_stages=5, order=K5, durations=DUR5, transitions="sequential"),
             "ablation: K=5 sequential, levels + vol_surprise + stock-bond, no AR"),
     Variant("k5_credit_seq", MIXED + ("ted_chg5", "hy_chg5"),
-            _d(n_stages=5, order=K5, durations=DUR5, transitions="sequential"),
+            Design(n_stages=5, order=K5, durations=DUR5, transitions="sequential"),
             "ablation: K=5 sequential, levels + vol_surprise + TED/HY changes, no AR"),
-    Variant("k5_all_noar_seq", ALL, _d(n_stages=5, order=K5, durations=DUR5,
+    Variant("k5_all_noar_seq", ALL, Design(n_stages=5, order=K5, durations=DUR5,
                                        transitions="sequential"),
             "ablation: k5_all_seq without the AR return emission"),
-    Variant("k5_all_seq_nodur", ALL, _d(n_stages=5, ar=True, order=K5,
+    Variant("k5_all_seq_nodur", ALL, Design(n_stages=5, ar=True, order=K5,
                                         transitions="sequential"),
             "ablation: k5_all_seq with the uniform stickiness-20 prior, no duration prior"),
-    Variant("k5_all_seq_vol", ALL, _d(n_stages=5, ar=True, order=("k5", "volume", "volatility"),
+    Variant("k5_all_seq_vol", ALL, Design(n_stages=5, ar=True, order=("k5", "volume", "volatility"),
                                       durations=DUR5, transitions="sequential"),
             "k5_all_seq, forced flow = highest abnormal volume stage"),
-    Variant("k6_all_seq", ALL, _d(n_stages=6, ar=True, order=K5, durations=DUR6,
+    Variant("k6_all_seq", ALL, Design(n_stages=6, ar=True, order=K5, durations=DUR6,
                                   transitions="sequential"), "k6_all + sequential ladder"),
-    Variant("k5_all_seq_b0", ALL, _d(n_stages=5, ar=True, ar_intercept=False, order=K5,
+    Variant("k5_all_seq_b0", ALL, Design(n_stages=5, ar=True, ar_intercept=False, order=K5,
                                      durations=DUR5, transitions="sequential"),
             "k5_all_seq with b0 = 0 in the AR emission (no stage defined by direction)"),
-    Variant("k5_abs_seq_b0", ABS, _d(n_stages=5, ar=True, ar_intercept=False, order=K5,
+    Variant("k5_abs_seq_b0", ABS, Design(n_stages=5, ar=True, ar_intercept=False, order=K5,
                                      durations=DUR5, transitions="sequential"),
             "k5_all_seq_b0 with |TED|, |HY| 5-day changes (direction-free credit)"),
     Variant("k5_abs_seq_b0_strong", ABS,
-            _d(n_stages=5, ar=True, ar_intercept=False, order=K5, durations=DUR5,
+            Design(n_stages=5, ar=True, ar_intercept=False, order=K5, durations=DUR5,
                strength=1000.0, transitions="sequential"),
             "k5_abs_seq_b0 with the duration prior at strength 1000"),
-    Variant("base_t", BASE, _d(nu=5.0), "base with Student-t emissions (nu = 5 fixed)"),
-    Variant("k5_surprise_t", MIXED, _d(n_stages=5, order=K5, durations=DUR5, nu=5.0),
+    Variant("base_t", BASE, Design(nu=5.0), "base with Student-t emissions (nu = 5 fixed)"),
+    Variant("k5_surprise_t", MIXED, Design(n_stages=5, order=K5, durations=DUR5, nu=5.0),
             "k5_surprise with Student-t emissions (nu = 5 fixed)"),
-    Variant("k5_all_t", ALL, _d(n_stages=5, ar=True, order=K5, durations=DUR5, nu=5.0),
+    Variant("k5_all_t", ALL, Design(n_stages=5, ar=True, order=K5, durations=DUR5, nu=5.0),
             "k5_all with Student-t emissions (nu = 5 fixed)"),
-    Variant("k6_all", ALL, _d(n_stages=6, ar=True, order=K5, durations=DUR6),
+    Variant("k6_all", ALL, Design(n_stages=6, ar=True, order=K5, durations=DUR6),
             "k5_all with two discretionary stages (K = 6)"),
-    Variant("k6_all_t", ALL, _d(n_stages=6, ar=True, order=K5, durations=DUR6, nu=5.0),
+    Variant("k6_all_t", ALL, Design(n_stages=6, ar=True, order=K5, durations=DUR6, nu=5.0),
             "k6_all with Student-t emissions (nu = 5 fixed)"),
 )
 
@@ -140,21 +136,21 @@ VARIANTS: tuple[Variant, ...] = (
 # observable under three strengths of the duration prior and the sequential ladder.
 K4 = ("k5", "vol_surprise", "volatility")
 VARIANTS = VARIANTS + (
-    Variant("k4_mixed_dur", MIXED, _d(order=K4, durations=DUR4),
+    Variant("k4_mixed_dur", MIXED, Design(order=K4, durations=DUR4),
             "K=4: forced flow = highest vol_surprise stage, others by volatility"),
-    Variant("k4_mixed_dur_seq", MIXED, _d(order=K4, durations=DUR4, transitions="sequential"),
+    Variant("k4_mixed_dur_seq", MIXED, Design(order=K4, durations=DUR4, transitions="sequential"),
             "k4_mixed_dur + sequential ladder"),
-    Variant("k4_all_seq", ALL, _d(order=K4, durations=DUR4, transitions="sequential", ar=True),
+    Variant("k4_all_seq", ALL, Design(order=K4, durations=DUR4, transitions="sequential", ar=True),
             "K=4 mixed ordering, all observables + AR, sequential"),
     Variant("k4_rev_seq", MIXED + ("reversal",),
-            _d(order=K4, durations=DUR4, transitions="sequential"),
+            Design(order=K4, durations=DUR4, transitions="sequential"),
             "K=4 mixed ordering + reversal, sequential"),
-    Variant("reversal_dur_s300", BASE + ("reversal",), _d(durations=DUR4, strength=300.0),
+    Variant("reversal_dur_s300", BASE + ("reversal",), Design(durations=DUR4, strength=300.0),
             "base + reversal + duration prior strength 300"),
-    Variant("reversal_dur_strong", BASE + ("reversal",), _d(durations=DUR4, strength=1000.0),
+    Variant("reversal_dur_strong", BASE + ("reversal",), Design(durations=DUR4, strength=1000.0),
             "base + reversal + duration prior strength 1000 (the library's default)"),
     Variant("reversal_dur_seq", BASE + ("reversal",),
-            _d(durations=DUR4, transitions="sequential"),
+            Design(durations=DUR4, transitions="sequential"),
             "base + reversal + duration prior + sequential"),
 )
 
@@ -164,30 +160,31 @@ VARIANTS = VARIANTS + (
 _K5S = dict(n_stages=5, ar=True, ar_intercept=False, order=K5, durations=DUR5, strength=1000.0,
             transitions="sequential")
 VARIANTS = VARIANTS + (
-    Variant("k5_sbaa_strong", MIXED + ("stock_bond", "baa_abs5"), _d(**_K5S),
+    Variant("k5_sbaa_strong", MIXED + ("stock_bond", "baa_abs5"), Design(**_K5S),
             "k5_abs_seq_b0_strong with |BAA-10y| 5-day change instead of TED and HY"),
-    Variant("k5_sb_strong", MIXED + ("stock_bond",), _d(**_K5S),
+    Variant("k5_sb_strong", MIXED + ("stock_bond",), Design(**_K5S),
             "k5_abs_seq_b0_strong without the credit/funding observables"),
-    Variant("k5_price_strong", MIXED, _d(**_K5S),
+    Variant("k5_price_strong", MIXED, Design(**_K5S),
             "k5_abs_seq_b0_strong from the price file alone (no Treasury, no credit)"),
-    Variant("k5_hysb_strong", MIXED + ("stock_bond", "hy_abs5"), _d(**_K5S),
+    Variant("k5_hysb_strong", MIXED + ("stock_bond", "hy_abs5"), Design(**_K5S),
             "k5_abs_seq_b0_strong without TED"),
-    Variant("k5_jump_sb_strong", MIXED + ("vol_jump21", "stock_bond"), _d(**_K5S),
+    Variant("k5_jump_sb_strong", MIXED + ("vol_jump21", "stock_bond"), Design(**_K5S),
             "k5_sb_strong + volatility against its previous 21-day median"),
-    Variant("k5_jump_price_strong", MIXED + ("vol_jump21",), _d(**_K5S),
+    Variant("k5_jump_price_strong", MIXED + ("vol_jump21",), Design(**_K5S),
             "k5_price_strong + volatility against its previous 21-day median"),
 )
 
 # Ablations of the K = 5 winner at strength 1000: is the AR return emission needed, or does a
 # per-stage Gaussian on the day's return (its mean and scale) carry the same information?
-_K5N = {**_K5S, "ar": False}
+# K5N (no AR term) is the base of every later round (variants.py).
+K5N = {**_K5S, "ar": False}
 VARIANTS = VARIANTS + (
-    Variant("k5_price_noar_strong", MIXED, _d(**_K5N), "k5_price_strong without the AR term"),
-    Variant("k5_sb_noar_strong", MIXED + ("stock_bond",), _d(**_K5N),
+    Variant("k5_price_noar_strong", MIXED, Design(**K5N), "k5_price_strong without the AR term"),
+    Variant("k5_sb_noar_strong", MIXED + ("stock_bond",), Design(**K5N),
             "k5_sb_strong without the AR term"),
-    Variant("k5_ret_strong", MIXED + ("ret",), _d(**_K5N),
+    Variant("k5_ret_strong", MIXED + ("ret",), Design(**K5N),
             "k5_price_noar_strong + the day's return as a per-stage Gaussian observable"),
-    Variant("k5_sb_ret_strong", MIXED + ("stock_bond", "ret"), _d(**_K5N),
+    Variant("k5_sb_ret_strong", MIXED + ("stock_bond", "ret"), Design(**K5N),
             "k5_sb_noar_strong + the day's return as a per-stage Gaussian observable"),
 )
 
@@ -195,17 +192,17 @@ VARIANTS = VARIANTS + (
 # carries compulsion rather than turbulence: the reversal signature as an observable, a break in
 # implied volatility, implied against realised volatility, and the speed of the move.
 VARIANTS = VARIANTS + (
-    Variant("k5_rev_noar_strong", MIXED + ("reversal",), _d(**_K5N),
+    Variant("k5_rev_noar_strong", MIXED + ("reversal",), Design(**K5N),
             "k5_price_noar_strong + reversal observable"),
-    Variant("k5_vix_noar_strong", MIXED + ("vix_surprise",), _d(**_K5N),
+    Variant("k5_vix_noar_strong", MIXED + ("vix_surprise",), Design(**K5N),
             "k5_price_noar_strong + log VIX against its trailing-year median"),
-    Variant("k5_vrp_noar_strong", MIXED + ("vrp",), _d(**_K5N),
+    Variant("k5_vrp_noar_strong", MIXED + ("vrp",), Design(**K5N),
             "k5_price_noar_strong + log VIX minus log realised 21-day volatility"),
-    Variant("k5_speed_noar_strong", MIXED + ("speed5",), _d(**_K5N),
+    Variant("k5_speed_noar_strong", MIXED + ("speed5",), Design(**K5N),
             "k5_price_noar_strong + |5-day return| / (sqrt 5 sd63)"),
-    Variant("k5_speed_rev_noar_strong", MIXED + ("speed5", "reversal"), _d(**_K5N),
+    Variant("k5_speed_rev_noar_strong", MIXED + ("speed5", "reversal"), Design(**K5N),
             "k5_price_noar_strong + speed5 + reversal"),
-    Variant("k5_vix_rev_noar_strong", MIXED + ("vix_surprise", "reversal"), _d(**_K5N),
+    Variant("k5_vix_rev_noar_strong", MIXED + ("vix_surprise", "reversal"), Design(**K5N),
             "k5_price_noar_strong + vix_surprise + reversal"),
 )
 
@@ -213,7 +210,7 @@ VARIANTS = VARIANTS + (
 # leverage to liquidation in one step"): the discretionary stage no longer moves straight into
 # forced flow.
 VARIANTS = VARIANTS + (
-    Variant("k5_price_noar_gated", MIXED, _d(**{**_K5N, "transitions": "gated"}),
+    Variant("k5_price_noar_gated", MIXED, Design(**{**K5N, "transitions": "gated"}),
             "k5_price_noar_strong, forced flow entered from margin pressure only"),
 )
 
@@ -223,10 +220,10 @@ _FLOOR = ("spread", "volatility", "vol_surprise_floor", "volume", "impact")
 _LONG = ("spread", "volatility", "vol_surprise1260", "volume", "impact")
 VARIANTS = VARIANTS + (
     Variant("k5_floor_noar_strong", _FLOOR,
-            _d(**{**_K5N, "order": ("k5", "vol_surprise_floor", "volatility")}),
+            Design(**{**K5N, "order": ("k5", "vol_surprise_floor", "volatility")}),
             "k5_price_noar_strong with vol_surprise against max(median 252, median 1260)"),
     Variant("k5_long_noar_strong", _LONG,
-            _d(**{**_K5N, "order": ("k5", "vol_surprise1260", "volatility")}),
+            Design(**{**K5N, "order": ("k5", "vol_surprise1260", "volatility")}),
             "k5_price_noar_strong with vol_surprise against the trailing 5-year median"),
 )
 
@@ -235,13 +232,13 @@ VARIANTS = VARIANTS + (
 # traded and volatility high against its own baseline TOGETHER; a discretionary repricing can be
 # as volatile with liquidity that keeps pace. A diagonal Gaussian sees only the levels; the
 # full covariance sees how the observables move together within a stage.
-_K5F = {**_K5N, "cov": "full"}
+_K5F = {**K5N, "cov": "full"}
 VARIANTS = VARIANTS + (
-    Variant("k5_price_noar_full", MIXED, _d(**_K5F),
+    Variant("k5_price_noar_full", MIXED, Design(**_K5F),
             "k5_price_noar_strong with a full covariance per stage"),
-    Variant("k5_sb_noar_full", MIXED + ("stock_bond",), _d(**_K5F),
+    Variant("k5_sb_noar_full", MIXED + ("stock_bond",), Design(**_K5F),
             "k5_sb_noar_strong with a full covariance per stage"),
-    Variant("base_full", BASE, _d(cov="full"),
+    Variant("base_full", BASE, Design(cov="full"),
             "base (K = 4, today's model before the compulsion work) with a full covariance"),
 )
 
@@ -251,13 +248,13 @@ VARIANTS = VARIANTS + (
 # is credit, the 5-day change of credit spreads. Each credit input alone and together, without
 # the AR term (BAA-10y ends 2017-11, TED 2017-10; HY OAS runs to 2018 but starts 1997).
 VARIANTS = VARIANTS + (
-    Variant("k5_hy_noar_strong", MIXED + ("hy_abs5",), _d(**_K5N),
+    Variant("k5_hy_noar_strong", MIXED + ("hy_abs5",), Design(**K5N),
             "k5_price_noar_strong + |5-day change of log HY OAS|"),
-    Variant("k5_baa_noar_strong", MIXED + ("baa_abs5",), _d(**_K5N),
+    Variant("k5_baa_noar_strong", MIXED + ("baa_abs5",), Design(**K5N),
             "k5_price_noar_strong + |5-day change of log BAA-10y|"),
-    Variant("k5_hybaa_noar_strong", MIXED + ("hy_abs5", "baa_abs5"), _d(**_K5N),
+    Variant("k5_hybaa_noar_strong", MIXED + ("hy_abs5", "baa_abs5"), Design(**K5N),
             "k5_price_noar_strong + |dHY| + |dBAA|"),
-    Variant("k5_credit_noar_strong", MIXED + ("hy_abs5", "baa_abs5", "ted_abs5"), _d(**_K5N),
+    Variant("k5_credit_noar_strong", MIXED + ("hy_abs5", "baa_abs5", "ted_abs5"), Design(**K5N),
             "k5_price_noar_strong + |dHY| + |dBAA| + |dTED|"),
 )
 
@@ -268,12 +265,13 @@ VARIANTS = VARIANTS + (
 _Q = ("spread", "volatility", "vol_surprise63", "volume", "impact")
 _M = ("spread", "volatility", "vol_jump21", "volume", "impact")
 VARIANTS = VARIANTS + (
-    Variant("k5_q_noar_strong", _Q, _d(**{**_K5N, "order": ("k5", "vol_surprise63", "volatility")}),
+    Variant("k5_q_noar_strong", _Q,
+            Design(**{**K5N, "order": ("k5", "vol_surprise63", "volatility")}),
             "k5_price_noar_strong with vol_surprise against the trailing 63-day median"),
-    Variant("k5_m_noar_strong", _M, _d(**{**_K5N, "order": ("k5", "vol_jump21", "volatility")}),
+    Variant("k5_m_noar_strong", _M, Design(**{**K5N, "order": ("k5", "vol_jump21", "volatility")}),
             "k5_price_noar_strong with vol_surprise against the trailing 21-day median"),
     Variant("k5_yq_noar_strong", MIXED + ("vol_surprise63",),
-            _d(**{**_K5N, "order": ("k5", "vol_surprise63", "volatility")}),
+            Design(**{**K5N, "order": ("k5", "vol_surprise63", "volatility")}),
             "k5_price_noar_strong + vol_surprise63, forced flow named on vol_surprise63"),
 )
 
@@ -281,7 +279,7 @@ VARIANTS = VARIANTS + (
 def _window(w: int) -> Variant:
     col = f"vol_jump{w}"
     return Variant(f"k5_w{w}_noar_strong", ("spread", "volatility", col, "volume", "impact"),
-                   _d(**{**_K5N, "order": ("k5", col, "volatility")}),
+                   Design(**{**K5N, "order": ("k5", col, "volatility")}),
                    f"k5_price_noar_strong with vol_surprise against the trailing {w}-day median")
 
 
@@ -289,6 +287,6 @@ def _window(w: int) -> Variant:
 VARIANTS = VARIANTS + tuple(_window(w) for w in (5, 10, 42, 126))
 VARIANTS = VARIANTS + (
     Variant("k5_m_noar_gated", _M,
-            _d(**{**_K5N, "order": ("k5", "vol_jump21", "volatility"), "transitions": "gated"}),
+            Design(**{**K5N, "order": ("k5", "vol_jump21", "volatility"), "transitions": "gated"}),
             "k5_m_noar_strong, forced flow entered from margin pressure only"),
 )
