@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import scores
+from . import dwell, scores
 from .em import FF, NAMES
 from .features import raw_observables
 from .report import markdown_table
@@ -63,7 +63,11 @@ def describe(name: str, raw: pd.DataFrame, n_paths: int, seed: int) -> str:
     share = {label: float(lens[(lens >= lo) & (lens <= (hi or lens.max()))].sum() / total)
              for label, lo, hi in BINS}
     years = pd.Series(gamma[:, FF], index=idx).groupby(idx.year).mean().round(3)
-    out = [f"## {name}", "", f"{v.note}; EM log posterior {fit.log_post:,.1f}.", "",
+    phases = v.design.ff_phases
+    stay = (f" Forced flow is {phases} phases in series: its P[k,k] is each phase's stay, its "
+            f"expected stay {dwell.expected_stay(fit.P, phases, FF):.1f} days."
+            if phases > 1 else "")
+    out = [f"## {name}", "", f"{v.note}; EM log posterior {fit.log_post:,.1f}.{stay}", "",
            "Stage means (standardised), persistence and mean smoothed probability:", "",
            _md(stages), "", "Stage sds:", "", _md(sds), "",
            f"Forced-flow spells in {n_paths} FFBS paths: {len(lens) / n_paths:.1f} per path, "
@@ -80,18 +84,21 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", type=int, default=32, help="k-means seeds of the EM start")
     p.add_argument("--paths", type=int, default=200)
     p.add_argument("--seed", type=int, default=0, help="seed of the FFBS paths")
+    p.add_argument("--out", default="compulsion_spells",
+                   help="stem of the Markdown file written under bench/results/")
     args = p.parse_args(argv)
     scores.SEEDS = tuple(range(args.seeds))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         raw = raw_observables("sp500")
-    command = f".venv/bin/python -m bench.compulsion.spells {' '.join(args.variants)}"
+    out = "" if args.out == "compulsion_spells" else f" --out {args.out}"
+    command = f".venv/bin/python -m bench.compulsion.spells{out} {' '.join(args.variants)}"
     parts = ["# Where forced flow's days are (EM point estimates, S&P 500 1985-2018)", "",
              f"Regenerate: `{command}` (k-means seeds 0-{args.seeds - 1}, {args.paths} FFBS "
              f"paths, seed {args.seed}). No catalogue label is read.", ""]
     parts += [describe(name, raw, args.paths, args.seed) for name in args.variants]
     text = "\n".join(parts)
-    (RESULTS / "compulsion_spells.md").write_text(text)
+    (RESULTS / f"{args.out}.md").write_text(text)
     print(text)
     return 0
 
