@@ -178,3 +178,15 @@ VARIANTS = VARIANTS + tuple(
             f"k5_bond_gated, forced flow as {m} phases in series (negative-binomial stay)")
     for m in (2, 3, 4)
 )
+
+# Round 11b: a persistent crisis regime. Round 9c's sixth stage (prior 40 days) became a 4-5-day
+# break from calm, so the long turbulent stretches (2002, 2008-09) stayed in forced flow. Here
+# the sixth stage (the higher-volatility discretionary stage) gets a prior stay of half a year
+# (120 days; 60 as the sensitivity), the length of a bear market's crisis stretch, so it can
+# only be a regime, and forced flow can be the breaks inside it.
+VARIANTS = VARIANTS + tuple(
+    Variant(f"k6_bond_gated_crisis{d}", MIXED + ("bond_vol_surprise",),
+            Design(**{**_GATED, "n_stages": 6, "durations": DUR5 + (float(d),)}),
+            f"k5_bond_gated + a persistent high-volatility regime (K = 6, prior stay {d} days)")
+    for d in (120, 60)
+)
