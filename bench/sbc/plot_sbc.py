@@ -88,6 +88,23 @@ def paired_dispersion(table: pd.DataFrame, other: pd.DataFrame, columns: list[st
     return len(both), float(mine.mean()), float(theirs.mean()), d, d - half, d + half
 
 
+def by_stage(table: pd.DataFrame, n_ranked: int, names) -> list[str]:
+    """Markdown rows: per stage ``k`` (the scalars ``mu[k, .]``, ``sigma[k, .]`` and the row
+    ``P[k, .]``), each group's rank dispersion [95%], to show where a miscalibration sits."""
+    rows = []
+    for k, name in enumerate(names):
+        cells = []
+        for group in GROUPS:
+            columns = [c for c in table.columns if c.startswith(f"{group}[{k},")]
+            if len(columns) == 0:
+                cells.append("")
+                continue
+            mean, lo, hi = group_dispersion(table, columns, n_ranked)
+            cells.append(f"{mean:.3f} [{lo:.3f}, {hi:.3f}]")
+        rows.append(f"| {k}: {name} | " + " | ".join(cells) + " |")
+    return rows
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("ranks")
@@ -153,6 +170,12 @@ def main(argv=None) -> int:
         f"posterior sd were 10% too small, {dispersion(1 / 1.1):.3f} if 10% too large",
         f"figure: {png}",
     ])
+    names = _stage_names(str(table["model"].iloc[0]), len(
+        {c.split("[")[1].split(",")[0] for c in table.columns if c.startswith("mu[")}))
+    text += "\n".join([
+        "", "", "by stage (the scalars of stage k: mu[k, .], sigma[k, .], the row P[k, .]):", "",
+        "| stage | " + " | ".join(GROUPS) + " |", "|---|" + "---|" * len(GROUPS),
+        *by_stage(table, n_ranked, names)])
     if args.against:
         other = pd.read_csv(args.against)
         if int(other["ranked"].iloc[0]) != n_ranked:
@@ -172,6 +195,15 @@ def main(argv=None) -> int:
     if args.md:
         Path(args.md).write_text(text + "\n")
     return 0
+
+
+def _stage_names(model: str, n_stages: int) -> list[str]:
+    """Stage names of the run's model (``run_sbc.MODELS``), or indices if it is unknown."""
+    from stressflow.models.spec import ModelSpec
+
+    specs = {"default": ModelSpec, "base": ModelSpec.base}
+    names = list(specs[model]().stage_names) if model in specs else []
+    return names if len(names) == n_stages else [str(k) for k in range(n_stages)]
 
 
 if __name__ == "__main__":

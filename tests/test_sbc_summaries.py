@@ -1,12 +1,13 @@
-"""``bench/sbc/visits.py --fitted``: the split of SBC simulations on what the fit says (each
-stage's expected days), read from ``run_sbc.py``'s reliability record."""
+"""Summaries of the SBC runs: ``bench/sbc/visits.py --fitted`` (the split of the simulations on
+what the fit says, each stage's expected days, read from ``run_sbc.py``'s reliability record)
+and ``plot_sbc.by_stage`` (the rank dispersion per stage)."""
 
 from __future__ import annotations
 
 import pandas as pd
 from numpy.testing import assert_allclose
 
-from bench.sbc import visits
+from bench.sbc import plot_sbc, visits
 
 
 def test_fitted_visits_sum_the_smoothed_probabilities_per_stage(tmp_path):
@@ -26,3 +27,14 @@ def test_fitted_visits_sum_the_smoothed_probabilities_per_stage(tmp_path):
     assert_allclose(days.loc[0, "days_orderly"], 89.8)
     assert_allclose(days.loc[0, "days_forced_flow"], 1.69)
     assert_allclose(days.loc[3, ["days_orderly", "days_forced_flow"]], [100.0, 0.0])
+
+
+def test_dispersion_by_stage_reads_each_stage_s_own_scalars():
+    """Stage 0's ranks all 0 (u = 0.025: dispersion 12 x 0.475^2 = 2.7075), stage 1's all 9 of
+    L = 19 (u = 0.475: 0.0075); P has no row for stage 1 here, so its cell is empty."""
+    table = pd.DataFrame({"mu[0,0]": [0, 0, 0], "mu[0,1]": [0, 0, 0], "mu[1,0]": [9, 9, 9],
+                          "sigma[0,0]": [0, 0, 0], "sigma[1,0]": [9, 9, 9],
+                          "P[0,1]": [0, 0, 0]})
+    rows = plot_sbc.by_stage(table, 19, ["calm", "break"])
+    assert rows[0].startswith("| 0: calm | 2.708 [2.708, 2.708] | 2.708")
+    assert rows[1] == "| 1: break | 0.008 [0.008, 0.008] | 0.008 [0.008, 0.008] |  |"
