@@ -5,6 +5,7 @@ implementations of the same MAP must agree)."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from conftest import SIM_MU, SIM_P
 from numpy.testing import assert_allclose, assert_array_equal
 from stressflow.inference.fitting import initialize as ini
@@ -113,6 +114,8 @@ def test_phases_give_a_negative_binomial_stay():
     conc = em.prior_concentration(phased)
     mode = (conc[em.FF, em.FF] - 1.0) / (conc[em.FF] - (conc[em.FF] > 0)).sum()
     assert_allclose(dwell.expected_stay(np.diag(np.full(5, mode)), m, em.FF), 7.0)
+    with pytest.raises(ValueError, match="exceed one day"):  # 7 phases of a 7-day stay
+        em.prior_concentration(em.Design(**{**design.__dict__, "ff_phases": 7}))
 
 
 def test_phase_em_recovers_a_negative_binomial_stay():

@@ -165,6 +165,9 @@ def prior_concentration(design: Design) -> np.ndarray:
         conc = np.ones((k, k))
         for i, d in enumerate(design.durations):
             d = d / design.ff_phases if i == FF else d
+            if d <= 1.0:
+                raise ValueError(f"the prior stay of stage {i} (of a phase, with ff_phases) "
+                                 f"must exceed one day, got {d!r}")
             off = ok[i].sum() - 1
             conc[i] = 1.0 + design.strength / (d * off)
             conc[i, i] = 1.0 + design.strength * (1.0 - 1.0 / d)
@@ -197,7 +200,6 @@ def _obs_loglik(y0, mask, mu, sigma, nu):
         return emission_loglik(y0, mask, mu, sigma)
     return emission_loglik(y0, mask, mu, sigma, np.full(mu.shape[0], float(nu)),
                            gammaln=gammaln)
-
 
 
 def _t_weights(y0, mask, mu, sigma, nu):
@@ -307,7 +309,6 @@ def _m_step(gamma, xi_sum, y0, mask, arr, design, conc, u, columns):
     counts = np.where(ok, np.maximum(counts, 1e-10), 0.0)
     trans = counts / counts.sum(axis=1, keepdims=True)
     return mu, sigma, beta, s, trans
-
 
 
 def _run(params, y, y0, mask, arr, design, columns, max_iter, tol):
