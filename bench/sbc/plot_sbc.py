@@ -199,10 +199,14 @@ def main(argv=None) -> int:
 
 def _stage_names(model: str, n_stages: int) -> list[str]:
     """Stage names of the run's model (``run_sbc.MODELS``), or indices if it is unknown."""
-    from stressflow.models.spec import ModelSpec
+    import sys
 
-    specs = {"default": ModelSpec, "base": ModelSpec.base}
-    names = list(specs[model]().stage_names) if model in specs else []
+    here = str(Path(__file__).resolve().parent)
+    if here not in sys.path:
+        sys.path.insert(0, here)
+    from run_sbc import MODELS
+
+    names = list(MODELS[model]().stage_names) if model in MODELS else []
     return names if len(names) == n_stages else [str(k) for k in range(n_stages)]
 
 

@@ -97,7 +97,8 @@ def main(argv=None) -> int:
             cells.append(f"{mean:.3f} [{lo:.3f}, {hi:.3f}]")
         print(f"| {label} | {len(part)} | {(part.max_rhat <= 1.01).sum()} | "
               f"{part.max_rhat.median():.3f} | " + " | ".join(cells) + " |")
-    print("\nper simulation: seed, days per true stage, max R-hat")
+    kind = "expected days per fitted stage" if args.fitted else "days per true stage"
+    print(f"\nper simulation: seed, {kind}, max R-hat")
     for row in table.itertuples():
         print(row.seed, np.round(days[row.Index]).astype(int).tolist(), row.max_rhat)
     return 0
