@@ -44,7 +44,6 @@ from . import dwell, scales
 __all__ = ["Design", "Fit", "fit_em", "log_lik", "order_stages", "prior_concentration"]
 
 _MIN_SIGMA = 0.05
-_LOG_2PI = float(np.log(2.0 * np.pi))
 #: Named stages in model index order (``discretionary*`` only when K >= 5).
 NAMES = ("orderly", "fragile", "margin_pressure", "forced_flow", "discretionary",
          "discretionary2", "discretionary3")
@@ -176,7 +175,8 @@ def prior_concentration(design: Design) -> np.ndarray:
 
 def _ar_loglik(r, x, a, beta, s):
     resid = r[:, None] - x @ beta.T  # (T, K)
-    return a[:, None] * (-0.5 * _LOG_2PI - np.log(s)[None, :] - 0.5 * (resid / s[None, :]) ** 2)
+    return a[:, None] * (-0.5 * scales.LOG_2PI - np.log(s)[None, :]
+                         - 0.5 * (resid / s[None, :]) ** 2)
 
 
 def log_lik(fit: Fit, y: np.ndarray, ar: tuple | None = None) -> np.ndarray:
