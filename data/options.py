@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from stressflow.models.dims import FEATURES
+from stressflow.models.messages import shown
 
 from .checks import BAD_TICK_MODES
 from .covariate_join import check_max_stale, check_names
@@ -113,7 +114,7 @@ def resolve_options(
     max_stale = check_max_stale(resolve_option(
         "covariate_max_stale", covariate_max_stale, transform, DEFAULT_COVARIATE_MAX_STALE))
     if isinstance(min_rows, bool) or not isinstance(min_rows, int | np.integer) or min_rows < 2:
-        raise ValueError(f"min_rows must be an integer >= 2, got {min_rows!r}")
+        raise ValueError(f"min_rows must be an integer >= 2, got {shown(min_rows)}")
     if bad_ticks not in BAD_TICK_MODES:
         raise ValueError(f"bad_ticks must be one of {BAD_TICK_MODES}, got {bad_ticks!r}")
     volume_dropouts = resolve_option("volume_dropouts", volume_dropouts, transform,

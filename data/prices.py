@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from stressflow.models.messages import shown
 
 from .bundled import DATASETS, load_dataset
 from .errors import DataError
@@ -187,7 +188,7 @@ def to_numeric_column(frame: pd.DataFrame, column: str) -> pd.Series:
             date = frame.index[np.flatnonzero(bad.to_numpy())[0]]
             raise DataError(
                 f"column {column!r} has a non-numeric value "
-                f"{values[bad].iloc[0]!r} on {_date_str(date)} ({int(bad.sum())} such row(s))"
+                f"{shown(values[bad].iloc[0])} on {_date_str(date)} ({int(bad.sum())} such row(s))"
             )
     infinite = np.isinf(numeric.to_numpy())
     if infinite.any():

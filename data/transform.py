@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 from stressflow.models import dims
 from stressflow.models.dims import FEATURE
+from stressflow.models.messages import shown
 
 from .dropouts import VOLUME_DROPOUT_MODES
 from .errors import DataError
@@ -128,7 +129,7 @@ class FeatureTransform:
         for option in ("volume_window", "impact_window", "spread_window"):
             value = getattr(self, option)
             if isinstance(value, bool) or int(value) != value or int(value) < 1:
-                raise ValueError(f"{option} must be a positive integer, got {value!r}")
+                raise ValueError(f"{option} must be a positive integer, got {shown(value)}")
             set_(self, option, int(value))
         if self.volume_dropouts not in VOLUME_DROPOUT_MODES:
             raise ValueError(f"volume_dropouts must be one of {VOLUME_DROPOUT_MODES}, got "
@@ -161,7 +162,7 @@ class FeatureTransform:
                 )
         stale = self.covariate_max_stale
         if isinstance(stale, bool) or int(stale) != stale or int(stale) < 0:
-            raise ValueError(f"covariate_max_stale must be an integer >= 0, got {stale!r}")
+            raise ValueError(f"covariate_max_stale must be an integer >= 0, got {shown(stale)}")
         set_(self, "covariate_max_stale", int(stale))
 
     @property

@@ -6,6 +6,7 @@ import datetime as _dt
 
 import numpy as np
 import pandas as pd
+from stressflow.models.messages import shown
 
 from .errors import DataError
 
@@ -19,8 +20,9 @@ def resolve_option(name: str, given, transform, default):
     fixed = getattr(transform, name)
     if given is not None and given != fixed:
         raise ValueError(
-            f"{name}={given!r} conflicts with the given transform ({name}={fixed!r}); new data "
-            "must be computed exactly like the fitting data, so leave it out"
+            f"{name}={shown(given)} conflicts with the given transform "
+            f"({name}={shown(fixed)}); new data must be computed exactly like the fitting data, "
+            "so leave it out"
         )
     return fixed
 
@@ -28,7 +30,7 @@ def resolve_option(name: str, given, transform, default):
 def check_window(name: str, value) -> int:
     """``value`` as a positive int; ValueError naming ``name`` otherwise."""
     if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        raise ValueError(f"{name} must be a positive integer, got {shown(value)}")
     return int(value)
 
 
@@ -38,9 +40,9 @@ def to_timestamp(value: DateLike | None, name: str) -> pd.Timestamp | None:
     try:
         stamp = pd.Timestamp(value)
     except (TypeError, ValueError) as exc:
-        raise DataError(f"{name}={value!r} is not a date") from exc
+        raise DataError(f"{name}={shown(value)} is not a date") from exc
     if pd.isna(stamp):
-        raise DataError(f"{name}={value!r} is not a date")
+        raise DataError(f"{name}={shown(value)} is not a date")
     return stamp.tz_localize(None) if stamp.tz is not None else stamp
 
 

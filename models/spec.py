@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 import numpy as np
 from stressflow.models import dims
+from stressflow.models.messages import shown
 
 __all__ = ["ModelSpec", "allowed_transitions", "EMISSIONS", "STRUCTURES", "TRANSITION_MODELS",
            "FRAMEWORK_DURATIONS", "EXTRA_STAGE_DURATION"]
@@ -137,7 +138,8 @@ class ModelSpec:
             raise ValueError("compulsion_feature and order_feature must differ, both are "
                              f"{self.order_feature!r}")
         if not (math.isfinite(self.stickiness) and self.stickiness >= 0):
-            raise ValueError(f"stickiness must be a finite number >= 0, got {self.stickiness!r}")
+            raise ValueError("stickiness must be a finite number >= 0, got "
+                             f"{shown(self.stickiness)}")
         if isinstance(self.stage_durations, str):
             if self.stage_durations != "framework":
                 raise ValueError("stage_durations must be durations, 'framework' or None, got "
@@ -154,7 +156,7 @@ class ModelSpec:
         for name in ("mu_prior_sd", "tvtp_prior_sd", "duration_strength"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
-                raise ValueError(f"{name} must be > 0, got {value!r}")
+                raise ValueError(f"{name} must be > 0, got {shown(value)}")
         covs = self.transition_covariates
         if len(set(covs)) != len(covs):
             raise ValueError(f"transition_covariates must be unique, got {list(covs)}")

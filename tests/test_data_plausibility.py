@@ -10,7 +10,10 @@ import pandas as pd
 import pytest
 from stressflow.data import DataError, DataWarning, load_dataset, prepare, read_prices
 from stressflow.data.checks import BAD_TICK_SD, find_bad_ticks
+from stressflow.inference import fit
 from stressflow.models.dims import FEATURES
+from stressflow.models.messages import shown
+from stressflow.models.spec import ModelSpec
 
 SPREAD, VOLATILITY, VOLUME, IMPACT = FEATURES
 DAY = "2002-10-22"
@@ -176,3 +179,33 @@ def test_messages_show_plain_numbers_not_numpy_reprs(sp_csv, tmp_path):
     assert "is 0 on 2002-10-22" in str(info.value)
     for message in (str(info.value),):
         assert "np.float64" not in message and "np.int64" not in message
+
+
+def test_shown_quotes_the_python_value_of_numpy_scalars():
+    assert shown(np.int64(5)) == "5"
+    assert shown(np.float64(0.25)) == "0.25"
+    assert shown(np.str_("a")) == "'a'"
+    assert shown("5") == "'5'"  # a string stays distinguishable from a number
+    assert shown(None) == "None"
+
+
+@pytest.mark.parametrize(
+    ("call", "expected"),
+    [
+        (lambda path: prepare(path, spread_window=np.int64(0)),
+         "spread_window must be a positive integer, got 0"),
+        (lambda path: prepare(path, min_rows=np.int64(1)),
+         "min_rows must be an integer >= 2, got 1"),
+        (lambda path: fit(path, draws=np.int64(0)), "draws must be an integer >= 1, got 0"),
+        (lambda path: ModelSpec(stickiness=np.float64(-1.5)),
+         "stickiness must be a finite number >= 0, got -1.5"),
+    ],
+    ids=["window", "min_rows", "fit_draws", "spec_stickiness"],
+)
+def test_numpy_scalar_options_are_quoted_as_plain_numbers(sp_csv, tmp_path, call, expected):
+    """Options given as NumPy scalars (e.g. read from an array) are checked like Python ones,
+    and the message quotes the value as the user would write it, not ``np.int64(0)``."""
+    with pytest.raises(ValueError) as info:
+        call(write(sp_csv, tmp_path))
+    assert str(info.value).startswith(expected)
+    assert "np." not in str(info.value)

@@ -62,6 +62,7 @@ from stressflow.inference.apps.detection import (
     window_episodes,
 )
 from stressflow.models import dims
+from stressflow.models.messages import shown
 
 __all__ = [
     "EPISODE",
@@ -137,9 +138,9 @@ def compulsion_scores(
     if days.ndim != 1 or days.size == 0:
         raise ValueError("an episode needs at least one day with an observation")
     if not 0 < min_share <= 1:
-        raise ValueError(f"min_share must be in (0, 1], got {min_share!r}")
+        raise ValueError(f"min_share must be in (0, 1], got {shown(min_share)}")
     if not isinstance(lead_in, int | np.integer) or lead_in < 0:
-        raise ValueError(f"lead_in must be an integer >= 0, got {lead_in!r}")
+        raise ValueError(f"lead_in must be an integer >= 0, got {shown(lead_in)}")
     stages = [str(k) for k in stages]
     forced = stages.index(dims.FORCED_FLOW)
     margin = stages.index(MARGIN_PRESSURE) if MARGIN_PRESSURE in stages else None
@@ -206,7 +207,7 @@ def label_episode(direction: str, p_compulsion: float, *, hi: float = 0.7,
     if direction not in (SELLOFF, RALLY):
         raise ValueError(f"direction must be 'selloff' or 'rally', got {direction!r}")
     if not (0 <= lo < hi <= 1):
-        raise ValueError(f"need 0 <= lo < hi <= 1, got lo={lo!r}, hi={hi!r}")
+        raise ValueError(f"need 0 <= lo < hi <= 1, got lo={shown(lo)}, hi={shown(hi)}")
     if not np.isfinite(p_compulsion):
         return "undetermined"
     if p_compulsion >= hi:

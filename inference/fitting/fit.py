@@ -60,6 +60,7 @@ from stressflow.inference.fitting.sampling import (
 )
 from stressflow.inference.postprocess.diagnostics import FitWarning, check_fit
 from stressflow.models import dims
+from stressflow.models.messages import shown
 from stressflow.models.pymc_model import build_model
 from stressflow.models.spec import ModelSpec
 
@@ -172,10 +173,10 @@ def fit(
         raise ValueError(f"adaptation must be one of {ADAPTATIONS}, got {adaptation!r}")
     if cores is not None and (isinstance(cores, bool) or not isinstance(cores, int | np.integer)
                               or cores < 1):
-        raise ValueError(f"cores must be an integer >= 1 or None, got {cores!r}")
+        raise ValueError(f"cores must be an integer >= 1 or None, got {shown(cores)}")
     for name, value, low in (("chains", chains, 1), ("draws", draws, 1), ("tune", tune, 0)):
         if not isinstance(value, int | np.integer) or value < low:
-            raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+            raise ValueError(f"{name} must be an integer >= {low}, got {shown(value)}")
     if isinstance(data, PreparedData):
         if start is not None or end is not None or prepare_kwargs:
             raise ValueError("start/end and data options apply when preparing: pass raw data")

@@ -26,6 +26,7 @@ from sklearn.cluster import KMeans
 from stressflow.models import dims
 from stressflow.models.emissions import identification_order
 from stressflow.models.evaluate import components, evaluate, model_data
+from stressflow.models.messages import shown
 from stressflow.models.numerics import kernels
 from stressflow.models.spec import ModelSpec, allowed_transitions
 from stressflow.models.transitions import dirichlet_concentration
@@ -282,7 +283,7 @@ def em_search(
     whether the start may have missed a mode.
     """
     if n_starts < 1:
-        raise ValueError(f"n_starts must be >= 1, got {n_starts!r}")
+        raise ValueError(f"n_starts must be >= 1, got {shown(n_starts)}")
     names = [str(c) for c in features.columns]
     y = features.to_numpy(dtype=np.float64)
     mask = np.isfinite(y).astype(np.float64)

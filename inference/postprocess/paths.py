@@ -33,6 +33,7 @@ from stressflow.inference import schema
 from stressflow.inference.postprocess.stages import quantile_draw_index
 from stressflow.models import dims
 from stressflow.models.evaluate import evaluate_draws
+from stressflow.models.messages import shown
 from stressflow.models.numerics import kernels
 
 __all__ = ["SAMPLE", "stage_paths", "sample_stage_paths"]
@@ -85,9 +86,9 @@ def stage_paths(
         or observations that are impossible under some draw.
     """
     if not isinstance(paths_per_draw, int | np.integer) or paths_per_draw < 1:
-        raise ValueError(f"paths_per_draw must be an integer >= 1, got {paths_per_draw!r}")
+        raise ValueError(f"paths_per_draw must be an integer >= 1, got {shown(paths_per_draw)}")
     if not isinstance(n_draws, int | np.integer) or n_draws < 1:
-        raise ValueError(f"n_draws must be an integer >= 1, got {n_draws!r}")
+        raise ValueError(f"n_draws must be an integer >= 1, got {shown(n_draws)}")
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     out = None
     for lo in range(0, n_draws, chunk):
@@ -139,7 +140,7 @@ def sample_stage_paths(
         (chain, draw).
     """
     if n_draws is not None and (not isinstance(n_draws, int | np.integer) or n_draws < 1):
-        raise ValueError(f"n_draws must be an integer >= 1 or None, got {n_draws!r}")
+        raise ValueError(f"n_draws must be an integer >= 1 or None, got {shown(n_draws)}")
     schema.require_fit(fit, needs={"observed_data": ("features",)}, purpose="path sampling")
     spec = schema.read_spec(fit)
     params, shape = schema.posterior_params(fit["posterior"], spec)

@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 from stressflow.models import dims
+from stressflow.models.messages import shown
 
 __all__ = ["PanelSpec", "COUPLINGS", "MAX_JOINT_STATES"]
 
@@ -114,7 +115,7 @@ class PanelSpec:
             value = getattr(self, name)
             if not math.isfinite(value) or value < 0 or (name != "stickiness" and value == 0):
                 raise ValueError(f"{name} must be a finite number > 0 (stickiness >= 0), got "
-                                 f"{value!r}")
+                                 f"{shown(value)}")
 
     @classmethod
     def from_panel(cls, panel, **options) -> PanelSpec:

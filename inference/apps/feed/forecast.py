@@ -9,6 +9,7 @@ from stressflow.inference import schema
 from stressflow.inference.apps.feed.columns import COMPULSION_STAGE, INTERVAL, require_feed
 from stressflow.models import dims
 from stressflow.models.evaluate import evaluate_transitions
+from stressflow.models.messages import shown
 
 __all__ = ["forecast"]
 
@@ -62,7 +63,7 @@ def forecast(
     """
     require_feed(fit)
     if isinstance(horizon, bool) or not isinstance(horizon, int | np.integer) or horizon < 1:
-        raise ValueError(f"horizon must be an integer >= 1, got {horizon!r}")
+        raise ValueError(f"horizon must be an integer >= 1, got {shown(horizon)}")
     spec = schema.read_spec(fit)
     if target not in spec.stage_names:
         raise ValueError(f"target must be one of {spec.stage_names}, got {target!r}")
