@@ -23,15 +23,16 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 import warnings
 from pathlib import Path
 
 import numpy as np
+from stressflow.inference.fitting.initialize import em_search
+from stressflow.models.evaluate import evaluate, model_data
+from stressflow.models.numerics import kernels
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run_sbc import (  # noqa: E402
+from bench.sbc.run_sbc import (
     MODELS,
     append_rows,
     model_features,
@@ -40,9 +41,6 @@ from run_sbc import (  # noqa: E402
     reliability_rows,
     simulate,
 )
-from stressflow.inference.fitting.initialize import em_search  # noqa: E402
-from stressflow.models.evaluate import evaluate, model_data  # noqa: E402
-from stressflow.models.numerics import kernels  # noqa: E402
 
 
 def main(argv=None) -> int:

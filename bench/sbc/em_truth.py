@@ -23,7 +23,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
@@ -31,9 +30,8 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from plot_sbc import GROUPS, group_dispersion  # noqa: E402
-from run_sbc import MODELS, model_features, prepared, prior_draw, simulate  # noqa: E402
+from bench.sbc.plot_sbc import GROUPS, group_dispersion
+from bench.sbc.run_sbc import MODELS, model_features, prepared, prior_draw, simulate
 
 
 def world(spec, names, seed: int, n_days: int):

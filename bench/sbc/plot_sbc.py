@@ -15,7 +15,7 @@ of that test, at this N, against a posterior whose sd is 10% too small or too la
 With ``--against`` another rank file of the same seeds (the same simulated worlds fitted another
 way, e.g. from another EM start), the summary adds the paired difference of the dispersions.
 
-Usage: ``python bench/sbc/plot_sbc.py bench/results/sbc_ranks.csv [--png out.png]
+Usage: ``PYTHONPATH=. python bench/sbc/plot_sbc.py bench/results/sbc_ranks.csv [--png out.png]
 [--against other_ranks.csv]``.
 """
 
@@ -199,12 +199,7 @@ def main(argv=None) -> int:
 
 def _stage_names(model: str, n_stages: int) -> list[str]:
     """Stage names of the run's model (``run_sbc.MODELS``), or indices if it is unknown."""
-    import sys
-
-    here = str(Path(__file__).resolve().parent)
-    if here not in sys.path:
-        sys.path.insert(0, here)
-    from run_sbc import MODELS
+    from bench.sbc.run_sbc import MODELS
 
     names = list(MODELS[model]().stage_names) if model in MODELS else []
     return names if len(names) == n_stages else [str(k) for k in range(n_stages)]

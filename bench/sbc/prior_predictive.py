@@ -33,16 +33,14 @@ Bayesian workflow. JRSS A 182(2), 389-402.
 from __future__ import annotations
 
 import argparse
-import sys
 import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from stressflow.models.numerics.markov import stationary_distribution
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run_sbc import MODELS, prior_draws, simulate  # noqa: E402
-from stressflow.models.numerics.markov import stationary_distribution  # noqa: E402
+from bench.sbc.run_sbc import MODELS, prior_draws, simulate
 
 
 def stage_figures(trans: np.ndarray) -> dict[str, np.ndarray]:

@@ -17,9 +17,9 @@ structural zeros of a sequential P have no rank and are left out.
 
 Usage::
 
-    python bench/sbc/run_sbc.py --model base --n-sims 200 --n-days 1000 \
+    PYTHONPATH=. python bench/sbc/run_sbc.py --model base --n-sims 200 --n-days 1000 \
         --out bench/results/sbc_ranks.csv
-    python bench/sbc/plot_sbc.py bench/results/sbc_ranks.csv
+    PYTHONPATH=. python bench/sbc/plot_sbc.py bench/results/sbc_ranks.csv
 
 Each simulation also appends its reliability record (:func:`reliability_rows`: per stage,
 smoothed / filtered and probability bin, the days, the sum of the stage probabilities and the

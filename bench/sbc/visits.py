@@ -25,15 +25,12 @@ Usage: ``PYTHONPATH=. python bench/sbc/visits.py bench/results/sbc_default_ranks
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from plot_sbc import GROUPS, group_dispersion  # noqa: E402
-from run_sbc import MODELS, prior_draw, simulate  # noqa: E402
+from bench.sbc.plot_sbc import GROUPS, group_dispersion
+from bench.sbc.run_sbc import MODELS, prior_draw, simulate
 
 
 def true_visits(model: str, seeds, n_days: int) -> pd.DataFrame:
