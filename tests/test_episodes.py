@@ -134,7 +134,7 @@ def test_labels_and_agreement():
     assert label_episode("rally", 0.1) == "discretionary rally"
     assert label_episode("rally", 0.5) == "undetermined"
     assert label_episode("rally", 0.5, hi=0.5) == "short covering"
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="direction must be 'selloff' or 'rally', got 'sideways'"):
         label_episode("sideways", 0.5)
     assert agreement("F-", 0.8) == "yes" and agreement("F+", 0.5) == "no"
     assert agreement("D", 0.2) == "yes" and agreement("D", 0.9) == "no"

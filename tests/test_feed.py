@@ -270,7 +270,7 @@ def test_bad_new_rows_are_refused_with_clear_errors(real_fit, prices):
         update(real_fit, bad)
     with pytest.raises(DataError, match=r"missing required column\(s\) \['volume'\]"):
         update(real_fit, rows.drop(columns="volume"))
-    with pytest.raises(DataError):
+    with pytest.raises(DataError, match=r"the data have no rows"):
         update(real_fit, rows.iloc[:0])
 
 

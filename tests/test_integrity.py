@@ -16,11 +16,13 @@ import pytest
 import xarray as xr
 from conftest import REPO_ROOT, SIM_MU, SIM_P, SIM_SIGMA
 from fake_fit import fake_fit
+from numpy.testing import assert_allclose
 from stressflow.data import DataError, load_dataset, prepare, read_prices
 from stressflow.inference import export, read_feed, update
 from stressflow.inference.integrity import FILE_TRAILER
 from stressflow.inference.present import cli
 from stressflow.inference.schema import load_fit, save_fit
+from stressflow.models import dims
 
 END = "1999-12-31"
 
@@ -179,7 +181,8 @@ def test_update_with_rescaled_volume_or_a_gap_is_refused(sp_fit, sp_rows):
                                         r"1999-12-31"):
         update(sp_fit, sp_rows.loc["2000-02-01":])
     with pytest.warns(UserWarning, match=r"1 gap\(s\).*1999-12-31 -> 2000-02-01"):
-        assert update(sp_fit, sp_rows.loc["2000-02-01":], check_seam=False).attrs["feed_end"]
+        out = update(sp_fit, sp_rows.loc["2000-02-01":], check_seam=False)
+    assert out.attrs["feed_end"] == "2000-03-31"
 
 
 def test_update_continuing_the_series_passes(sp_fit, sp_rows):
@@ -189,7 +192,16 @@ def test_update_continuing_the_series_passes(sp_fit, sp_rows):
     rows = sp_rows.copy()
     rows.loc["2000-02-15", ["open", "high", "low", "close"]] *= 1000
     with pytest.warns(UserWarning, match=r"1 suspected bad tick.*2000-02-15"):
-        update(sp_fit, rows)
+        out = update(sp_fit, rows)
+    # masked (bad_ticks="mask"): that day's price-based observables are missing, not absurd
+    raw = out["observed_data"]["raw_features"].transpose(dims.TIME, dims.FEATURE)
+    day = raw.sel({dims.TIME: "2000-02-15"})
+    assert np.isnan(day.sel({dims.FEATURE: "volatility"}).item())
+    clean = update(sp_fit, sp_rows)["observed_data"]["raw_features"].transpose(dims.TIME,
+                                                                             dims.FEATURE)
+    others = raw[dims.TIME] != np.datetime64("2000-02-15")
+    assert_allclose(raw.sel({dims.TIME: others}).sel({dims.FEATURE: "volatility"}),
+                    clean.sel({dims.TIME: others}).sel({dims.FEATURE: "volatility"}))
 
 
 def test_cli_update_prints_data_warnings_like_fit(sp_fit, sp_rows, tmp_path, capsys):

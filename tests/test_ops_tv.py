@@ -57,7 +57,7 @@ def test_time_varying_value_and_grad_match_kernel(symbolic_tv):
             assert_allclose(got, want, rtol=1e-13, atol=1e-15)
     # a wrongly sized time axis is refused by both backends
     for fn in fns.values():
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match=r"log_trans"):
             fn(li, lt[1:], ll)
 
 

@@ -50,8 +50,16 @@ def test_overview_observables_transitions_write_pngs(fit, tmp_path):
     assert len([ax for ax in fig.axes if ax.get_visible()]) == 4
     _png(plots.save_figure(fig, tmp_path / "observables.png"))
     fig = plots.plot_transitions(fit)
-    cells = [t.get_text() for t in fig.axes[0].texts]
-    assert len(cells) == 16 and all("[" in c for c in cells)
+    # each cell (x = j, y = i) shows the posterior mean of P[i, j] = Pr(stage_t = j |
+    # stage_{t-1} = i), computed here from the draws, so a transposed heatmap fails
+    mean = fit["posterior"]["P"].mean((dims.CHAIN, dims.DRAW)).transpose(
+        dims.STAGE_FROM, dims.STAGE_TO).values
+    assert not np.allclose(mean, mean.T)
+    cells = {tuple(int(round(v)) for v in t.get_position()): t.get_text()
+             for t in fig.axes[0].texts}
+    assert len(cells) == 16
+    for (j, i), text in cells.items():
+        assert text.startswith(f"{mean[i, j]:.3f}\n[")
     _png(plots.save_figure(fig, tmp_path / "transitions.png"))
 
 

@@ -12,6 +12,7 @@ import argparse
 import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 from numpy.testing import assert_array_equal
 from stressflow.data import prepare
@@ -195,6 +196,7 @@ def test_three_stage_fit_on_sp500_end_to_end():
 def test_six_stage_fit_scores_episodes_and_the_feed_refuses_the_extra_stage():
     from stressflow.inference.apps.episodes import episodes
     from stressflow.inference.apps.feed import feed
+    from stressflow.inference.postprocess.paths import sample_stage_paths
     from stressflow.inference.present.plots import stage_color
 
     from tests.fake_fit import fake_fit
@@ -206,8 +208,16 @@ def test_six_stage_fit_scores_episodes_and_the_feed_refuses_the_extra_stage():
     trans = np.full((6, 6), 0.02) + np.eye(6) * 0.88
     fit = fake_fit(prep, mu, np.ones((6, 4)), trans, spec=spec)
     assert list(fit["stages"][dims.STAGE].values)[-1] == "stage_5"
-    ep = episodes(fit, windows=[("2010-05-03", "2010-05-28")], n_draws=5, paths_per_draw=4)
-    assert 0.0 <= ep["p_compulsion"].iloc[0] <= 1.0
+    paths = sample_stage_paths(fit, n_draws=5, paths_per_draw=4, seed=0)
+    ep = episodes(fit, windows=[("2010-05-03", "2010-05-28")], paths=paths)
+    # oracle: the share of paths with forced flow on at least half of the window's days
+    times = pd.DatetimeIndex(fit["stages"][dims.TIME].values)
+    days = np.flatnonzero((times >= "2010-05-03") & (times <= "2010-05-28"))
+    ff = list(fit["stages"][dims.STAGE].values).index("forced_flow")
+    hand = ((paths.values[:, days] == ff).sum(axis=1) >= 0.5 * days.size).mean()
+    assert ep["n_days"].iloc[0] == days.size == 20
+    assert ep["p_compulsion"].iloc[0] == pytest.approx(hand)
+    assert 0.0 < hand < 1.0  # the window is one where the paths disagree, so it tests a count
     with pytest.raises(ValueError, match=r"also has \['stage_5'\]"):
         feed(fit)
-    assert stage_color("forced_flow") != stage_color("stage_5") != stage_color("stage_6")
+    assert len({stage_color("forced_flow"), stage_color("stage_5"), stage_color("stage_6")}) == 3
