@@ -23,6 +23,8 @@ least one observable present; ``|D|`` their number; ``FF`` = ``forced_flow``, ``
     noise of order ``0.5 / sqrt(paths_per_draw)``).
 ``forced_share``
     ``E[ #{t in D : stage_t = FF} / |D|  |  y_1..y_T ]``, the expected share of forced days.
+``p_any_forced``
+    ``Pr( stage_t = FF for some t in D  |  y_1..y_T )``.
 ``p_margin_lead_in``
     ``Pr( stage_u = MP for some u in [o - lead_in, o - 1]  |  FF occurs in D, y_1..y_T )``
     where, on each path, ``o`` is the first day of the forced-flow spell (maximal run of

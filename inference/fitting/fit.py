@@ -1,4 +1,5 @@
-"""Fit the four-stage stress HMM with NUTS and return a labelled ArviZ DataTree.
+"""Fit the stage HMM (by default the five stages of ``ModelSpec()``) with NUTS and return a
+labelled ArviZ DataTree.
 
 The returned ``xarray.DataTree`` (ArviZ 1.x's container) holds:
 

@@ -123,7 +123,8 @@ def stage_means(result: xr.DataTree, raw: bool = False) -> pd.DataFrame:
 
 
 def stage_shares(result: xr.DataTree) -> pd.Series:
-    """Expected share of days in each stage, ``mean_t Pr(stage_t = k | y_1..y_T)``."""
+    """Expected share of days in each stage, ``mean_t Pr(stage_t = k | y_1..y_T)``: a Series
+    of length K indexed by stage name."""
     return result["stages"]["smoothed"].mean(dims.TIME).to_pandas()
 
 
@@ -148,8 +149,16 @@ def stationary_shares(result: xr.DataTree) -> pd.DataFrame:
 
 
 def top_days(result: xr.DataTree, stage: str = "forced_flow", n: int = 10) -> pd.DataFrame:
-    """The ``n`` days with the highest ``Pr(stage_t = stage | y_1..y_T)``, with that
-    probability's 5%-95% interval across draws and the filtered probability beside it."""
+    """The ``n`` days with the highest smoothed probability of ``stage``.
+
+    Returns
+    -------
+    pandas.DataFrame, shape (n, 5) (n, 3 without stored quantiles), indexed by date, best first
+        ``smoothed = Pr(stage_t = stage | y_1..y_T)`` (posterior mean over draws), ``qLL`` and
+        ``qHH`` (the fit's lowest and highest stored quantiles of that probability across
+        draws, e.g. ``q05`` and ``q95``), ``filtered = Pr(stage_t = stage | y_1..y_t)``
+        (posterior mean) and ``return`` (the log close-to-close return of day t).
+    """
     st = result["stages"]
     names = [str(k) for k in st[dims.STAGE].values]
     if stage not in names:

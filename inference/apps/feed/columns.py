@@ -142,7 +142,8 @@ def feed(fit: xr.DataTree) -> pd.DataFrame:
     -------
     pandas.DataFrame, shape (T, len(FEED_SCHEMA))
         Row t (RangeIndex; the ``date`` column is the trading date) holds
-        ``filtered_<k> = Pr(stage_t = k | y_1..y_t)`` for the four stages (posterior means)
+        ``filtered_<k> = Pr(stage_t = k | y_1..y_t)`` for the five stages of
+        ``dims.STAGES`` (posterior means; 0 for a stage the model lacks)
         with their 5%/95% quantiles across draws; ``p_compulsion = Pr(stage_t = forced_flow |
         y_1..y_t)`` and ``p_margin_or_worse = Pr(stage_t in {margin_pressure, forced_flow} |
         y_1..y_t)`` with their quantiles (the latter computed from per-draw sums);
