@@ -55,7 +55,15 @@ Speed of the move, direction-free: ``speed5_t = |log(c_t / c_{t-5})| / (sqrt(5) 
 
 Intraday path: ``whipsaw_t = log(max(log(h_t/l_t), 1e-4)) - log(max(|r_t|, 1e-4))``, the
 day's range against its close-to-close move (clipped to [-3, 6]): high when the price went far
-and came back. Gap openings are NOT used: the bundled S&P 500 open equals the previous close on
+and came back. Where the day closes in its range (close location value, ``clv_t = (2 c_t - h_t
+- l_t) / (h_t - l_t)`` in [-1, 1], missing when ``h_t = l_t``): ``close_pressure_t = sign(r_t)
+clv_t`` is +1 when the day closed at its extreme in the direction of its move (the pressure
+lasted into the close, as price-insensitive orders that must be done by the close would make
+it; mechanical end-of-day flows: Baltussen, Da, Lammers & Martens 2021, JFE 142(1), hedging
+demand and intraday momentum) and -1 when the move was undone within the day; direction-free,
+so a squeeze that closes at its high scores like a crash that closes at its low.
+``close_pressure5`` is its mean over the last 5 rows (at least 3), ``clv_abs5`` the mean of
+``|clv_t|``. Gap openings are NOT used: the bundled S&P 500 open equals the previous close on
 most days before 2006 (``data/datasets/SOURCES.md``).
 """
 
@@ -178,6 +186,10 @@ def raw_observables(market: str, *, macro: bool = True,
                          / (5.0 * sd63**2)).clip(-20, 20)
     rng = np.log(high / low).where(high > low)
     out["whipsaw"] = (np.log(rng.clip(lower=1e-4)) - np.log(r.abs().clip(lower=1e-4))).clip(-3, 6)
+    clv = ((2.0 * close - high - low) / (high - low)).where(high > low).clip(-1.0, 1.0)
+    out["close_pressure"] = np.sign(r) * clv
+    out["close_pressure5"] = out["close_pressure"].rolling(5, min_periods=3).mean()
+    out["clv_abs5"] = clv.abs().rolling(5, min_periods=3).mean()
     speed = np.log(close / close.shift(5)).abs() / (np.sqrt(5.0) * sd63)
     out["speed5"] = speed.clip(upper=20.0)
     if macro:

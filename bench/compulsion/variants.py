@@ -190,3 +190,14 @@ VARIANTS = VARIANTS + tuple(
             f"k5_bond_gated + a persistent high-volatility regime (K = 6, prior stay {d} days)")
     for d in (120, 60)
 )
+
+# Round 12 (2026-12-07, fifth session): where the day closes in its range. Forced orders must be
+# done by the close, so under compulsion the pressure lasts into the close (the day closes at
+# its extreme in the direction of its move, in a crash or a squeeze alike); a discretionary
+# selloff meets buyers within the day. close_pressure (daily), its 5-day mean, and the 5-day
+# mean of |clv| (direction-free in the day's own sense), each added to the default.
+VARIANTS = VARIANTS + tuple(
+    Variant(f"k5_bond_gated_{name}", MIXED + ("bond_vol_surprise", name), Design(**_GATED),
+            f"k5_bond_gated + {name} (close location in the day's range)")
+    for name in ("close_pressure", "close_pressure5", "clv_abs5")
+)
