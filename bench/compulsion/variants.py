@@ -201,3 +201,19 @@ VARIANTS = VARIANTS + tuple(
             f"k5_bond_gated + {name} (close location in the day's range)")
     for name in ("close_pressure", "close_pressure5", "clv_abs5")
 )
+
+# Round 12b: compulsion, not volatility, as the labelling rule itself: the most turbulent stage
+# (highest volatility mean) is named discretionary, and forced flow is the largest break among
+# the others, so forced flow can never be the sample's most turbulent stage (K = 5, and K = 6
+# with the usual discretionary stage beside the turbulent one).
+VARIANTS = VARIANTS + (
+    Variant("k5_bond_gated_top", MIXED + ("bond_vol_surprise",),
+            Design(**{**_GATED, "order": ("k5top", "vol_surprise", "volatility")}),
+            "k5_bond_gated, the most volatile stage named discretionary, forced flow the largest "
+            "break among the others"),
+    Variant("k6_bond_gated_top", MIXED + ("bond_vol_surprise",),
+            Design(**{**_GATED, "n_stages": 6, "durations": DUR6,
+                      "order": ("k5top", "vol_surprise", "volatility")}),
+            "k6_bond_gated, the most volatile stage named discretionary2, forced flow the largest "
+            "break among the others"),
+)
