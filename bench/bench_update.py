@@ -22,6 +22,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 
 def main(argv=None) -> int:
@@ -44,7 +45,8 @@ def main(argv=None) -> int:
         result = fit("sp500", start=args.start, end=args.end, chains=args.chains,
                      draws=args.draws, tune=args.tune, seed=0, pointwise_loglik=False)
         fit_seconds = time.perf_counter() - t0
-    rows = read_prices("sp500").loc[args.end:].iloc[1:args.days + 1]
+    prices = read_prices("sp500")
+    rows = prices[prices.index > pd.Timestamp(result.attrs["end"])].iloc[:args.days]
     n_draws = args.chains * args.draws
     seconds = []
     current = result

@@ -128,7 +128,7 @@ class FeatureTransform:
                 )
         for option in ("volume_window", "impact_window", "spread_window"):
             value = getattr(self, option)
-            if isinstance(value, bool) or int(value) != value or int(value) < 1:
+            if isinstance(value, bool | np.bool_) or int(value) != value or int(value) < 1:
                 raise ValueError(f"{option} must be a positive integer, got {shown(value)}")
             set_(self, option, int(value))
         if self.volume_dropouts not in VOLUME_DROPOUT_MODES:
@@ -161,7 +161,7 @@ class FeatureTransform:
                     f"got center={c}, scale={s}"
                 )
         stale = self.covariate_max_stale
-        if isinstance(stale, bool) or int(stale) != stale or int(stale) < 0:
+        if isinstance(stale, bool | np.bool_) or int(stale) != stale or int(stale) < 0:
             raise ValueError(f"covariate_max_stale must be an integer >= 0, got {shown(stale)}")
         set_(self, "covariate_max_stale", int(stale))
 

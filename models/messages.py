@@ -2,7 +2,7 @@
 
 Error messages quote the offending value with ``repr`` so that a string and a number are told
 apart (``'5'`` against ``5``). A NumPy scalar's ``repr`` is ``np.int64(5)`` under NumPy 2, which
-reads as an internal detail: :func:`shown` quotes its Python value instead.
+reads as an internal detail: :func:`shown` quotes it as the user would write it instead.
 """
 
 from __future__ import annotations
@@ -13,6 +13,15 @@ __all__ = ["shown"]
 
 
 def shown(value) -> str:
-    """``repr`` of ``value``, with a NumPy scalar first turned into its Python value
-    (``np.int64(5)`` is shown as ``5``, ``np.str_('a')`` as ``'a'``)."""
-    return repr(value.item() if isinstance(value, np.generic) else value)
+    """``repr`` of ``value``, with a NumPy scalar shown as the user would write it: ``np.int64(5)``
+    as ``5``, ``np.True_`` as ``True``, ``np.str_('a')`` as ``'a'``, ``np.float32(-0.1)`` as
+    ``-0.1`` and a ``datetime64`` by its text (``NaT``, ``2020-01-01``)."""
+    if isinstance(value, np.bool_):
+        return repr(bool(value))
+    if isinstance(value, np.integer):
+        return repr(int(value))
+    if isinstance(value, np.str_ | np.bytes_):
+        return repr(value.item())
+    if isinstance(value, np.generic):  # floating, complex, datetime64, timedelta64
+        return str(value)
+    return repr(value)

@@ -187,6 +187,12 @@ def test_shown_quotes_the_python_value_of_numpy_scalars():
     assert shown(np.str_("a")) == "'a'"
     assert shown("5") == "'5'"  # a string stays distinguishable from a number
     assert shown(None) == "None"
+    assert shown(np.True_) == "True"
+    assert shown(np.float32(-0.1)) == "-0.1"
+    assert shown(np.longdouble(1.5)) == "1.5"
+    assert shown(np.datetime64("NaT", "ns")) == "NaT"  # not None, which means "not given"
+    assert shown(np.datetime64("2020-01-01")) == "2020-01-01"
+    assert shown([1, 2]) == "[1, 2]"
 
 
 @pytest.mark.parametrize(

@@ -193,15 +193,18 @@ def test_update_continuing_the_series_passes(sp_fit, sp_rows):
     rows.loc["2000-02-15", ["open", "high", "low", "close"]] *= 1000
     with pytest.warns(UserWarning, match=r"1 suspected bad tick.*2000-02-15"):
         out = update(sp_fit, rows)
-    # masked (bad_ticks="mask"): that day's price-based observables are missing, not absurd
-    raw = out["observed_data"]["raw_features"].transpose(dims.TIME, dims.FEATURE)
-    day = raw.sel({dims.TIME: "2000-02-15"})
-    assert np.isnan(day.sel({dims.FEATURE: "volatility"}).item())
-    clean = update(sp_fit, sp_rows)["observed_data"]["raw_features"].transpose(dims.TIME,
-                                                                             dims.FEATURE)
-    others = raw[dims.TIME] != np.datetime64("2000-02-15")
-    assert_allclose(raw.sel({dims.TIME: others}).sel({dims.FEATURE: "volatility"}),
-                    clean.sel({dims.TIME: others}).sel({dims.FEATURE: "volatility"}))
+    # masked (bad_ticks="mask"): the day's spread, volatility and impact and the next day's
+    # impact (its return starts from the masked close) are missing, not absurd; volume and
+    # every other day's volatility are as without the bad tick
+    raw = out["observed_data"]["raw_features"].transpose(dims.TIME, dims.FEATURE).to_pandas()
+    clean = update(sp_fit, sp_rows)["observed_data"]["raw_features"].transpose(
+        dims.TIME, dims.FEATURE).to_pandas()
+    assert raw.loc["2000-02-15", ["spread", "volatility", "impact"]].isna().all()
+    assert np.isnan(raw.loc["2000-02-16", "impact"])
+    assert raw.loc["2000-02-15", "volume"] == clean.loc["2000-02-15", "volume"]
+    others = raw.index != "2000-02-15"
+    assert_allclose(raw.loc[others, "volatility"], clean.loc[others, "volatility"])
+    assert raw["impact"].abs().max() <= clean["impact"].abs().max()
 
 
 def test_cli_update_prints_data_warnings_like_fit(sp_fit, sp_rows, tmp_path, capsys):

@@ -63,7 +63,7 @@ class Design:
     ``("k5sum", (f1, f2), f_level)``: as ``k5`` with forced flow the largest ``f1 + f2`` mean;
     ``("k6break", f_ff, f_level)`` (K = 6) also names stage 5 (the break) the stage with the
     second-largest mean of ``f_ff``. ``("k5top", f_ff, f_level)``: the highest ``f_level`` mean
-    is the last discretionary stage, forced flow the highest ``f_ff`` among the others.
+    is the last discretionary stage, forced flow the highest ``f_ff`` of the others (K >= 5).
     ``nu``: fixed Student-t degrees of freedom of the observables' emission (None: Gaussian).
     ``ar_intercept=False`` fixes ``b0_k = 0`` (the harness zeroes the constant regressor), so
     no stage is defined by the SIGN of the return (compulsion, not direction).
@@ -237,7 +237,9 @@ def order_stages(design: Design, mu, trans, columns) -> np.ndarray:
         rest = [i for i in range(mu.shape[0]) if i != ff]
         rest = sorted(rest, key=lambda i: mu[i, columns.index(design.order[2])])
         return np.array(rest[:3] + [ff] + rest[3:])
-    if kind == "k5top":  # the most turbulent stage is discretionary, never forced flow
+    if kind == "k5top":  # the most turbulent stage is discretionary, never forced flow (K >= 5)
+        if len(mu) < 5:
+            raise ValueError(f"the k5top rule needs at least 5 stages, got {len(mu)}")
         brk, level = mu[:, columns.index(design.order[1])], mu[:, columns.index(design.order[2])]
         top = int(np.argmax(level))
         ff = max((i for i in range(len(mu)) if i != top), key=lambda i: brk[i])

@@ -116,8 +116,9 @@ def lead_table(paths: xr.DataArray, start, end, *, min_run: int = 5,
     DataFrame, one row per ordered pair (``leader``, ``follower``)
         ``median_lead_days`` and the ``interval`` quantile bounds ``lo``, ``hi`` of
         onset(follower) - onset(leader) over the sampled paths where both have an onset,
-        ``pr_leader_first = Pr(onset(leader) < onset(follower) | both have an onset in the
-        window, y)`` (ties count half), ``pr_both = Pr(both have an onset in the window | y)``
+        ``pr_leader_first = Pr(onset(leader) < onset(follower) | both, y) + Pr(onset(leader) =
+        onset(follower) | both, y) / 2`` (``both``: both have an onset in the window),
+        ``pr_both = Pr(both have an onset in the window | y)``
         (each estimated by the share of sampled joint paths of ``Pr(stage_1..stage_T |
         y_1..y_T)``), and each asset's median onset date.
     """

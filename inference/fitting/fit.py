@@ -176,7 +176,7 @@ def fit(
                               or cores < 1):
         raise ValueError(f"cores must be an integer >= 1 or None, got {shown(cores)}")
     for name, value, low in (("chains", chains, 1), ("draws", draws, 1), ("tune", tune, 0)):
-        if not isinstance(value, int | np.integer) or value < low:
+        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
             raise ValueError(f"{name} must be an integer >= {low}, got {shown(value)}")
     if isinstance(data, PreparedData):
         if start is not None or end is not None or prepare_kwargs:

@@ -153,11 +153,12 @@ def top_days(result: xr.DataTree, stage: str = "forced_flow", n: int = 10) -> pd
 
     Returns
     -------
-    pandas.DataFrame, shape (n, 5) (n, 3 without stored quantiles), indexed by date, best first
+    pandas.DataFrame, min(n, T) rows, indexed by date, best first; columns
         ``smoothed = Pr(stage_t = stage | y_1..y_T)`` (posterior mean over draws), ``qLL`` and
         ``qHH`` (the fit's lowest and highest stored quantiles of that probability across
-        draws, e.g. ``q05`` and ``q95``), ``filtered = Pr(stage_t = stage | y_1..y_t)``
-        (posterior mean) and ``return`` (the log close-to-close return of day t).
+        draws, e.g. ``q05`` and ``q95``; one column if one is stored, none if none),
+        ``filtered = Pr(stage_t = stage | y_1..y_t)`` (posterior mean) and ``return`` (the log
+        close-to-close return of day t).
     """
     st = result["stages"]
     names = [str(k) for k in st[dims.STAGE].values]
