@@ -265,9 +265,8 @@ def update(fit: xr.DataTree, new_rows, *, columns=None, date_column: str = "date
         computed_obs[schema.price_variable(c)] = ((dims.TIME,), new_prices[c].to_numpy(np.float64))
     if list(obs[dims.FEATURE].values) != list(new_features.columns):
         raise ValueError(
-            f"stored features {[str(x) for x in obs[dims.FEATURE].values]} differ from "
-            f"the transform's "
-            f"{list(new_features.columns)}"
+            f"stored features {[str(x) for x in obs[dims.FEATURE].values]} differ from the "
+            f"transform's {[str(c) for c in new_features.columns]}"
         )
     new_obs = extend_along_time(obs, new_index, computed_obs)
 
