@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from bench.sbc.plot_sbc import GROUPS, group_dispersion
+from bench.sbc.plot_sbc import GROUPS, dispersion_cells
 from bench.sbc.run_sbc import MODELS, model_features, prepared, prior_draw, simulate
 
 
@@ -82,14 +82,7 @@ def summary(table: pd.DataFrame, ranks: pd.DataFrame | None, start: str) -> list
                   "|---|---|" + "---|" * len(GROUPS)]
         for label, rows in (("best below the truth", joined[joined[f"{start}_gap"] < 0]),
                             ("best at or above the truth", joined[joined[f"{start}_gap"] >= 0])):
-            cells = []
-            for group in GROUPS:
-                cols = [c for c in joined.columns if c.startswith(f"{group}[")]
-                if len(rows) > 1:
-                    m, lo, hi = group_dispersion(rows, cols, n_ranked)
-                    cells.append(f"{m:.3f} [{lo:.3f}, {hi:.3f}]")
-                else:
-                    cells.append("-")
+            cells = dispersion_cells(rows, n_ranked, min_rows=2, empty="-")
             lines.append(f"| {label} | {len(rows)} | " + " | ".join(cells) + " |")
     return lines
 

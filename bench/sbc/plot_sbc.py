@@ -88,21 +88,29 @@ def paired_dispersion(table: pd.DataFrame, other: pd.DataFrame, columns: list[st
     return len(both), float(mine.mean()), float(theirs.mean()), d, d - half, d + half
 
 
+def dispersion_cells(table: pd.DataFrame, n_ranked: int, stage: int | None = None,
+                     min_rows: int = 1, empty: str = "") -> list[str]:
+    """Per group of :data:`GROUPS`, ``"mean [lo, hi]"`` of :func:`group_dispersion` over the
+    group's scalars (only stage ``stage``'s: ``mu[stage, .]``, the row ``P[stage, .]``, if
+    given); ``empty`` where the group has no such scalar or ``table`` has fewer than
+    ``min_rows`` simulations."""
+    cells = []
+    for group in GROUPS:
+        prefix = f"{group}[" if stage is None else f"{group}[{stage},"
+        columns = [c for c in table.columns if c.startswith(prefix)]
+        if not columns or len(table) < min_rows:
+            cells.append(empty)
+            continue
+        mean, lo, hi = group_dispersion(table, columns, n_ranked)
+        cells.append(f"{mean:.3f} [{lo:.3f}, {hi:.3f}]")
+    return cells
+
+
 def by_stage(table: pd.DataFrame, n_ranked: int, names) -> list[str]:
     """Markdown rows: per stage ``k`` (the scalars ``mu[k, .]``, ``sigma[k, .]`` and the row
     ``P[k, .]``), each group's rank dispersion [95%], to show where a miscalibration sits."""
-    rows = []
-    for k, name in enumerate(names):
-        cells = []
-        for group in GROUPS:
-            columns = [c for c in table.columns if c.startswith(f"{group}[{k},")]
-            if len(columns) == 0:
-                cells.append("")
-                continue
-            mean, lo, hi = group_dispersion(table, columns, n_ranked)
-            cells.append(f"{mean:.3f} [{lo:.3f}, {hi:.3f}]")
-        rows.append(f"| {k}: {name} | " + " | ".join(cells) + " |")
-    return rows
+    return [f"| {k}: {name} | " + " | ".join(dispersion_cells(table, n_ranked, stage=k)) + " |"
+            for k, name in enumerate(names)]
 
 
 def main(argv=None) -> int:

@@ -29,7 +29,7 @@ import argparse
 import numpy as np
 import pandas as pd
 
-from bench.sbc.plot_sbc import GROUPS, group_dispersion
+from bench.sbc.plot_sbc import GROUPS, dispersion_cells
 from bench.sbc.run_sbc import MODELS, prior_draw, simulate
 
 
@@ -87,11 +87,7 @@ def main(argv=None) -> int:
         if len(part) < 2:
             print(f"| {label} | {len(part)} | | | " + " | ".join("" for _ in GROUPS) + " |")
             continue
-        cells = []
-        for group in GROUPS:
-            cols = [c for c in part.columns if c.startswith(f"{group}[")]
-            mean, lo, hi = group_dispersion(part, cols, n_ranked)
-            cells.append(f"{mean:.3f} [{lo:.3f}, {hi:.3f}]")
+        cells = dispersion_cells(part, n_ranked)
         print(f"| {label} | {len(part)} | {(part.max_rhat <= 1.01).sum()} | "
               f"{part.max_rhat.median():.3f} | " + " | ".join(cells) + " |")
     kind = "expected days per fitted stage" if args.fitted else "days per true stage"
