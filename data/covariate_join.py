@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from stressflow.models.dims import TIME
+from stressflow.models.messages import require_int
 
 from .bundled import load_dataset
 from .covariates import CHANGE_ROWS, COVARIATES, CovariateSpec, low_vol_series
@@ -53,9 +54,8 @@ def check_names(names: Iterable[str]) -> tuple[str, ...]:
 
 
 def check_max_stale(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 0:
-        raise ValueError(f"covariate_max_stale must be an integer >= 0, got {value!r}")
-    return int(value)
+    """``value`` as an int >= 0; ValueError naming ``covariate_max_stale`` otherwise."""
+    return require_int("covariate_max_stale", value, 0)
 
 
 #: FRED's download layout (fred.stlouisfed.org, "Download" -> CSV): the date column's name

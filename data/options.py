@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from stressflow.models.dims import FEATURES
-from stressflow.models.messages import shown
+from stressflow.models.messages import require_int
 
 from .checks import BAD_TICK_MODES
 from .covariate_join import check_max_stale, check_names
@@ -113,8 +113,7 @@ def resolve_options(
                                 "covariates")
     max_stale = check_max_stale(resolve_option(
         "covariate_max_stale", covariate_max_stale, transform, DEFAULT_COVARIATE_MAX_STALE))
-    if isinstance(min_rows, bool) or not isinstance(min_rows, int | np.integer) or min_rows < 2:
-        raise ValueError(f"min_rows must be an integer >= 2, got {shown(min_rows)}")
+    min_rows = require_int("min_rows", min_rows, 2)
     if bad_ticks not in BAD_TICK_MODES:
         raise ValueError(f"bad_ticks must be one of {BAD_TICK_MODES}, got {bad_ticks!r}")
     volume_dropouts = resolve_option("volume_dropouts", volume_dropouts, transform,

@@ -6,7 +6,7 @@ import datetime as _dt
 
 import numpy as np
 import pandas as pd
-from stressflow.models.messages import shown
+from stressflow.models.messages import require_int, shown
 
 from .errors import DataError
 
@@ -28,10 +28,8 @@ def resolve_option(name: str, given, transform, default):
 
 
 def check_window(name: str, value) -> int:
-    """``value`` as a positive int; ValueError naming ``name`` otherwise."""
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {shown(value)}")
-    return int(value)
+    """``value`` as an int >= 1; ValueError naming ``name`` otherwise (:func:`require_int`)."""
+    return require_int(name, value, 1)
 
 
 def to_timestamp(value: DateLike | None, name: str) -> pd.Timestamp | None:

@@ -12,6 +12,8 @@ In labelled arrays the row index has dim ``STAGE_FROM`` and the column index ``S
 
 from __future__ import annotations
 
+from stressflow.models.messages import require_int
+
 CHAIN = "chain"
 DRAW = "draw"
 TIME = "time"
@@ -93,9 +95,7 @@ def stage_names(n_stages: int) -> tuple[str, ...]:
     A stage beyond the five named ones is, like discretionary, outside the ladder: another
     non-compulsion regime, ordered above discretionary on the ordering feature.
     """
-    if isinstance(n_stages, bool) or not isinstance(n_stages, int) or n_stages < MIN_STAGES:
-        raise ValueError(f"a stage model has at least {MIN_STAGES} stages (an integer), "
-                         f"got {n_stages!r}")
+    n_stages = require_int("n_stages", n_stages, MIN_STAGES)
     if n_stages < len(LADDER):
         return (LADDER[0], *LADDER[1:n_stages - 1], FORCED_FLOW)
     extra = tuple(f"{EXTRA_STAGE_PREFIX}{k}" for k in range(len(STAGES), n_stages))

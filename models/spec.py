@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 import numpy as np
 from stressflow.models import dims
-from stressflow.models.messages import shown
+from stressflow.models.messages import require_int, shown
 
 __all__ = ["ModelSpec", "allowed_transitions", "EMISSIONS", "STRUCTURES", "TRANSITION_MODELS",
            "FRAMEWORK_DURATIONS", "EXTRA_STAGE_DURATION"]
@@ -178,10 +178,7 @@ class ModelSpec:
             raise ValueError(f"discretionary_stage must be True, False or None, got {disc!r}")
         if k is None:
             k = len(dims.STAGES) if disc is None or disc else len(dims.LADDER)
-        elif (isinstance(k, bool) or not isinstance(k, int | np.integer)
-              or k < dims.MIN_STAGES):
-            raise ValueError(f"n_stages must be an integer >= {dims.MIN_STAGES}, got {k!r}")
-        k = int(k)
+        k = require_int("n_stages", k, dims.MIN_STAGES)
         names = dims.stage_names(k)
         has_disc = dims.DISCRETIONARY in names
         if disc is not None and bool(disc) != has_disc:

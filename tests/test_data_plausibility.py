@@ -199,7 +199,7 @@ def test_shown_quotes_the_python_value_of_numpy_scalars():
     ("call", "expected"),
     [
         (lambda path: prepare(path, spread_window=np.int64(0)),
-         "spread_window must be a positive integer, got 0"),
+         "spread_window must be an integer >= 1, got 0"),
         (lambda path: prepare(path, min_rows=np.int64(1)),
          "min_rows must be an integer >= 2, got 1"),
         (lambda path: fit(path, draws=np.int64(0)), "draws must be an integer >= 1, got 0"),

@@ -21,6 +21,7 @@ from stressflow.inference.apps.cluster import (
 from stressflow.inference.apps.feed import FEED_SCHEMA, feed, update
 from stressflow.inference.fitting.fit import fit
 from stressflow.inference.postprocess.diagnostics import check_fit
+from stressflow.models.messages import require_int
 
 __all__ = ["WINDOWS", "backtest"]
 
@@ -107,11 +108,9 @@ def backtest(
     """
     if window not in WINDOWS:
         raise ValueError(f"window must be one of {WINDOWS}, got {window!r}")
-    if isinstance(refit_every, bool) or not isinstance(refit_every, int) or refit_every < 1:
-        raise ValueError(f"refit_every must be an integer >= 1, got {refit_every!r}")
+    refit_every = require_int("refit_every", refit_every, 1)
     if window == "rolling":
-        if isinstance(window_days, bool) or not isinstance(window_days, int) or window_days < 2:
-            raise ValueError(f"window='rolling' needs window_days >= 2 rows, got {window_days!r}")
+        window_days = require_int("window_days (window='rolling')", window_days, 2)
     elif window_days is not None:
         raise ValueError("window_days applies to window='rolling' only")
 

@@ -29,6 +29,8 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from stressflow.models.messages import require_int
+
 __all__ = ["THREAD_VARS", "Outcome", "open_client", "run_tasks", "worker_name",
            "capture_warnings", "replay_warnings", "progress_line", "default_workers"]
 
@@ -42,12 +44,6 @@ THREAD_VARS: tuple[str, ...] = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_
 def default_workers(threads_per_task: int = 1) -> int:
     """Workers of a default local cluster: the CPU count divided by the threads of a task."""
     return max(1, (os.cpu_count() or 1) // threads_per_task)
-
-
-def _positive_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    return value
 
 
 @contextlib.contextmanager
@@ -69,7 +65,7 @@ def open_client(workers: int | None = None, scheduler=None, *, threads_per_task:
     """
     from distributed import Client, LocalCluster
 
-    _positive_int("threads_per_task", threads_per_task)
+    require_int("threads_per_task", threads_per_task, 1)
     if workers is not None and scheduler is not None:
         raise ValueError("give workers (a new local cluster) or scheduler (an existing one), "
                          "not both")
@@ -83,8 +79,8 @@ def open_client(workers: int | None = None, scheduler=None, *, threads_per_task:
         with Client(scheduler) as client:
             yield client
         return
-    n = default_workers(threads_per_task) if workers is None else _positive_int("workers",
-                                                                              workers)
+    n = default_workers(threads_per_task) if workers is None else require_int("workers",
+                                                                              workers, 1)
     env = dict.fromkeys(THREAD_VARS, "1")
     with (LocalCluster(n_workers=n, threads_per_worker=1, processes=True, env=env,
                        dashboard_address=None) as cluster,

@@ -64,7 +64,7 @@ from stressflow.inference.apps.detection import (
     window_episodes,
 )
 from stressflow.models import dims
-from stressflow.models.messages import shown
+from stressflow.models.messages import require_int, shown
 
 __all__ = [
     "EPISODE",
@@ -141,8 +141,7 @@ def compulsion_scores(
         raise ValueError("an episode needs at least one day with an observation")
     if not 0 < min_share <= 1:
         raise ValueError(f"min_share must be in (0, 1], got {shown(min_share)}")
-    if not isinstance(lead_in, int | np.integer) or lead_in < 0:
-        raise ValueError(f"lead_in must be an integer >= 0, got {shown(lead_in)}")
+    lead_in = require_int("lead_in", lead_in, 0)
     stages = [str(k) for k in stages]
     forced = stages.index(dims.FORCED_FLOW)
     margin = stages.index(MARGIN_PRESSURE) if MARGIN_PRESSURE in stages else None

@@ -56,6 +56,7 @@ from stressflow.inference.integrity import (
 from stressflow.inference.postprocess.diagnostics import FitWarning, check_fit
 from stressflow.inference.schema import save_fit
 from stressflow.models import dims
+from stressflow.models.messages import require_int
 
 __all__ = ["STATUSES", "SUMMARY_FILE", "fit_many", "fit_windows", "rolling_windows",
            "fit_task", "peak_rss_mb", "tasks_summary", "save_summary", "load_summary"]
@@ -231,9 +232,7 @@ def rolling_windows(data, *, window_days: int, step: int, n_windows: int | None 
     """``(start, end)`` pairs of ``window_days`` trading days of ``data`` ending every ``step``
     rows, the last ending at ``end`` (default: the last row), oldest first; at most
     ``n_windows`` (default: as many as the rows allow)."""
-    for label, value in (("window_days", window_days), ("step", step)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{label} must be an integer >= 1, got {value!r}")
+    window_days, step = require_int("window_days", window_days, 1), require_int("step", step, 1)
     index = read_prices(data, columns=columns, date_column=date_column).index
     if end is not None:
         index = index[index <= pd.Timestamp(end)]

@@ -47,7 +47,6 @@ import json
 import time
 import warnings
 
-import numpy as np
 import pandas as pd
 import xarray as xr
 from stressflow.inference import schema
@@ -61,7 +60,7 @@ from stressflow.inference.fitting.sampling import (
 )
 from stressflow.inference.postprocess.diagnostics import FitWarning, check_fit
 from stressflow.models import dims
-from stressflow.models.messages import shown
+from stressflow.models.messages import require_int
 from stressflow.models.pymc_model import build_model
 from stressflow.models.spec import ModelSpec
 
@@ -172,12 +171,9 @@ def fit(
         raise ValueError(f"init must be 'em' or 'kmeans', got {init!r}")
     if adaptation not in ADAPTATIONS:
         raise ValueError(f"adaptation must be one of {ADAPTATIONS}, got {adaptation!r}")
-    if cores is not None and (isinstance(cores, bool) or not isinstance(cores, int | np.integer)
-                              or cores < 1):
-        raise ValueError(f"cores must be an integer >= 1 or None, got {shown(cores)}")
-    for name, value, low in (("chains", chains, 1), ("draws", draws, 1), ("tune", tune, 0)):
-        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
-            raise ValueError(f"{name} must be an integer >= {low}, got {shown(value)}")
+    cores = require_int("cores", cores, 1, allow_none=True)
+    chains, draws, tune = (require_int("chains", chains, 1), require_int("draws", draws, 1),
+                           require_int("tune", tune, 0))
     if isinstance(data, PreparedData):
         if start is not None or end is not None or prepare_kwargs:
             raise ValueError("start/end and data options apply when preparing: pass raw data")

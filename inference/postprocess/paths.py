@@ -33,7 +33,7 @@ from stressflow.inference import schema
 from stressflow.inference.postprocess.stages import quantile_draw_index
 from stressflow.models import dims
 from stressflow.models.evaluate import evaluate_draws
-from stressflow.models.messages import shown
+from stressflow.models.messages import require_int
 from stressflow.models.numerics import kernels
 
 __all__ = ["SAMPLE", "stage_paths", "sample_stage_paths"]
@@ -85,10 +85,8 @@ def stage_paths(
         On ``paths_per_draw < 1``, invalid kernel inputs (the kernels' message, with the draw),
         or observations that are impossible under some draw.
     """
-    if not isinstance(paths_per_draw, int | np.integer) or paths_per_draw < 1:
-        raise ValueError(f"paths_per_draw must be an integer >= 1, got {shown(paths_per_draw)}")
-    if not isinstance(n_draws, int | np.integer) or n_draws < 1:
-        raise ValueError(f"n_draws must be an integer >= 1, got {shown(n_draws)}")
+    paths_per_draw = require_int("paths_per_draw", paths_per_draw, 1)
+    n_draws = require_int("n_draws", n_draws, 1)
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     out = None
     for lo in range(0, n_draws, chunk):
@@ -139,8 +137,7 @@ def sample_stage_paths(
         probabilities ``Pr(E | y_1..y_T, theta^(s))`` are the means over samples sharing a
         (chain, draw).
     """
-    if n_draws is not None and (not isinstance(n_draws, int | np.integer) or n_draws < 1):
-        raise ValueError(f"n_draws must be an integer >= 1 or None, got {shown(n_draws)}")
+    n_draws = require_int("n_draws", n_draws, 1, allow_none=True)
     schema.require_fit(fit, needs={"observed_data": ("features",)}, purpose="path sampling")
     spec = schema.read_spec(fit)
     params, shape = schema.posterior_params(fit["posterior"], spec)

@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 from stressflow.models import dims
-from stressflow.models.messages import shown
+from stressflow.models.messages import require_int, shown
 
 __all__ = ["PanelSpec", "COUPLINGS", "MAX_JOINT_STATES"]
 
@@ -89,10 +89,8 @@ class PanelSpec:
             raise ValueError(f"coupling must be one of {COUPLINGS}, got {self.coupling!r}")
         if len(self.assets) == 1:  # one asset: nothing to spill over from or share with
             object.__setattr__(self, "coupling", "none")
-        k = self.n_stages
-        if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < dims.MIN_STAGES:
-            raise ValueError(f"n_stages must be an integer >= {dims.MIN_STAGES}, got {k!r}")
-        object.__setattr__(self, "n_stages", int(k))
+        object.__setattr__(self, "n_stages", require_int("n_stages", self.n_stages,
+                                                         dims.MIN_STAGES))
         if not self.assets or len(set(self.assets)) != len(self.assets):
             raise ValueError(f"assets must be unique and non-empty, got {list(self.assets)}")
         if len(self.channel_asset) != len(self.channels):
@@ -108,9 +106,9 @@ class PanelSpec:
                 raise ValueError(f"order channel {channel!r} is not a channel of asset {asset!r}")
         if self.n_joint > MAX_JOINT_STATES:
             raise ValueError(
-                f"{len(self.assets)} assets with {k} stages each give {self.n_joint} joint "
-                f"states, more than {MAX_JOINT_STATES} (the cost grows with their square); "
-                "use fewer assets or stages, or coupling='shared'")
+                f"{len(self.assets)} assets with {self.n_stages} stages each give "
+                f"{self.n_joint} joint states, more than {MAX_JOINT_STATES} (the cost grows with "
+                "their square); use fewer assets or stages, or coupling='shared'")
         for name in ("stickiness", "mu_prior_sd", "spillover_prior_sd"):
             value = getattr(self, name)
             if not math.isfinite(value) or value < 0 or (name != "stickiness" and value == 0):

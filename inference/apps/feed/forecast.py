@@ -9,7 +9,7 @@ from stressflow.inference import schema
 from stressflow.inference.apps.feed.columns import COMPULSION_STAGE, INTERVAL, require_feed
 from stressflow.models import dims
 from stressflow.models.evaluate import evaluate_transitions
-from stressflow.models.messages import shown
+from stressflow.models.messages import require_int
 
 __all__ = ["forecast"]
 
@@ -61,9 +61,8 @@ def forecast(
         (quantiles); ``p_enter_<target>`` and its ``_qNN`` quantiles. ``attrs["origin"]`` is
         the date T.
     """
+    horizon = require_int("horizon", horizon, 1)
     require_feed(fit)
-    if isinstance(horizon, bool) or not isinstance(horizon, int | np.integer) or horizon < 1:
-        raise ValueError(f"horizon must be an integer >= 1, got {shown(horizon)}")
     spec = schema.read_spec(fit)
     if target not in spec.stage_names:
         raise ValueError(f"target must be one of {spec.stage_names}, got {target!r}")
