@@ -63,7 +63,17 @@ it; mechanical end-of-day flows: Baltussen, Da, Lammers & Martens 2021, JFE 142(
 demand and intraday momentum) and -1 when the move was undone within the day; direction-free,
 so a squeeze that closes at its high scores like a crash that closes at its low.
 ``close_pressure5`` is its mean over the last 5 rows (at least 3), ``clv_abs5`` the mean of
-``|clv_t|``. Gap openings are NOT used: the bundled S&P 500 open equals the previous close on
+``|clv_t|``.
+
+The liquid wrapper against its basket (round 13): with ``td_t`` the day's log return of the SPY
+ETF (bundled, dividend-adjusted close, 1993-2018) minus the index's,
+``etf_gap1_t = log|td_t| - med_252(log|td|)_t`` and ``etf_gap5_t`` the same for the log of the
+5-row mean of ``|td|`` (``|td|`` floored at 1 bp). When holders sell what is liquid, the ETF
+is sold before the stocks it holds and its price departs from theirs beyond what arbitrage
+closes by the close, then comes back (Petajisto 2017, FAJ 73(1); Ben-David, Franzoni &
+Moussawi 2018, JF 73(6); SEC staff research note on 2015-08-24). Against its own trailing year,
+because the level of ``|td|`` falls about sixfold over 1993-2018 (decimalisation, closing
+auctions). Gap openings are NOT used: the bundled S&P 500 open equals the previous close on
 most days before 2006 (``data/datasets/SOURCES.md``).
 """
 
@@ -86,7 +96,7 @@ BUNDLED = Path(__file__).resolve().parents[2] / "data" / "datasets"
 US_ONLY = ("ted", "ted_chg5", "hy", "hy_chg5", "baa", "baa_chg5", "ted_abs5", "hy_abs5",
            "baa_abs5", "stock_bond", "vix_surprise", "vrp", "ig", "ig_chg5", "ig_abs5", "move",
            "move_chg5", "move_abs5", "bond_vol_surprise", "move_surprise", "bond_vol21_surprise",
-           "bond2_vol_surprise")
+           "bond2_vol_surprise", "etf_gap1", "etf_gap5")
 
 _MACRO = {
     "ted": ("us_ted_spread_daily_1986_2017.csv", "ted_spread_pct"),
@@ -212,7 +222,22 @@ def raw_observables(market: str, *, macro: bool = True,
         out["bond2_vol_surprise"] = bond_vol_surprise_observable(
             _treasury_change(out.index, "dgs2"))
         out["move_surprise"] = out["move"] - _prev_median(out["move"], 252)
+        gap = _etf_gap(close)
+        out["etf_gap1"] = gap - _prev_median(gap, 252)
+        gap5 = np.log(np.exp(gap).rolling(5, min_periods=3).mean())
+        out["etf_gap5"] = gap5 - _prev_median(gap5, 252)
     return out
+
+
+def _etf_gap(close: pd.Series) -> pd.Series:
+    """``log(max(|td_t|, 1e-4))`` with ``td_t`` = the day's log return of the SPY ETF (dividend
+    adjusted) minus the index's: how far the liquid wrapper's day departs from its basket's.
+    Missing before SPY's first day (1993-01-29) and on days either series lacks."""
+    frame = pd.read_csv(BUNDLED / "spy_etf_daily_1993_2018.csv", parse_dates=["date"])
+    spy = pd.to_numeric(frame.set_index("date")["adj_close"], errors="coerce")
+    spy = spy.where(spy > 0).reindex(close.index)
+    td = np.log(spy).diff() - np.log(close).diff()
+    return np.log(td.abs().clip(lower=1e-4))
 
 
 def standardise(raw: pd.DataFrame, columns, start, end) -> tuple[pd.DataFrame, pd.DataFrame]:

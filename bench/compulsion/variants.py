@@ -1,5 +1,5 @@
 """The screened variants: observables x model design (not a full factorial). Rounds 1-5 are in
-:mod:`.variants_early`; this module adds rounds 6-11, and its ``VARIANTS`` is the whole list the
+:mod:`.variants_early`; this module adds rounds 6-13, and its ``VARIANTS`` is the whole list the
 harness reads. The duration priors ``DUR4`` / ``DUR5`` / ``DUR6`` are described in
 :mod:`.variants_early`, where they are defined.
 """
@@ -216,4 +216,15 @@ VARIANTS = VARIANTS + (
                       "order": ("k5top", "vol_surprise", "volatility")}),
             "k6_bond_gated, the most volatile stage named discretionary2, forced flow the largest "
             "break among the others"),
+)
+
+# Round 13 (2026-12-07, sixth session): the liquid wrapper against its basket. Holders under
+# compulsion sell what is liquid, so the ETF's day departs from its index's beyond what
+# arbitrage closes, and comes back; a discretionary repricing moves both together. Daily and
+# 5-day forms of |SPY return - index return| against its trailing year, each added to the
+# default (missing before 1993 and for other markets).
+VARIANTS = VARIANTS + tuple(
+    Variant(f"k5_bond_gated_{name}", MIXED + ("bond_vol_surprise", name), Design(**_GATED),
+            f"k5_bond_gated + {name} (SPY against the index, against its trailing year)")
+    for name in ("etf_gap1", "etf_gap5")
 )
