@@ -6,7 +6,9 @@ Every problem found in user data is either
   first offending date (or row), or
 * treated in a documented way (the affected observations become missing), counted in the
   :class:`~stressflow.data.DataReport` and announced with a :class:`DataWarning` that gives
-  the count and the first dates.
+  the count and the first dates; or, for the dates themselves, normalised: a time of day on a
+  daily row is dropped and counted in a :class:`DataWarning`
+  (:func:`~stressflow.data.read_prices`).
 """
 
 from __future__ import annotations

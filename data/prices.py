@@ -21,7 +21,7 @@ import pandas as pd
 from stressflow.models.messages import shown
 
 from .bundled import DATASETS, load_dataset
-from .errors import DataError
+from .errors import DataError, warn_data
 
 __all__ = ["PRICE_COLUMNS", "REQUIRED_COLUMNS", "STANDARD_COLUMNS", "read_prices"]
 
@@ -77,7 +77,10 @@ def _load_source(source: Source) -> pd.DataFrame:
             f"(bundled: {', '.join(DATASETS)})"
         )
     if suffix == ".csv":
-        return pd.read_csv(path)
+        try:
+            return pd.read_csv(path)
+        except pd.errors.EmptyDataError:
+            raise DataError(f"{str(path)!r} is empty: no header and no rows") from None
     if suffix in (".parquet", ".pq"):
         return pd.read_parquet(path)
     raise DataError(f"unsupported file type {suffix!r} for {str(path)!r}; use .csv or .parquet")
@@ -114,9 +117,9 @@ def _parse_dates(values: pd.Series | pd.Index, label: str) -> pd.DatetimeIndex:
             warnings.simplefilter("ignore", UserWarning)
             try:
                 parsed = pd.DatetimeIndex(pd.to_datetime(raw, errors="coerce"))
-            except (TypeError, ValueError, OverflowError):
+            except (TypeError, ValueError, OverflowError):  # e.g. UTC offsets that change with DST
                 parsed = pd.DatetimeIndex(
-                    [pd.to_datetime(v, errors="coerce") for v in raw.tolist()]
+                    [_wall_clock(pd.to_datetime(v, errors="coerce")) for v in raw.tolist()]
                 )
     bad = np.flatnonzero(parsed.isna())
     if bad.size:
@@ -132,20 +135,66 @@ def _parse_dates(values: pd.Series | pd.Index, label: str) -> pd.DatetimeIndex:
     return parsed
 
 
+def _wall_clock(value):
+    """A parsed timestamp without its time zone: the local date and time as written."""
+    if isinstance(value, pd.Timestamp) and value.tzinfo is not None:
+        return value.tz_localize(None)
+    return value
+
+
+def _drop_time_of_day(index: pd.DatetimeIndex, label: str) -> pd.DatetimeIndex:
+    """Dates with a time of day (``2003-01-02 16:00``) as their date, with a DataWarning that
+    counts them; DataError if two rows then share a date (intraday rows)."""
+    dates = index.normalize()
+    timed = np.flatnonzero(index != dates)
+    if not timed.size:
+        return index
+    shared = dates.duplicated() & ~index.duplicated()
+    if shared.any():
+        first = dates[np.flatnonzero(shared)[0]]
+        raise DataError(
+            f"{label} has several rows on {_date_str(first)} at different times of day "
+            f"({int(shared.sum())} such row(s)); stressflow takes one row per trading day, so "
+            "resample intraday data to daily bars first"
+        )
+    warn_data(
+        f"{timed.size} date(s) in {label} carry a time of day (first: {index[timed[0]]}); "
+        "each row is a trading day keyed by its date, so the time was dropped"
+    )
+    return dates
+
+
 def _set_date_index(frame: pd.DataFrame, date_column: str) -> pd.DataFrame:
     if date_column in frame.columns:
-        index = _parse_dates(frame[date_column], f"date column {date_column!r}")
+        label = f"date column {date_column!r}"
+        index = _drop_time_of_day(_parse_dates(frame[date_column], label), label)
         frame = frame.drop(columns=[date_column])
     elif isinstance(frame.index, pd.DatetimeIndex):
-        index = _parse_dates(frame.index, "the DatetimeIndex")
+        index = _drop_time_of_day(_parse_dates(frame.index, "the DatetimeIndex"),
+                                  "the DatetimeIndex")
     else:
         raise DataError(
             f"no date column {date_column!r} and the index is not a DatetimeIndex; "
             f"available columns: {_available(frame)} (pass date_column= or columns=)"
+            f"{_layout_hint(frame, date_column)}"
         )
     frame.index = index.rename("date")
     frame.columns = [str(c) for c in frame.columns]
     return frame
+
+
+def _layout_hint(frame: pd.DataFrame, date_column: str) -> str:
+    """Why a date column may not have been found: a file read with the wrong separator (one
+    column whose name holds the others), or the column's name in other letter case."""
+    names = [str(c) for c in frame.columns]
+    if len(names) == 1:
+        sep = next((c for c in (";", "\t", "|") if c in names[0]), None)
+        if sep is not None:
+            return (f"; the file seems to separate its columns with {sep!r}: read it with "
+                    f"pandas.read_csv(path, sep={sep!r}) (and decimal=',' if numbers use a "
+                    "decimal comma) and pass the DataFrame")
+    same = [n for n in names if n.strip().lower() == date_column.lower()]
+    return f"; did you mean date_column={same[0]!r}?" if same else ""
 
 
 def _check_dates(index: pd.DatetimeIndex) -> None:
@@ -252,7 +301,10 @@ def read_prices(
     Returns
     -------
     pandas.DataFrame
-        A new frame indexed by a sorted, unique DatetimeIndex named ``"date"``. The standard
+        A new frame indexed by a sorted, unique DatetimeIndex named ``"date"`` of trading days:
+        a time zone is dropped (the local date and time as written, also where the UTC offset
+        changes with daylight saving) and so is a time of day (a :class:`DataWarning` counts
+        the dates that had one), so that series joined by date line up. The standard
         columns present (``open, high, low, close, adj_close, volume``) are ``float64`` with
         empty cells as NaN; other columns are kept unchanged (``prepare`` validates the
         spread and extra columns it uses).
@@ -265,7 +317,7 @@ def read_prices(
         duplicate or out-of-order date; on a non-numeric or infinite entry; if ``high``,
         ``low`` or ``close`` is <= 0, ``high < low``, or ``volume < 0``. Each message names
         the column and the first offending date. If there are no rows (e.g. a CSV with only a
-        header).
+        header) or the file is empty; if two rows fall on one date at different times of day.
     FileNotFoundError
         If ``source`` is a string that is neither a file nor a bundled dataset name.
     """

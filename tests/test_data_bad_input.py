@@ -173,6 +173,53 @@ def test_empty_date(sp):
         read_prices(sp)
 
 
+def test_utc_offsets_that_change_with_dst_keep_the_local_date(sp, tmp_path):
+    """A CSV written from a tz-aware index (offsets -05:00 and -04:00 across DST) reads as the
+    local dates, the same frame as without a zone (it used to raise pandas' tz error)."""
+    path = tmp_path / "tz.csv"
+    sp.assign(date=sp["date"].dt.tz_localize("US/Eastern")).to_csv(path, index=False)
+    assert {"-05:00", "-04:00"} <= {text[-6:] for text in pd.read_csv(path)["date"]}
+    pd.testing.assert_frame_equal(read_prices(path), read_prices(sp))
+    tokyo = sp.set_index(sp["date"].dt.tz_localize("Asia/Tokyo")).drop(columns="date")
+    pd.testing.assert_frame_equal(read_prices(tokyo), read_prices(sp))  # not shifted to UTC
+
+
+def test_a_time_of_day_is_dropped_counted_and_the_bond_series_still_joins(sp):
+    """Daily bars stamped 16:00 are keyed by their date (a counted DataWarning), so series
+    joined on the date (the bond yield of bond_vol_surprise) still join; before, that
+    observable was silently missing on every day."""
+    timed = sp.assign(date=sp["date"] + pd.Timedelta(hours=16))
+    with pytest.warns(DataWarning, match=r"504 date\(s\) in date column 'date' carry a time of "
+                      r"day \(first: 1999-01-04 16:00:00\).*the time was dropped"):
+        prep = prepare(timed, observables=("bond_vol_surprise",), start=START)
+    plain = quiet(sp, observables=("bond_vol_surprise",), start=START)
+    pd.testing.assert_frame_equal(prep.features, plain.features)
+    assert prep.features["bond_vol_surprise"].notna().sum() > 200
+
+
+def test_intraday_rows_on_one_date_are_an_error(sp):
+    i = row(sp)
+    two = pd.concat([sp.iloc[:i + 1], sp.iloc[[i]], sp.iloc[i + 1:]], ignore_index=True)
+    two.loc[i + 1, "date"] = pd.Timestamp(DAY) + pd.Timedelta(hours=12)
+    with pytest.raises(DataError, match=rf"several rows on {DAY} at different times of day "
+                       r"\(1 such row\(s\)\).*resample intraday data"):
+        read_prices(two)
+
+
+def test_empty_file_and_wrong_separator_get_clear_errors(sp, tmp_path):
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    with pytest.raises(DataError, match=r"empty\.csv' is empty: no header and no rows"):
+        read_prices(empty)
+    semi = tmp_path / "semi.csv"
+    sp.to_csv(semi, index=False, sep=";", decimal=",")
+    with pytest.raises(DataError, match=r"separate its columns with ';': read it with "
+                       r"pandas.read_csv\(path, sep=';'\)"):
+        read_prices(semi)
+    with pytest.raises(DataError, match=r"did you mean date_column='Date'\?"):
+        read_prices(sp.rename(columns={"date": "Date"}))
+
+
 # --------------------------------------------------------------------------- prices, volume
 
 
