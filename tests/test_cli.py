@@ -71,6 +71,43 @@ def test_errors_are_messages(argv, code, message, capsys, tmp_path):
     assert message in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize("command", [
+    ["fit", "--dataset", "sp500"],
+    ["evaluate"],
+    ["backtest", "sp500", "--start", "2010-01-04", "--end", "2010-03-31", "--refit-every", "20"],
+    ["episodes", "fit.nc"],
+])
+def test_an_unwritable_out_is_refused_before_any_work(command, tmp_path, capsys, monkeypatch):
+    """A mistyped --out (no such folder, or a folder) is refused before the fit, evaluation or
+    backtest runs, so minutes of work are not lost at the final write."""
+    from stressflow.inference.present import cli
+
+    def no_work(args):
+        raise AssertionError("the command ran although its --out cannot be written")
+
+    parser = cli.build_parser()
+    monkeypatch.setattr(cli, "build_parser", lambda: parser)
+    for action in parser._subparsers._group_actions[0].choices.values():
+        action.set_defaults(func=no_work)
+    for out, problem in ((tmp_path / "missing" / "x.out", "does not exist"),
+                         (tmp_path, "is a folder; give a file name")):
+        assert cli.main([*command, "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert f"stressflow {command[0]}: cannot write --out {out}: " in err and problem in err
+
+
+def test_episode_table_is_written_whole(fitted, tmp_path, capsys):
+    import pandas as pd
+
+    out = tmp_path / "episodes.csv"
+    out.write_text("old")
+    assert main(["episodes", str(fitted), "--n-draws", "20", "--paths-per-draw", "2",
+                 "--out", str(out)]) == 0
+    table = pd.read_csv(out)
+    assert len(table) > 0 and "p_compulsion" in table.columns
+    assert [p.name for p in tmp_path.iterdir()] == ["episodes.csv"]  # no temporary file left
+
+
 def test_summary_refuses_a_file_that_is_not_a_fit(tmp_path, capsys):
     bad = tmp_path / "bad.nc"
     bad.write_text("not a netcdf file")

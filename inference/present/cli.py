@@ -12,7 +12,7 @@ import warnings
 from pathlib import Path
 
 from stressflow.data.dropouts import DROPOUT_SD, VOLUME_DROPOUT_MODES
-from stressflow.inference.present.console import show_progress
+from stressflow.inference.present.console import output_problem, show_progress
 from stressflow.inference.present.console import show_warning as _show_warning
 
 __all__ = ["main"]
@@ -237,6 +237,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    out = getattr(args, "out", None)
+    problem = output_problem(out) if out else None
+    if problem:  # before the work: a long fit is not lost to a mistyped --out
+        print(f"stressflow {args.command}: cannot write --out {out}: {problem}", file=sys.stderr)
+        return 2
     return args.func(args)
 
 

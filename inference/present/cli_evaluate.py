@@ -15,6 +15,7 @@ __all__ = ["register_cli"]
 def _cmd_evaluate(args) -> int:
     from stressflow.data import DataError
     from stressflow.inference.apps.evaluation import run_evaluation
+    from stressflow.inference.present.console import write_text
     from stressflow.inference.present.model_options import spec_from_args
 
     try:
@@ -29,7 +30,7 @@ def _cmd_evaluate(args) -> int:
     print(text)
     if args.out:
         out = Path(args.out)
-        out.write_text(text, encoding="utf-8")
+        write_text(text, out)
         print(f"wrote {out}", file=sys.stderr)
     return 0
 

@@ -19,6 +19,7 @@ import pandas as pd
 from stressflow.data import DataError
 from stressflow.inference.apps.episodes import episodes
 from stressflow.inference.apps.feed import FEED_SCHEMA_VERSION, export, feed, update
+from stressflow.inference.present.console import write_table
 from stressflow.inference.present.plots import (
     _KINDS,
     plot_observables,
@@ -79,7 +80,7 @@ def _cmd_episodes(args) -> int:
           "| y_1..y_T)")
     print(_format(table, _SHOW) if len(table) else "(no episode beyond the thresholds)")
     if args.out:
-        table.to_csv(args.out)
+        write_table(table, args.out)
         print(f"\nwrote {args.out}")
     try:
         cat = score_catalogue(fit, market=args.market, min_share=args.min_share,
@@ -117,7 +118,7 @@ def _panel_episodes(fit, args) -> int:
               "repricing (README, panel model)")
     print(_format(table, _SHOW) if len(table) else "(no episode beyond the thresholds)")
     if args.out:
-        table.to_csv(args.out)
+        write_table(table, args.out)
         print(f"\nwrote {args.out}")
     cat = panel_catalogue(fit, **options)
     if len(cat):
@@ -320,7 +321,7 @@ def _cmd_compare(args) -> int:
         print(table.round(2).to_string())
     print(f"\nnote: {table.attrs['caveat']}")
     if args.out:
-        table.to_csv(args.out)
+        write_table(table, args.out)
         print(f"wrote {args.out}")
     return 0
 

@@ -1,10 +1,13 @@
-"""How the command line talks to a person: one-line warnings and the progress-bar choice."""
+"""How the command line talks to a person: one-line warnings, the progress-bar choice, and
+the files it writes (checked before the work, written whole or not at all)."""
 
 from __future__ import annotations
 
+import os
 import sys
+from pathlib import Path
 
-__all__ = ["show_warning", "show_progress"]
+__all__ = ["show_warning", "show_progress", "output_problem", "write_table", "write_text"]
 
 
 def show_warning(message, category, filename, lineno, file=None, line=None):
@@ -37,3 +40,35 @@ def read_covariate_file(path: str | None):
         raise FileNotFoundError(f"covariate file {path} not found")
     return pd.read_parquet(file) if file.suffix == ".parquet" else pd.read_csv(file)
 
+
+
+def output_problem(path: str | os.PathLike) -> str | None:
+    """Why no file can be written at ``path`` (``None`` if one can): ``path`` is a folder, or
+    its folder does not exist or is not writable. Checked before a command's work, so that a
+    fit of minutes is not lost to a mistyped ``--out``."""
+    file = Path(path)
+    if file.is_dir():
+        return f"{file} is a folder; give a file name"
+    folder = file.parent
+    if not folder.is_dir():
+        return f"the folder {folder} does not exist"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"the folder {folder} is not writable"
+    return None
+
+
+def write_table(table, path: str | os.PathLike) -> None:
+    """Write a DataFrame as CSV to ``path`` atomically: the old file or the whole new one,
+    never a part (:func:`stressflow.inference.integrity.atomic_write`)."""
+    from stressflow.inference.integrity import atomic_write
+
+    with atomic_write(path) as tmp:
+        table.to_csv(tmp)
+
+
+def write_text(text: str, path: str | os.PathLike) -> None:
+    """Write UTF-8 text to ``path`` atomically, as :func:`write_table`."""
+    from stressflow.inference.integrity import atomic_write
+
+    with atomic_write(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")

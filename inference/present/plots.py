@@ -183,7 +183,12 @@ def plot_transitions(fit: xr.DataTree, *, figsize=(6.5, 5.5)):
 
 
 def save_figure(fig, path: str | Path, dpi: int = 120) -> Path:
-    """Write a figure to ``path`` (format from the suffix, e.g. ``.png``)."""
+    """Write a figure to ``path`` (format from the suffix, e.g. ``.png``; PNG without one),
+    atomically: the old file or the whole new one (:func:`~stressflow.inference.integrity
+    .atomic_write`)."""
+    from stressflow.inference.integrity import atomic_write
+
     path = Path(path)
-    fig.savefig(path, dpi=dpi)
+    with atomic_write(path) as tmp:
+        fig.savefig(tmp, dpi=dpi, format=path.suffix.lstrip(".").lower() or "png")
     return path
