@@ -166,6 +166,10 @@ def atomic_write(path: str | Path):
     onto ``path`` (then fsync the folder), so ``path`` is either the old file or the new one,
     never a partial write. On an exception the temporary file is removed."""
     path = Path(path)
+    if not path.parent.is_dir():  # not the temporary file's name in the message
+        raise FileNotFoundError(f"cannot write {path}: the folder {path.parent} does not exist")
+    if path.is_dir():
+        raise IsADirectoryError(f"cannot write {path}: it is a folder; give a file name")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
     os.close(fd)
     tmp = Path(tmp)

@@ -146,6 +146,17 @@ def test_writer_killed_mid_write_leaves_the_old_file(sp_fit, tmp_path):
     _identical(sp_fit, load_fit(path))
 
 
+def test_writing_into_a_missing_folder_or_onto_a_folder_says_so(sp_fit, tmp_path):
+    """The message names the path asked for, not the temporary file beside it."""
+    target = tmp_path / "missing" / "fit.nc"
+    with pytest.raises(FileNotFoundError, match=rf"cannot write {target}: the folder "
+                       rf"{target.parent} does not exist"):
+        save_fit(sp_fit, target)
+    with pytest.raises(IsADirectoryError, match="it is a folder; give a file name"):
+        save_fit(sp_fit, tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_update_out_never_overwrites_its_input(sp_fit, sp_rows, tmp_path, capsys,
                                                monkeypatch):
     path = save_fit(sp_fit, tmp_path / "fit.nc")
