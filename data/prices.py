@@ -86,6 +86,29 @@ def _load_source(source: Source) -> pd.DataFrame:
     raise DataError(f"unsupported file type {suffix!r} for {str(path)!r}; use .csv or .parquet")
 
 
+def _flat_columns(frame: pd.DataFrame) -> pd.DataFrame:
+    """Column labels with several levels (a download of tickers x fields) reduced to the field
+    names when every other level holds one value (one ticker); DataError otherwise."""
+    if not isinstance(frame.columns, pd.MultiIndex):
+        return frame
+    wanted = {*STANDARD_COLUMNS, "date"}
+    levels = frame.columns.levels
+    names = [i for i, level in enumerate(levels)
+             if wanted & {str(v).strip().lower().replace(" ", "_") for v in level}]
+    others = [i for i in range(len(levels)) if i not in names]
+    if len(names) != 1 or any(frame.columns.get_level_values(i).nunique() > 1 for i in others):
+        shown_levels = "; ".join(
+            f"level {i}: {', '.join(map(repr, frame.columns.get_level_values(i).unique()[:5]))}"
+            for i in range(len(levels)))
+        raise DataError(
+            f"the columns have {len(levels)} levels ({shown_levels}); give one market's "
+            "columns, e.g. frame.xs('SPY', axis=1, level=1) for one ticker of a download"
+        )
+    frame = frame.copy()
+    frame.columns = frame.columns.get_level_values(names[0])
+    return frame
+
+
 def _apply_mapping(frame: pd.DataFrame, columns: Mapping[str, str] | None) -> pd.DataFrame:
     if not columns:
         return frame
@@ -108,9 +131,13 @@ def _apply_mapping(frame: pd.DataFrame, columns: Mapping[str, str] | None) -> pd
 
 def _parse_dates(values: pd.Series | pd.Index, label: str) -> pd.DatetimeIndex:
     """Parse dates; raise DataError naming the first unparseable entry."""
+    if isinstance(values, pd.PeriodIndex):
+        values = values.to_timestamp()
     if isinstance(values, pd.DatetimeIndex) or pd.api.types.is_datetime64_any_dtype(values):
         parsed = pd.DatetimeIndex(values)
         raw = pd.Series(np.asarray(values, dtype=object))
+    elif pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+        parsed, raw = _numeric_dates(values, label), pd.Series(np.asarray(values, dtype=object))
     else:
         raw = pd.Series(np.asarray(values, dtype=object))
         with warnings.catch_warnings():
@@ -133,6 +160,23 @@ def _parse_dates(values: pd.Series | pd.Index, label: str) -> pd.DatetimeIndex:
     if parsed.tz is not None:
         parsed = parsed.tz_localize(None)
     return parsed
+
+
+def _numeric_dates(values: pd.Series | pd.Index, label: str) -> pd.DatetimeIndex:
+    """Dates written as numbers: ``YYYYMMDD`` integers (``20030102``) are read as such; any
+    other number is refused (pandas would read it as nanoseconds after 1970)."""
+    numbers = pd.Series(np.asarray(values, dtype="float64"))
+    whole = numbers.dropna()
+    if len(whole) and (whole == whole.round()).all() and whole.between(1e7, 1e8 - 1).all():
+        text = numbers.map(lambda v: "" if np.isnan(v) else f"{int(v)}")
+        return pd.DatetimeIndex(pd.to_datetime(text, format="%Y%m%d", errors="coerce"))
+    first = whole.iloc[0] if len(whole) else float("nan")
+    first = int(first) if first == first and first == round(first) else first
+    raise DataError(
+        f"{label} holds numbers ({shown(first)} in the first row), not dates; give dates as "
+        "text such as '2003-01-02', as YYYYMMDD integers, or convert them first (e.g. "
+        "pandas.to_datetime(x, unit='s') for seconds since 1970)"
+    )
 
 
 def _wall_clock(value):
@@ -169,7 +213,7 @@ def _set_date_index(frame: pd.DataFrame, date_column: str) -> pd.DataFrame:
         label = f"date column {date_column!r}"
         index = _drop_time_of_day(_parse_dates(frame[date_column], label), label)
         frame = frame.drop(columns=[date_column])
-    elif isinstance(frame.index, pd.DatetimeIndex):
+    elif isinstance(frame.index, pd.DatetimeIndex | pd.PeriodIndex):
         index = _drop_time_of_day(_parse_dates(frame.index, "the DatetimeIndex"),
                                   "the DatetimeIndex")
     else:
@@ -291,7 +335,10 @@ def read_prices(
     source : str, path-like or pandas.DataFrame
         A path to a ``.csv`` or ``.parquet`` file, a bundled dataset name (see
         :func:`~stressflow.data.list_datasets`), or a DataFrame with a date column or a
-        :class:`~pandas.DatetimeIndex`. A DataFrame is never modified.
+        :class:`~pandas.DatetimeIndex` (or daily :class:`~pandas.PeriodIndex`). Dates may be
+        text, datetimes or ``YYYYMMDD`` integers; other numbers are refused. Columns with two
+        levels (a download of tickers x fields) are read when there is one ticker. A DataFrame
+        is never modified.
     columns : mapping, optional
         Renames the user's columns to stressflow's, e.g. ``{"Close": "close", "Vol":
         "volume"}``; can also rename the date column (``{"Date": "date"}``).
@@ -321,7 +368,7 @@ def read_prices(
     FileNotFoundError
         If ``source`` is a string that is neither a file nor a bundled dataset name.
     """
-    frame = _load_source(source)
+    frame = _flat_columns(_load_source(source))
     frame = _apply_mapping(frame, columns)
     frame = _set_date_index(frame, date_column)
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]

@@ -220,6 +220,30 @@ def test_empty_file_and_wrong_separator_get_clear_errors(sp, tmp_path):
         read_prices(sp.rename(columns={"date": "Date"}))
 
 
+def test_dates_as_numbers_yyyymmdd_read_other_numbers_refused(sp):
+    """YYYYMMDD integers are dates; other numbers (here seconds since 1970) are refused, where
+    pandas alone would read them as nanoseconds after 1970-01-01."""
+    as_int = sp.assign(date=sp["date"].dt.strftime("%Y%m%d").astype(int))
+    pd.testing.assert_frame_equal(read_prices(as_int), read_prices(sp))
+    seconds = sp.assign(date=(sp["date"] - pd.Timestamp("1970-01-01")) // pd.Timedelta("1s"))
+    with pytest.raises(DataError, match=r"date column 'date' holds numbers \(915408000 in the "
+                       r"first row\), not dates.*unit='s'"):
+        read_prices(seconds)
+    period = sp.set_index(sp["date"].dt.to_period("D")).drop(columns="date")
+    pd.testing.assert_frame_equal(read_prices(period), read_prices(sp))
+
+
+def test_a_one_ticker_download_with_two_column_levels_reads_and_two_tickers_are_refused(sp):
+    """A download of tickers x fields (columns with two levels) reads for one ticker; with two,
+    the error says how to pick one."""
+    one = pd.concat({"^GSPC": sp.set_index("date")}, axis=1).swaplevel(axis=1)
+    pd.testing.assert_frame_equal(read_prices(one), read_prices(sp))
+    two = pd.concat({"^GSPC": sp.set_index("date"), "SPY": sp.set_index("date")}, axis=1)
+    with pytest.raises(DataError, match=r"the columns have 2 levels \(level 0: '\^GSPC', 'SPY'; "
+                       r"level 1: 'open'.*frame.xs\('SPY', axis=1, level=1\)"):
+        read_prices(two)
+
+
 # --------------------------------------------------------------------------- prices, volume
 
 
