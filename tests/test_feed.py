@@ -1,7 +1,8 @@
-"""The risk feed: filtered probabilities, update without refit, forecasts, save/load, export.
+"""The risk feed: filtered probabilities, update without refit, save/load, export (forecasts:
+``test_forecast.py``).
 
 One small real fit (S&P 500 2006-2008, 2 chains x 100 draws) is shared by the tests that need
-real data; the forecast tests use a fit-shaped tree built from known parameters (no MCMC).
+real data; others use a fit-shaped tree built from known parameters (no MCMC).
 """
 
 from __future__ import annotations
@@ -439,69 +440,6 @@ def test_load_fit_refuses_other_files(updated, tmp_path):
     (tmp_path / "text.nc").write_text("date,close\n2020-01-01,1\n")
     with pytest.raises(ValueError, match="not a stressflow fit"):
         load_fit(tmp_path / "text.nc")
-
-
-# --------------------------------------------------------------------------------------------
-# forecasts
-# --------------------------------------------------------------------------------------------
-
-
-def _stationary(trans):
-    vals, vecs = np.linalg.eig(trans.T)
-    v = np.real(vecs[:, np.argmin(np.abs(vals - 1.0))])
-    return v / v.sum()
-
-
-def test_forecast_sums_to_one_and_converges_to_stationary(sim_fit):
-    fc = forecast(sim_fit, 3000)
-    stages = list(dims.LADDER)
-    assert_allclose(fc[stages].sum(axis=1), 1.0, atol=1e-12)
-    assert fc.attrs["origin"] == sim_fit.attrs["end"]
-    assert fc.index.name == dims.HORIZON and fc.index[0] == 1 and len(fc) == 3000
-    trans = sim_fit["posterior"]["P"].transpose(dims.CHAIN, dims.DRAW, ...).values.reshape(-1, K, K)
-    pi = np.mean([_stationary(p) for p in trans], axis=0)
-    assert_allclose(fc[stages].iloc[-1], pi, atol=1e-8)
-    assert np.abs(fc[stages].iloc[0].to_numpy() - pi).max() > 0.05  # it does move
-    state = sim_fit["posterior"]["filtered_last"].values.reshape(-1, K)
-    one_step = np.einsum("si,sij->sj", state, trans).mean(axis=0)
-    assert_allclose(fc[stages].iloc[0], one_step, atol=1e-14)
-    for k in stages:
-        assert (fc[f"{k}_q05"] <= fc[f"{k}_q95"] + 1e-15).all()
-
-
-def test_first_passage_is_monotone_and_matches_monte_carlo(sim_fit):
-    horizon = 40
-    fc = forecast(sim_fit, horizon)
-    hit = fc["p_enter_forced_flow"].to_numpy()
-    assert (np.diff(hit) >= -1e-15).all() and hit[-1] > hit[0]
-    assert_allclose(hit[0], fc["forced_flow"].iloc[0], atol=1e-15)
-    assert (hit >= fc["forced_flow"].to_numpy() - 1e-15).all()
-    # Monte Carlo: per draw, stage_T ~ state, then the chain with P
-    trans = sim_fit["posterior"]["P"].transpose(dims.CHAIN, dims.DRAW, ...).values.reshape(-1, K, K)
-    state = sim_fit["posterior"]["filtered_last"].values.reshape(-1, K)
-    rng = np.random.default_rng(2024)
-    n_paths = 4000
-    f_idx = dims.LADDER.index("forced_flow")
-    frac = np.zeros(horizon)
-    for p, a in zip(trans, state, strict=True):
-        s = rng.choice(K, size=n_paths, p=a / a.sum())
-        ever = np.zeros(n_paths, dtype=bool)
-        cum = np.cumsum(p, axis=1)
-        for h in range(horizon):
-            u = rng.random(n_paths)
-            s = np.minimum((u[:, None] > cum[s]).sum(axis=1), K - 1)
-            ever |= s == f_idx
-            frac[h] += ever.mean()
-    frac /= len(trans)
-    se = np.sqrt(np.maximum(hit * (1 - hit), 1e-4) / (n_paths * len(trans)))
-    assert (np.abs(frac - hit) < 5 * se).all(), np.abs(frac - hit) / se
-
-
-def test_forecast_rejects_bad_arguments(sim_fit):
-    with pytest.raises(ValueError, match="horizon"):
-        forecast(sim_fit, 0)
-    with pytest.raises(ValueError, match="target"):
-        forecast(sim_fit, 5, target="panic")
 
 
 # --------------------------------------------------------------------------------------------
