@@ -92,20 +92,23 @@ def _flat_columns(frame: pd.DataFrame) -> pd.DataFrame:
     if not isinstance(frame.columns, pd.MultiIndex):
         return frame
     wanted = {*STANDARD_COLUMNS, "date"}
-    levels = frame.columns.levels
-    names = [i for i, level in enumerate(levels)
-             if wanted & {str(v).strip().lower().replace(" ", "_") for v in level}]
-    others = [i for i in range(len(levels)) if i not in names]
-    if len(names) != 1 or any(frame.columns.get_level_values(i).nunique() > 1 for i in others):
-        shown_levels = "; ".join(
-            f"level {i}: {', '.join(map(repr, frame.columns.get_level_values(i).unique()[:5]))}"
-            for i in range(len(levels)))
+    values = [frame.columns.get_level_values(i).unique() for i in range(frame.columns.nlevels)]
+    # the field level holds the most field names (a ticker such as LOW or OPEN holds one)
+    hits = [len(wanted & {str(v).strip().lower().replace(" ", "_") for v in level})
+            for level in values]
+    field = int(np.argmax(hits))
+    others = [i for i in range(len(values)) if i != field]
+    if hits[field] < 2 or any(len(values[i]) > 1 for i in others):
+        shown_levels = "; ".join(f"level {i}: {', '.join(map(repr, level[:5]))}"
+                                 for i, level in enumerate(values))
+        ticker = next((i for i in others if len(values[i]) > 1), others[0])
         raise DataError(
-            f"the columns have {len(levels)} levels ({shown_levels}); give one market's "
-            "columns, e.g. frame.xs('SPY', axis=1, level=1) for one ticker of a download"
+            f"the columns have {len(values)} levels ({shown_levels}); give one market's "
+            f"columns, e.g. frame.xs({values[ticker][0]!r}, axis=1, level={ticker}) for one "
+            "ticker of a download"
         )
     frame = frame.copy()
-    frame.columns = frame.columns.get_level_values(names[0])
+    frame.columns = frame.columns.get_level_values(field)
     return frame
 
 
@@ -163,8 +166,12 @@ def _parse_dates(values: pd.Series | pd.Index, label: str) -> pd.DatetimeIndex:
 
 
 def _numeric_dates(values: pd.Series | pd.Index, label: str) -> pd.DatetimeIndex:
-    """Dates written as numbers: ``YYYYMMDD`` integers (``20030102``) are read as such; any
-    other number is refused (pandas would read it as nanoseconds after 1970)."""
+    """Dates written as numbers: ``YYYYMMDD`` integers (``20030102``) and nanoseconds since
+    1970 (integers of 1e17 or more: a DatetimeIndex's int64 values) are read as such; any other
+    number is refused (pandas would read it as nanoseconds after 1970)."""
+    array = np.asarray(values)
+    if np.issubdtype(array.dtype, np.integer) and array.size and (array >= 10**17).all():
+        return pd.DatetimeIndex(pd.to_datetime(array.astype(np.int64), unit="ns"))
     numbers = pd.Series(np.asarray(values, dtype="float64"))
     whole = numbers.dropna()
     if len(whole) and (whole == whole.round()).all() and whole.between(1e7, 1e8 - 1).all():
@@ -174,8 +181,9 @@ def _numeric_dates(values: pd.Series | pd.Index, label: str) -> pd.DatetimeIndex
     first = int(first) if first == first and first == round(first) else first
     raise DataError(
         f"{label} holds numbers ({shown(first)} in the first row), not dates; give dates as "
-        "text such as '2003-01-02', as YYYYMMDD integers, or convert them first (e.g. "
-        "pandas.to_datetime(x, unit='s') for seconds since 1970)"
+        "text such as '2003-01-02', as YYYYMMDD integers, or convert them first: "
+        "pandas.to_datetime(x, unit='s') for seconds since 1970, pandas.to_datetime(x, "
+        "unit='D', origin='1899-12-30') for spreadsheet serial days"
     )
 
 

@@ -164,8 +164,17 @@ def verify_variables(tree: xr.DataTree, where: str) -> xr.DataTree:
 def atomic_write(path: str | Path):
     """Yield a temporary path in ``path``'s folder; on success fsync it and ``os.replace`` it
     onto ``path`` (then fsync the folder), so ``path`` is either the old file or the new one,
-    never a partial write. On an exception the temporary file is removed."""
-    path = Path(path)
+    never a partial write. On an exception the temporary file is removed.
+
+    ``~`` is expanded; a symbolic link is written through (its target is replaced, the link
+    stays); an existing path that is not a regular file (``/dev/stdout``, a named pipe) is
+    yielded as is, since nothing can be renamed onto it."""
+    path = Path(path).expanduser()
+    if path.is_symlink():
+        path = path.resolve()
+    if path.exists() and not path.is_file() and not path.is_dir():
+        yield path
+        return
     if not path.parent.is_dir():  # not the temporary file's name in the message
         raise FileNotFoundError(f"cannot write {path}: the folder {path.parent} does not exist")
     if path.is_dir():

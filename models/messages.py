@@ -3,8 +3,10 @@
 Error messages quote the offending value with ``repr`` so that a string and a number are told
 apart (``'5'`` against ``5``). A NumPy scalar's ``repr`` is ``np.int64(5)`` under NumPy 2, which
 reads as an internal detail: :func:`shown` quotes it as the user would write it instead.
-:func:`require_int` is the one check of an integer argument (a count, a window, a horizon) that
-every public function uses, so that each refuses the same values with the same message.
+:func:`require_int` is the one check of an integer argument (a count, a window, a horizon)
+that the public functions use, so that each refuses the same values with the same message
+(``FeatureTransform`` also reads its windows back from a stored fit's JSON, and takes an
+integral float there).
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ its error paths (a message and an exit status, never a traceback)."""
 from __future__ import annotations
 
 import json
+import pathlib
 
 import numpy as np
 import pytest
@@ -96,16 +97,50 @@ def test_an_unwritable_out_is_refused_before_any_work(command, tmp_path, capsys,
         assert f"stressflow {command[0]}: cannot write --out {out}: " in err and problem in err
 
 
-def test_episode_table_is_written_whole(fitted, tmp_path, capsys):
+def test_episode_table_is_written_whole(fitted, tmp_path):
     import pandas as pd
 
     out = tmp_path / "episodes.csv"
-    out.write_text("old")
     assert main(["episodes", str(fitted), "--n-draws", "20", "--paths-per-draw", "2",
                  "--out", str(out)]) == 0
     table = pd.read_csv(out)
     assert len(table) > 0 and "p_compulsion" in table.columns
     assert [p.name for p in tmp_path.iterdir()] == ["episodes.csv"]  # no temporary file left
+
+
+def test_tables_are_written_atomically_through_links_and_compressed_by_name(tmp_path,
+                                                                            monkeypatch):
+    """A writer that fails midway leaves the old file (a plain ``to_csv`` left the part it had
+    written); ``.gz`` compresses; a link is written through; ``~`` is the home folder."""
+    import gzip
+
+    import pandas as pd
+    from stressflow.inference.present.console import output_problem, write_table
+
+    table = pd.DataFrame({"p_compulsion": [0.25, 0.75]})
+    out = tmp_path / "t.csv"
+    out.write_text("old")
+
+    def fails_midway(self, path, **kwargs):
+        pathlib.Path(path).write_text("p_compulsion\n0.2")
+        raise OSError("disk full")
+
+    with monkeypatch.context() as m:
+        m.setattr(pd.DataFrame, "to_csv", fails_midway)
+        with pytest.raises(OSError, match="disk full"):
+            write_table(table, out)
+    assert out.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["t.csv"]
+    write_table(table, tmp_path / "t.csv.gz")
+    assert gzip.open(tmp_path / "t.csv.gz").read().startswith(b",p_compulsion")
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link.csv").symlink_to(tmp_path / "real" / "target.csv")
+    write_table(table, tmp_path / "link.csv")
+    assert (tmp_path / "link.csv").is_symlink()
+    assert pd.read_csv(tmp_path / "real" / "target.csv", index_col=0).equals(table)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert output_problem("~/home.csv") is None
+    write_table(table, "~/home.csv")
+    assert (tmp_path / "home.csv").is_file()
 
 
 def test_summary_refuses_a_file_that_is_not_a_fit(tmp_path, capsys):

@@ -227,8 +227,11 @@ def test_dates_as_numbers_yyyymmdd_read_other_numbers_refused(sp):
     pd.testing.assert_frame_equal(read_prices(as_int), read_prices(sp))
     seconds = sp.assign(date=(sp["date"] - pd.Timestamp("1970-01-01")) // pd.Timedelta("1s"))
     with pytest.raises(DataError, match=r"date column 'date' holds numbers \(915408000 in the "
-                       r"first row\), not dates.*unit='s'"):
+                       r"first row\), not dates.*unit='s'.*origin='1899-12-30'"):
         read_prices(seconds)
+    nanoseconds = sp.assign(date=sp["date"].astype("datetime64[ns]").astype("int64"))
+    from_ns = read_prices(nanoseconds)
+    pd.testing.assert_frame_equal(from_ns.set_axis(from_ns.index.as_unit("us")), read_prices(sp))
     period = sp.set_index(sp["date"].dt.to_period("D")).drop(columns="date")
     pd.testing.assert_frame_equal(read_prices(period), read_prices(sp))
 
@@ -240,8 +243,11 @@ def test_a_one_ticker_download_with_two_column_levels_reads_and_two_tickers_are_
     pd.testing.assert_frame_equal(read_prices(one), read_prices(sp))
     two = pd.concat({"^GSPC": sp.set_index("date"), "SPY": sp.set_index("date")}, axis=1)
     with pytest.raises(DataError, match=r"the columns have 2 levels \(level 0: '\^GSPC', 'SPY'; "
-                       r"level 1: 'open'.*frame.xs\('SPY', axis=1, level=1\)"):
+                       r"level 1: 'open'.*frame.xs\('\^GSPC', axis=1, level=0\)"):
         read_prices(two)
+    pd.testing.assert_frame_equal(read_prices(two.xs("^GSPC", axis=1, level=0)), read_prices(sp))
+    low = pd.concat({"LOW": sp.set_index("date")}, axis=1)  # a ticker named like a field
+    pd.testing.assert_frame_equal(read_prices(low), read_prices(sp))
 
 
 # --------------------------------------------------------------------------- prices, volume

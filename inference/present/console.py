@@ -46,9 +46,13 @@ def output_problem(path: str | os.PathLike) -> str | None:
     """Why no file can be written at ``path`` (``None`` if one can): ``path`` is a folder, or
     its folder does not exist or is not writable. Checked before a command's work, so that a
     fit of minutes is not lost to a mistyped ``--out``."""
-    file = Path(path)
+    file = Path(path).expanduser()
     if file.is_dir():
         return f"{file} is a folder; give a file name"
+    if file.exists() and not file.is_file():  # a device or pipe (/dev/stdout) is written as is
+        return None if os.access(file, os.W_OK) else f"{file} is not writable"
+    if file.is_symlink():
+        file = file.resolve()
     folder = file.parent
     if not folder.is_dir():
         return f"the folder {folder} does not exist"
@@ -59,11 +63,13 @@ def output_problem(path: str | os.PathLike) -> str | None:
 
 def write_table(table, path: str | os.PathLike) -> None:
     """Write a DataFrame as CSV to ``path`` atomically: the old file or the whole new one,
-    never a part (:func:`stressflow.inference.integrity.atomic_write`)."""
+    never a part (:func:`stressflow.inference.integrity.atomic_write`); compressed as the
+    name says (``.csv.gz``, ``.csv.zip``, ...), as :meth:`pandas.DataFrame.to_csv` does."""
+    from pandas.io.common import infer_compression
     from stressflow.inference.integrity import atomic_write
 
     with atomic_write(path) as tmp:
-        table.to_csv(tmp)
+        table.to_csv(tmp, compression=infer_compression(str(path), "infer"))
 
 
 def write_text(text: str, path: str | os.PathLike) -> None:
