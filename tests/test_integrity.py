@@ -164,7 +164,9 @@ def test_update_out_never_overwrites_its_input(sp_fit, sp_rows, tmp_path, capsys
     new = tmp_path / "new.csv"
     sp_rows.reset_index().to_csv(new, index=False)
     monkeypatch.chdir(tmp_path)
-    for out in (str(path), "fit.nc", f"{tmp_path}/./fit.nc"):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "link.nc").symlink_to(path)
+    for out in (str(path), "fit.nc", f"{tmp_path}/./fit.nc", "~/fit.nc", "link.nc"):
         assert cli.main(["update", str(path), str(new), "--out", out]) == 2
         assert "is the input fit" in capsys.readouterr().err
     assert path.read_bytes() == before

@@ -197,7 +197,7 @@ def _cmd_update(args) -> int:
     from stressflow.inference.present.console import show_warning as _show_warning
     from stressflow.inference.schema import is_panel, load_fit, save_fit
 
-    if Path(args.out).resolve() == Path(args.fit).resolve():
+    if Path(args.out).expanduser().resolve() == Path(args.fit).expanduser().resolve():
         print(f"stressflow update: --out {args.out} is the input fit; write the updated fit to "
               "another file (the input is never overwritten)", file=sys.stderr)
         return 2
