@@ -35,6 +35,9 @@ def check_window(name: str, value) -> int:
 def to_timestamp(value: DateLike | None, name: str) -> pd.Timestamp | None:
     if value is None:
         return None
+    if isinstance(value, int | float | np.number | bool | np.bool_):  # pandas: ns after 1970
+        raise DataError(f"{name}={shown(value)} is not a date; give one as text such as "
+                        "'2004-01-02', or a datetime")
     try:
         stamp = pd.Timestamp(value)
     except (TypeError, ValueError) as exc:

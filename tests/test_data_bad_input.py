@@ -387,6 +387,10 @@ def test_window_outside_data(sp, start, end):
 def test_bad_window_argument(sp):
     with pytest.raises(DataError, match="not a date"):
         prepare(sp, start="next tuesday")
+    # a year as a number: pandas reads 2000 as 2,000 ns after 1970, i.e. no window at all
+    for value, text in ((2000, "2000"), (2000.0, "2000.0"), (np.int64(2000), "2000")):
+        with pytest.raises(DataError, match=rf"^start={text} is not a date; give one as text"):
+            prepare(sp, start=value)
 
 
 # --------------------------------------------------------------------------- sources

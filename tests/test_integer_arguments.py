@@ -41,6 +41,7 @@ CALL_SITES = [
     ("fit draws", lambda v, d: fit(d, draws=v), "draws", 1),
     ("fit tune", lambda v, d: fit(d, tune=v), "tune", 0),
     ("fit cores", lambda v, d: fit(d, cores=v), "cores", 1),
+    ("fit seed", lambda v, d: fit(d, seed=v), "seed", 0),
     ("prepare window", lambda v, d: prepare(d, volume_window=v), "volume_window", 1),
     ("prepare min_rows", lambda v, d: prepare(d, min_rows=v), "min_rows", 2),
     ("prepare max_stale", lambda v, d: prepare(d, covariate_max_stale=v),

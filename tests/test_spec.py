@@ -6,6 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from numpy.testing import assert_array_equal
+from stressflow.data import load_dataset
+from stressflow.inference import fit
 from stressflow.models import dims
 from stressflow.models.spec import ModelSpec, allowed_transitions
 
@@ -109,3 +111,11 @@ def test_model_spec_round_trips_and_reads_older_fit_files():
         ModelSpec(transition_model="logit")
     with pytest.raises(ValueError, match="need a time-varying"):
         ModelSpec(transition_covariates=("ted",))
+
+
+def test_fit_refuses_a_spec_that_is_not_a_model_spec():
+    """A model named by a string is refused before any work (it used to fail deep inside the
+    fit with an AttributeError)."""
+    with pytest.raises(TypeError, match=r"spec must be a ModelSpec \(e.g. ModelSpec\(\) or "
+                       r"ModelSpec.base\(\)\) or None, got 'default'"):
+        fit(load_dataset("sp500").loc["2004"], spec="default")

@@ -60,7 +60,7 @@ from stressflow.inference.fitting.sampling import (
 )
 from stressflow.inference.postprocess.diagnostics import FitWarning, check_fit
 from stressflow.models import dims
-from stressflow.models.messages import require_int
+from stressflow.models.messages import require_int, shown
 from stressflow.models.pymc_model import build_model
 from stressflow.models.spec import ModelSpec
 
@@ -164,7 +164,11 @@ def fit(
     """
     from stressflow.data import PreparedData, prepare
 
+    if spec is not None and not isinstance(spec, ModelSpec):
+        raise TypeError(f"spec must be a ModelSpec (e.g. ModelSpec() or ModelSpec.base()) or "
+                        f"None, got {shown(spec)}")
     spec = spec or ModelSpec()
+    seed = require_int("seed", seed, 0)
     if sampler not in SAMPLERS:
         raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
     if init not in ("em", "kmeans"):
