@@ -37,6 +37,7 @@ import pandas as pd
 from stressflow.data.bundled import load_dataset
 from stressflow.data.errors import DataError
 from stressflow.data.pipeline import prepare
+from stressflow.data.window import to_timestamp
 from stressflow.models import dims
 
 __all__ = ["AssetSource", "PanelData", "PANELS", "RATE_OBSERVABLES", "CHANGE_VOL_ROWS",
@@ -250,8 +251,8 @@ def prepare_panel(assets: str | Mapping[str, AssetSource], *, start=None, end=No
         assets = PANELS[assets]
     if not isinstance(assets, Mapping) or len(assets) < 1:
         raise ValueError("assets must be a panel name or a non-empty mapping of AssetSource")
-    start = pd.Timestamp(start) if start is not None else pd.Timestamp.min
-    end = pd.Timestamp(end) if end is not None else pd.Timestamp.max
+    start = to_timestamp(start, "start") if start is not None else pd.Timestamp.min
+    end = to_timestamp(end, "end") if end is not None else pd.Timestamp.max
     blocks, levels, report, order = [], {}, {}, {}
     for name, spec in assets.items():
         if not isinstance(spec, AssetSource):

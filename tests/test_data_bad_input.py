@@ -391,6 +391,16 @@ def test_bad_window_argument(sp):
     for value, text in ((2000, "2000"), (2000.0, "2000.0"), (np.int64(2000), "2000")):
         with pytest.raises(DataError, match=rf"^start={text} is not a date; give one as text"):
             prepare(sp, start=value)
+    from stressflow.data.panel import prepare_panel
+    from stressflow.inference.apps.backtest import backtest
+    from stressflow.inference.apps.many import rolling_windows
+
+    for call, name in ((lambda: backtest(sp, start=2000, end="2000-06-30", refit_every=20),
+                        "start"),
+                       (lambda: rolling_windows(sp, window_days=100, step=20, end=2000), "end"),
+                       (lambda: prepare_panel("us_markets", end=2000), "end")):
+        with pytest.raises(DataError, match=rf"^{name}=2000 is not a date"):
+            call()
 
 
 # --------------------------------------------------------------------------- sources

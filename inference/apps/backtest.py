@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import pandas as pd
 from stressflow.data import DataError, read_prices
+from stressflow.data.window import to_timestamp
 from stressflow.inference.apps.cluster import (
     capture_warnings,
     open_client,
@@ -115,7 +116,7 @@ def backtest(
         raise ValueError("window_days applies to window='rolling' only")
 
     prices = read_prices(data, columns=columns, date_column=date_column)
-    first, last = pd.Timestamp(start), pd.Timestamp(end)
+    first, last = to_timestamp(start, "start"), to_timestamp(end, "end")
     index = prices.index
     dates = index[(index >= first) & (index <= last)]
     if not len(dates):

@@ -30,6 +30,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import xarray as xr
+from stressflow.data.window import to_timestamp
 from stressflow.inference.apps import catalogue as _cat
 from stressflow.inference.apps.catalogue import CALM_MAX, agreement, fit_market, load_catalogue
 from stressflow.inference.apps.metrics import evaluation_metrics
@@ -206,7 +207,7 @@ def evaluate_out_of_time(fit_to_cut: xr.DataTree, fit_updated: xr.DataTree, *, c
     ValueError
         If ``fit_to_cut`` has data after ``cut``, or ``fit_updated`` is not an update of it.
     """
-    cut = pd.Timestamp(cut)
+    cut = to_timestamp(cut, "cut")
     market = fit_market(fit_to_cut, market)
     fitted = pd.DatetimeIndex(fit_to_cut["observed_data"][dims.TIME].values)
     if fitted[-1] > cut:

@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 from stressflow.data import DataError, read_prices
+from stressflow.data.window import to_timestamp
 from stressflow.inference.apps.cluster import (
     capture_warnings,
     open_client,
@@ -93,7 +94,7 @@ def fit_task(data, *, start=None, end=None, cut_at_end: bool = False, out_path=N
     def run():
         rows = data
         if cut_at_end and end is not None:
-            rows = data.loc[data.index <= pd.Timestamp(end)]
+            rows = data.loc[data.index <= to_timestamp(end, "end")]
         result = fit(rows, start=start, end=end, **dict(fit_kwargs or {}))
         if isinstance(data, str | os.PathLike):
             result.attrs["source"] = str(data)
@@ -235,7 +236,7 @@ def rolling_windows(data, *, window_days: int, step: int, n_windows: int | None 
     window_days, step = require_int("window_days", window_days, 1), require_int("step", step, 1)
     index = read_prices(data, columns=columns, date_column=date_column).index
     if end is not None:
-        index = index[index <= pd.Timestamp(end)]
+        index = index[index <= to_timestamp(end, "end")]
     last = len(index) - 1
     ends = list(range(last, window_days - 2, -step))
     if n_windows is not None:

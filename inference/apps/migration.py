@@ -21,6 +21,7 @@ import json
 import numpy as np
 import pandas as pd
 import xarray as xr
+from stressflow.data.window import to_timestamp
 from stressflow.inference import schema
 from stressflow.inference.fitting.panel_fit import panel_params
 from stressflow.models import dims
@@ -74,7 +75,7 @@ def _window(paths: xr.DataArray, start, end) -> tuple[np.ndarray, np.ndarray, np
     ``entry`` top on t and not on the day before (the day before the window included), and
     the window's dates."""
     times = pd.DatetimeIndex(paths[dims.TIME].values)
-    inside = (times >= pd.Timestamp(start)) & (times <= pd.Timestamp(end))
+    inside = (times >= to_timestamp(start, "start")) & (times <= to_timestamp(end, "end"))
     if not inside.any():
         raise ValueError(f"no day of the fit in {start}..{end}")
     top = paths.values == len(paths.attrs["stages"]) - 1  # (D, S, T, A)
