@@ -75,8 +75,11 @@ def test_detect_episodes_rejects_bad_input_and_keeps_input():
         detect_episodes(_series([100, -1, 80]))
     with pytest.raises(ValueError, match="DatetimeIndex"):
         detect_episodes(pd.Series([1.0, 2.0]))
-    with pytest.raises(ValueError, match="drawdown"):
-        detect_episodes(close, drawdown=-0.1)
+    for name, value in (("drawdown", -0.1), ("drawdown", 1.0), ("drawdown", float("nan")),
+                        ("drawdown", True), ("runup", 0.0), ("runup", 10.0)):
+        with pytest.raises(ValueError, match=rf"^{name} must be a fraction in \(0, "):
+            detect_episodes(close, **{name: value})
+    assert detect_episodes(close, drawdown=np.float32(0.1)).shape[0] >= 1  # NumPy floats count
 
 
 def test_window_episodes_direction_extreme_and_errors():
@@ -204,6 +207,24 @@ def test_planted_forced_rally_scores_high_and_discretionary_selloff_low(planted)
     # same seed, same table; the fit is not modified
     again = episodes(fit, n_draws=40, paths_per_draw=10, seed=3)
     pd.testing.assert_frame_equal(table, again)
+
+
+def test_bad_options_are_refused_before_any_episode_is_scored(planted, monkeypatch):
+    """Label thresholds, min_share and lead_in are checked before the path sampling, so a
+    wrong option is an error even when no episode is found (it used to be checked only while
+    scoring one)."""
+    import stressflow.inference.postprocess.paths as paths_mod
+
+    def no_sampling(*args, **kwargs):
+        raise AssertionError("paths were sampled although an option is invalid")
+
+    monkeypatch.setattr(paths_mod, "sample_stage_paths", no_sampling)
+    for kwargs, match in (({"hi": 0.2, "lo": 0.8}, r"need 0 <= lo < hi <= 1, got lo=0.8, hi=0.2"),
+                          ({"min_share": 0.0}, r"min_share must be in \(0, 1\], got 0.0"),
+                          ({"lead_in": True}, r"lead_in must be an integer >= 0, got True"),
+                          ({"drawdown": 0.99, "hi": 0.5, "lo": 0.5}, r"need 0 <= lo < hi")):
+        with pytest.raises(ValueError, match=match):
+            episodes(planted, **kwargs)
 
 
 def test_user_windows_on_planted_fit(planted):

@@ -79,3 +79,7 @@ def test_forecast_rejects_bad_arguments(sim_fit):
         forecast(sim_fit, 0)
     with pytest.raises(ValueError, match="target"):
         forecast(sim_fit, 5, target="panic")
+    for quantiles in ((1.5,), (0.05, float("nan")), (0.051, 0.049)):
+        with pytest.raises(ValueError, match=r"^quantiles must be distinct probabilities"):
+            forecast(sim_fit, 5, quantiles=quantiles)
+    assert "forced_flow_q50" in forecast(sim_fit, 5, quantiles=0.5).columns

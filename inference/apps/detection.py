@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from stressflow.models.messages import shown
 
 __all__ = ["SELLOFF", "RALLY", "detect_episodes", "window_episodes"]
 
@@ -32,8 +33,13 @@ def _check_close(close) -> pd.Series:
 
 
 def _check_threshold(name, value):
-    if not (isinstance(value, int | float) and 0 < value < 10):
-        raise ValueError(f"{name} must be a positive fraction such as 0.10, got {value!r}")
+    """``drawdown`` in (0, 1): a fall of 100% or more cannot happen to a positive price;
+    ``runup`` in (0, 10), a rise of up to 1,000%."""
+    top = 1.0 if name == "drawdown" else 10.0
+    if (isinstance(value, bool | np.bool_) or not isinstance(value, int | float | np.number)
+            or not 0 < value < top):
+        raise ValueError(f"{name} must be a fraction in (0, {top:g}) such as 0.10, got "
+                         f"{shown(value)}")
 
 
 def detect_episodes(close: pd.Series, *, drawdown: float = 0.10, runup: float = 0.10):

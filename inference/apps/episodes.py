@@ -97,6 +97,17 @@ LABELS = (
 # ------------------------------------------------------------------------------------------
 
 
+def _check_options(min_share: float = 0.5, lead_in: int = 5, hi: float = 0.7,
+                   lo: float = 0.3) -> int:
+    """ValueError on an invalid ``min_share`` (in (0, 1]), ``lead_in`` (an integer >= 0) or
+    label thresholds (``0 <= lo < hi <= 1``); returns ``lead_in`` as an int."""
+    if not 0 < min_share <= 1:
+        raise ValueError(f"min_share must be in (0, 1], got {shown(min_share)}")
+    if not 0 <= lo < hi <= 1:
+        raise ValueError(f"need 0 <= lo < hi <= 1, got lo={shown(lo)}, hi={shown(hi)}")
+    return require_int("lead_in", lead_in, 0)
+
+
 def compulsion_scores(
     paths: np.ndarray,
     draw_of_sample: np.ndarray,
@@ -139,9 +150,7 @@ def compulsion_scores(
     days = np.asarray(days, dtype=np.int64)
     if days.ndim != 1 or days.size == 0:
         raise ValueError("an episode needs at least one day with an observation")
-    if not 0 < min_share <= 1:
-        raise ValueError(f"min_share must be in (0, 1], got {shown(min_share)}")
-    lead_in = require_int("lead_in", lead_in, 0)
+    lead_in = _check_options(min_share, lead_in)
     stages = [str(k) for k in stages]
     forced = stages.index(dims.FORCED_FLOW)
     margin = stages.index(MARGIN_PRESSURE) if MARGIN_PRESSURE in stages else None
@@ -207,8 +216,7 @@ def label_episode(direction: str, p_compulsion: float, *, hi: float = 0.7,
     """The episode label from its direction and ``p_compulsion`` (see :data:`LABELS`)."""
     if direction not in (SELLOFF, RALLY):
         raise ValueError(f"direction must be 'selloff' or 'rally', got {direction!r}")
-    if not (0 <= lo < hi <= 1):
-        raise ValueError(f"need 0 <= lo < hi <= 1, got lo={shown(lo)}, hi={shown(hi)}")
+    _check_options(hi=hi, lo=lo)
     if not np.isfinite(p_compulsion):
         return "undetermined"
     if p_compulsion >= hi:
@@ -353,6 +361,8 @@ def episodes(
     """
     from stressflow.inference.postprocess.paths import sample_stage_paths
 
+    # every option is checked before the work, not only when some episode is scored
+    _check_options(min_share, lead_in, hi, lo)
     close = _fit_close(fit)
     if windows is None:
         table = detect_episodes(close, drawdown=drawdown, runup=runup)

@@ -9,7 +9,7 @@ from stressflow.inference import schema
 from stressflow.inference.apps.feed.columns import COMPULSION_STAGE, INTERVAL, require_feed
 from stressflow.models import dims
 from stressflow.models.evaluate import evaluate_transitions
-from stressflow.models.messages import require_int
+from stressflow.models.messages import require_int, shown
 
 __all__ = ["forecast"]
 
@@ -62,6 +62,12 @@ def forecast(
         the date T.
     """
     horizon = require_int("horizon", horizon, 1)
+    q = np.atleast_1d(np.asarray(quantiles, dtype=np.float64))
+    valid = np.isfinite(q).all() and ((q >= 0) & (q <= 1)).all()
+    names = [f"q{round(100 * x):02d}" for x in q] if valid else []
+    if not valid or len(set(names)) < q.size:
+        raise ValueError(f"quantiles must be distinct probabilities in [0, 1] (to the "
+                         f"percent), got {shown(tuple(q.tolist()))}")
     require_feed(fit)
     spec = schema.read_spec(fit)
     if target not in spec.stage_names:
@@ -83,8 +89,6 @@ def forecast(
         w = v.copy() if h == 0 else np.einsum("si,sij->sj", w, absorbing[:, h])
         marg[:, h] = v
         hit[:, h] = w[:, k_t]
-    q = np.asarray(quantiles, dtype=np.float64)
-    names = [f"q{round(100 * x):02d}" for x in q]
     cols: dict[str, np.ndarray] = {}
     mq = np.quantile(marg, q, axis=0)
     for j, k in enumerate(spec.stage_names):
