@@ -19,9 +19,10 @@ from stressflow.models.messages import require_int
 
 from .bundled import load_dataset
 from .covariates import CHANGE_ROWS, COVARIATES, CovariateSpec, low_vol_series
+from .dates import _check_dates
 from .errors import DataError, DataWarning
 from .observables import BOND_YIELD_COLUMN
-from .prices import Source, _check_dates, _set_date_index, read_prices, to_numeric_column
+from .prices import Source, _set_date_index, read_prices, to_numeric_column
 from .transform import COVARIATE, DEFAULT_COVARIATE_MAX_STALE, FeatureTransform
 
 
