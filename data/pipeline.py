@@ -206,12 +206,15 @@ def prepare(
     check_magnitudes(prices)
     check_columns(prices, options)
 
-    window = select_window(prices.index, to_timestamp(start, "start"), to_timestamp(end, "end"))
+    first, last = to_timestamp(start, "start"), to_timestamp(end, "end")
+    window = select_window(prices.index, first, last)
     n_rows = int(window.sum())
     if n_rows < min_rows:
+        shown_first = "first date" if first is None else f"{first:%Y-%m-%d}"
+        shown_last = "last date" if last is None else f"{last:%Y-%m-%d}"
         raise DataError(
-            f"only {n_rows} row(s) in the window {start or 'first date'} .. "
-            f"{end or 'last date'} (min_rows={min_rows}); the data cover "
+            f"only {n_rows} row(s) in the window {shown_first} .. {shown_last} "
+            f"(min_rows={min_rows}); the data cover "
             f"{prices.index[0]:%Y-%m-%d} .. {prices.index[-1]:%Y-%m-%d}"
         )
 

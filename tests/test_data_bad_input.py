@@ -255,8 +255,11 @@ def test_warmup_is_counted_not_an_error(sp):
 
 
 def test_too_few_rows(sp):
-    with pytest.raises(DataError, match=r"only 22 row\(s\).*min_rows=60"):
+    with pytest.raises(DataError, match=r"^only 22 row\(s\) in the window 2000-03-01 \.\. "
+                       r"2000-03-30 \(min_rows=60\)"):
         prepare(sp, start="2000-03-01", end="2000-03-30")
+    with pytest.raises(DataError, match=r"^only 22 row\(s\) in the window 2000-03-01 \.\. "):
+        prepare(sp, start=pd.Timestamp("2000-03-01"), end="2000-03-30")  # no 00:00:00
 
 
 def test_start_after_end(sp):
