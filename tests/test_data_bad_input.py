@@ -288,12 +288,16 @@ def test_bad_window_argument(sp):
             prepare(sp, start=value)
     from stressflow.data.panel import prepare_panel
     from stressflow.inference.apps.backtest import backtest
-    from stressflow.inference.apps.many import rolling_windows
+    from stressflow.inference.apps.many import fit_windows, rolling_windows
 
     for call, name in ((lambda: backtest(sp, start=2000, end="2000-06-30", refit_every=20),
                         "start"),
                        (lambda: rolling_windows(sp, window_days=100, step=20, end=2000), "end"),
-                       (lambda: prepare_panel("us_markets", end=2000), "end")):
+                       (lambda: backtest(sp, start="2000-06-01", end="2000-06-30", refit_every=20,
+                                         train_start=2000), "train_start"),
+                       (lambda: prepare_panel("us_markets", end=2000), "end"),
+                       (lambda: fit_windows(sp, [(2000, "2000-06-30")], out_dir="."),
+                        "window \\(2000, '2000-06-30'\\): start")):
         with pytest.raises(DataError, match=rf"^{name}=2000 is not a date"):
             call()
 

@@ -211,20 +211,23 @@ def test_planted_forced_rally_scores_high_and_discretionary_selloff_low(planted)
 
 def test_bad_options_are_refused_before_any_episode_is_scored(planted, monkeypatch):
     """Label thresholds, min_share and lead_in are checked before the path sampling, so a
-    wrong option is an error even when no episode is found (it used to be checked only while
-    scoring one)."""
+    wrong option is an error even when there is no episode to score (they used to be checked
+    only while scoring one)."""
     import stressflow.inference.postprocess.paths as paths_mod
 
+    fit, _ = planted
+
     def no_sampling(*args, **kwargs):
-        raise AssertionError("paths were sampled although an option is invalid")
+        raise AssertionError("paths sampled")
 
     monkeypatch.setattr(paths_mod, "sample_stage_paths", no_sampling)
+    with pytest.raises(AssertionError, match="paths sampled"):  # valid options get that far
+        episodes(fit, windows=[])
     for kwargs, match in (({"hi": 0.2, "lo": 0.8}, r"need 0 <= lo < hi <= 1, got lo=0.8, hi=0.2"),
                           ({"min_share": 0.0}, r"min_share must be in \(0, 1\], got 0.0"),
-                          ({"lead_in": True}, r"lead_in must be an integer >= 0, got True"),
-                          ({"drawdown": 0.99, "hi": 0.5, "lo": 0.5}, r"need 0 <= lo < hi")):
+                          ({"lead_in": True}, r"lead_in must be an integer >= 0, got True")):
         with pytest.raises(ValueError, match=match):
-            episodes(planted, **kwargs)
+            episodes(fit, windows=[], **kwargs)
 
 
 def test_user_windows_on_planted_fit(planted):

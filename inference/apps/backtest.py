@@ -124,7 +124,7 @@ def backtest(
             f"no rows in the evaluation period {first:%Y-%m-%d} .. {last:%Y-%m-%d}; the data "
             f"cover {index[0]:%Y-%m-%d} .. {index[-1]:%Y-%m-%d}"
         )
-    begin = pd.Timestamp(train_start) if train_start is not None else None
+    begin = to_timestamp(train_start, "train_start")
 
     plan = []
     for pos in range(0, len(dates), refit_every):

@@ -250,13 +250,8 @@ def rolling_windows(data, *, window_days: int, step: int, n_windows: int | None 
 def _pair(pair, where) -> tuple[pd.Timestamp, pd.Timestamp]:
     if isinstance(pair, str) or not isinstance(pair, Sequence) or len(pair) != 2:
         raise ValueError(f"window {where!r} must be a (start, end) pair, got {pair!r}")
-    try:
-        first, last = pd.Timestamp(pair[0]), pd.Timestamp(pair[1])
-    except (TypeError, ValueError) as exc:
-        raise DataError(f"window {where!r}: {pair!r} are not dates ({exc})") from exc
-    if pd.isna(first) or pd.isna(last):
-        raise DataError(f"window {where!r}: {pair!r} are not dates")
-    return first, last
+    return (to_timestamp(pair[0], f"window {where!r}: start"),
+            to_timestamp(pair[1], f"window {where!r}: end"))
 
 
 def _run(dim, calls, *, out_dir, workers, scheduler, threads_per_task, progress, fit_kwargs,
