@@ -4,32 +4,17 @@ S&P 500. Split from ``test_data_bad_input.py``."""
 
 from __future__ import annotations
 
-import warnings
-
-import numpy as np
 import pandas as pd
 import pytest
-from stressflow.data import DataError, DataWarning, load_dataset, prepare, read_prices
+from sp_slice import DAY, START, quiet, row, sp_1999_2000
+from stressflow.data import DataError, DataWarning, prepare, read_prices
 
 pytestmark = pytest.mark.filterwarnings("ignore::stressflow.data.DataWarning")
-DAY = "2000-03-15"  # a date inside the slice, after the warm-up
-START = "2000-01-01"  # window start used where warm-up should not matter
 
 
 @pytest.fixture
 def sp() -> pd.DataFrame:
-    """S&P 500 1999-2000 (505 rows), with a ``date`` column as a user's file would have."""
-    return load_dataset("sp500").loc["1999":"2000"].reset_index()
-
-
-def row(frame: pd.DataFrame, date: str = DAY) -> int:
-    return int(np.flatnonzero(frame["date"] == pd.Timestamp(date))[0])
-
-
-def quiet(*args, **kwargs):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DataWarning)
-        return prepare(*args, **kwargs)
+    return sp_1999_2000()
 
 
 def test_duplicate_date(sp):
