@@ -30,7 +30,7 @@ import xarray as xr
 
 __all__ = [
     "CHECKSUM_ATTR", "FILE_TRAILER", "append_file_checksum", "array_sha256", "atomic_write",
-    "file_sha256", "verify_file_checksum", "verify_variables", "with_checksums",
+    "file_sha256", "verify_file_checksum", "verify_variables", "with_checksums", "write_target",
 ]
 
 #: Root attribute marking a file whose variables and attributes carry SHA-256 checksums.
@@ -160,6 +160,24 @@ def verify_variables(tree: xr.DataTree, where: str) -> xr.DataTree:
     return xr.DataTree.from_dict(nodes)
 
 
+def write_target(path: str | Path) -> tuple[Path, str | None]:
+    """The file a write to ``path`` replaces (``~`` expanded, a link followed) and why no file
+    can be written there, or ``None`` if one can: it is a folder, its folder does not exist or
+    is not writable, or it is a device or pipe that is not writable."""
+    target = Path(path).expanduser()
+    if target.is_symlink():
+        target = target.resolve()
+    if target.is_dir():
+        return target, "it is a folder; give a file name"
+    if target.exists() and not target.is_file():
+        return target, None if os.access(target, os.W_OK) else "it is not writable"
+    if not target.parent.is_dir():
+        return target, f"the folder {target.parent} does not exist"
+    if not os.access(target.parent, os.W_OK | os.X_OK):
+        return target, f"the folder {target.parent} is not writable"
+    return target, None
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | Path):
     """Yield a temporary path in ``path``'s folder; on success fsync it and ``os.replace`` it
@@ -169,16 +187,14 @@ def atomic_write(path: str | Path):
     ``~`` is expanded; a symbolic link is written through (its target is replaced, the link
     stays); an existing path that is not a regular file (``/dev/stdout``, a named pipe) is
     yielded as is, since nothing can be renamed onto it."""
-    path = Path(path).expanduser()
-    if path.is_symlink():
-        path = path.resolve()
-    if path.exists() and not path.is_file() and not path.is_dir():
+    path, problem = write_target(path)
+    if problem is not None:  # the path asked for in the message, not the temporary file's
+        error = (IsADirectoryError if path.is_dir()
+                 else FileNotFoundError if not path.parent.is_dir() else PermissionError)
+        raise error(f"cannot write {path}: {problem}")
+    if path.exists() and not path.is_file():
         yield path
         return
-    if not path.parent.is_dir():  # not the temporary file's name in the message
-        raise FileNotFoundError(f"cannot write {path}: the folder {path.parent} does not exist")
-    if path.is_dir():
-        raise IsADirectoryError(f"cannot write {path}: it is a folder; give a file name")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
     os.close(fd)
     tmp = Path(tmp)

@@ -31,7 +31,6 @@ def read_covariate_file(path: str | None):
     a missing file."""
     if path is None:
         return None
-    from pathlib import Path
 
     import pandas as pd
 
@@ -43,22 +42,12 @@ def read_covariate_file(path: str | None):
 
 
 def output_problem(path: str | os.PathLike) -> str | None:
-    """Why no file can be written at ``path`` (``None`` if one can): ``path`` is a folder, or
-    its folder does not exist or is not writable. Checked before a command's work, so that a
-    fit of minutes is not lost to a mistyped ``--out``."""
-    file = Path(path).expanduser()
-    if file.is_dir():
-        return f"{file} is a folder; give a file name"
-    if file.exists() and not file.is_file():  # a device or pipe (/dev/stdout) is written as is
-        return None if os.access(file, os.W_OK) else f"{file} is not writable"
-    if file.is_symlink():
-        file = file.resolve()
-    folder = file.parent
-    if not folder.is_dir():
-        return f"the folder {folder} does not exist"
-    if not os.access(folder, os.W_OK | os.X_OK):
-        return f"the folder {folder} is not writable"
-    return None
+    """Why no file can be written at ``path`` (``None`` if one can;
+    :func:`stressflow.inference.integrity.write_target`). Checked before a command's work, so
+    that a fit of minutes is not lost to a mistyped ``--out``."""
+    from stressflow.inference.integrity import write_target
+
+    return write_target(path)[1]
 
 
 def write_table(table, path: str | os.PathLike) -> None:
