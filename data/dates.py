@@ -113,13 +113,19 @@ DAILY_CHECK_ROWS = 20
 NOT_DAILY_SPACING = 4
 
 
+def business_days_between(index: pd.DatetimeIndex) -> np.ndarray:
+    """Business days (``numpy.busday_count``) from each row's date to the next row's, shape
+    (len(index) - 1,): 1 between consecutive weekdays, 1 from a Friday to a Monday."""
+    days = index.values.astype("datetime64[D]")
+    return np.busday_count(days[:-1], days[1:])
+
+
 def _check_daily(index: pd.DatetimeIndex) -> None:
     """DataError if the rows are weekly or monthly bars: every window of the observables and
     every duration of the model counts trading days, so such rows would be read as days."""
     if len(index) < DAILY_CHECK_ROWS:
         return
-    days = index.values.astype("datetime64[D]")
-    spacing = float(np.median(np.busday_count(days[:-1], days[1:])))
+    spacing = float(np.median(business_days_between(index)))
     if spacing >= NOT_DAILY_SPACING:
         raise DataError(
             f"the rows are not daily bars: consecutive dates are a median {spacing:g} business "

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .dates import business_days_between
 from .dropouts import DROPOUT_SD
 from .errors import format_dates, warn_data
 
@@ -33,8 +34,7 @@ def find_gaps(index: pd.DatetimeIndex) -> list[tuple[pd.Timestamp, pd.Timestamp]
     """Consecutive rows at least :data:`GAP_BUSINESS_DAYS` business days apart."""
     if len(index) < 2:
         return []
-    days = index.values.astype("datetime64[D]")
-    counts = np.busday_count(days[:-1], days[1:])
+    counts = business_days_between(index)
     return [(index[i], index[i + 1]) for i in np.flatnonzero(counts >= GAP_BUSINESS_DAYS)]
 
 
