@@ -221,10 +221,14 @@ def _cmd_update(args) -> int:
         return 1
     last = json.loads(result.attrs["feed_last_update"])
     row = feed(result).iloc[-1]
+    skipped = ""
+    if last.get("repeated_days_checked") or last.get("earlier_rows_ignored"):
+        skipped = (f"{last['repeated_days_checked']} stored day(s) in the file matched the fit's "
+                   f"and were skipped, {last['earlier_rows_ignored']} earlier row(s) left out\n")
     print(
         f"added {last['n_days']} day(s) {last['first']} .. {last['last']} in {seconds:.2f} s "
         f"(no refit; parameters fitted to {result.attrs.get('start')} .. "
-        f"{result.attrs.get('end')})\n"
+        f"{result.attrs.get('end')})\n{skipped}"
         f"last day {last['last']}: p_compulsion {row['p_compulsion']:.3f} "
         f"[{row['p_compulsion_q05']:.3f}, {row['p_compulsion_q95']:.3f}], p_margin_or_worse "
         f"{row['p_margin_or_worse']:.3f}\nwrote {out}"

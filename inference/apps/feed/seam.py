@@ -17,6 +17,11 @@ would silently move the stage probabilities (an S&P 500 fit fed VW rows jumps fr
   above or below the median of the last 63 stored trading-day volumes.
 
 Each refusal says what was compared and how to override (``check_seam=False``).
+
+:func:`split_repeated` is not a heuristic and has no override: new rows may repeat stored days
+(a whole re-downloaded history), and those are compared with what the fit stored, so a
+revised or re-based history is refused instead of being filtered as if it continued the old
+one.
 """
 
 from __future__ import annotations
@@ -26,13 +31,18 @@ import pandas as pd
 from stressflow.data import DataError
 from stressflow.data.bundled import DATASETS
 from stressflow.data.checks import BAD_TICK_SD
+from stressflow.data.errors import format_dates
 
-__all__ = ["SEAM_MAX_BUSINESS_DAYS", "check_continuity", "check_market"]
+__all__ = ["REPEAT_RTOL", "SEAM_MAX_BUSINESS_DAYS", "check_continuity", "check_market",
+           "split_repeated"]
 
 #: First new row this many business days or more after the last stored date: refused.
 SEAM_MAX_BUSINESS_DAYS = 10
 _LEVEL_FLOOR = float(np.log(3.0))
 _VOLUME_FACTOR = 100.0
+#: Relative tolerance of the comparison of a repeated day with the stored one (a file printed
+#: with 7 significant digits passes; a revised volume or a dividend re-basing does not).
+REPEAT_RTOL = 1e-6
 _OVERRIDE = "if the rows are right, pass check_seam=False (CLI: --no-seam-check)"
 
 
@@ -94,3 +104,57 @@ def check_continuity(stored: pd.DataFrame, new: pd.DataFrame) -> None:
                 f"{len(old_volume)} trading days): beyond a factor {_VOLUME_FACTOR:g}, the "
                 f"rows look like another market or other units; {_OVERRIDE}"
             )
+
+
+def split_repeated(stored: pd.DataFrame, new: pd.DataFrame) -> tuple[pd.DataFrame, int, int]:
+    """Split validated ``new`` rows into the days after ``stored`` and the days it repeats.
+
+    Rows dated inside ``stored``'s dates (first to last) must be exactly the stored days with
+    the stored values (the columns both hold; relative tolerance :data:`REPEAT_RTOL`, a missing
+    value equal only to a missing value); rows dated before ``stored``'s first date precede the
+    fit and are not compared.
+
+    Returns ``(after, n_repeated, n_earlier)``: the rows dated after the last stored date, the
+    number of repeated days checked equal and the number of earlier rows left out.
+
+    Raises
+    ------
+    DataError
+        A day inside the stored range that the fit does not hold or that the new rows lack, or
+        a repeated day whose values differ (the message names the first date and column and
+        both values).
+    """
+    first, last = stored.index[0], stored.index[-1]
+    after = new.loc[new.index > last]
+    inside = new.loc[(new.index >= first) & (new.index <= last)]
+    n_earlier = int((new.index < first).sum())
+    if not len(inside):
+        return after, 0, n_earlier
+    span = stored.loc[stored.index >= inside.index[0]]
+    extra = inside.index.difference(span.index)
+    lacking = span.index.difference(inside.index)
+    if len(extra) or len(lacking):
+        which = (f"{len(extra)} day(s) the fit does not hold: {format_dates(extra)}" if len(extra)
+                 else f"it lacks {len(lacking)} stored day(s): {format_dates(lacking)}")
+        raise DataError(
+            f"the new rows repeat stored days from {inside.index[0]:%Y-%m-%d} to "
+            f"{inside.index[-1]:%Y-%m-%d} but not the same days ({which}); the file revises the "
+            f"history the fit used: refit on it, or pass only the days after {last:%Y-%m-%d}"
+        )
+    columns = [c for c in stored.columns if c in inside.columns]
+    old = span[columns].to_numpy(dtype="float64")
+    rep = inside[columns].to_numpy(dtype="float64")
+    same = np.isclose(rep, old, rtol=REPEAT_RTOL, atol=0.0) | (np.isnan(rep) & np.isnan(old))
+    if not same.all():
+        rows, cols = np.nonzero(~same)
+        day, col = span.index[rows[0]], columns[cols[0]]
+        given, kept = rep[rows[0], cols[0]], old[rows[0], cols[0]]
+        raise DataError(
+            f"the new rows repeat {len(inside)} stored day(s) ({inside.index[0]:%Y-%m-%d} .. "
+            f"{inside.index[-1]:%Y-%m-%d}) but {len(np.unique(rows))} of them differ from what "
+            f"the fit stored (first: column {col!r} on {day:%Y-%m-%d}, {given:.10g} new against "
+            f"{kept:.10g} stored; relative tolerance "
+            f"{REPEAT_RTOL:g}): the file revises or re-bases the history the fit used; refit on "
+            f"it, or pass only the days after {last:%Y-%m-%d}"
+        )
+    return after, len(inside), n_earlier

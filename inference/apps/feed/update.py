@@ -9,11 +9,10 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 from stressflow.data import DataError, DataWarning, FeatureTransform, prepare, read_prices
-from stressflow.data.errors import format_dates
 from stressflow.data.observables import OPTIONAL_OBSERVABLES, optional_history_rows
 from stressflow.inference import schema
 from stressflow.inference.apps.feed.columns import require_feed
-from stressflow.inference.apps.feed.seam import check_continuity, check_market
+from stressflow.inference.apps.feed.seam import check_continuity, check_market, split_repeated
 from stressflow.inference.fitting.assemble import data_hash, package_version
 from stressflow.inference.postprocess.stages import filter_forward
 from stressflow.models import dims
@@ -112,8 +111,11 @@ def update(fit: xr.DataTree, new_rows, *, columns=None, date_column: str = "date
     fit : xarray.DataTree
         A fit (schema 2) or the result of an earlier update. Not modified.
     new_rows : str, path-like or pandas.DataFrame
-        Daily rows dated strictly after the fit's last date, with the columns the fit used
-        (``high, low, close, volume``, and the spread / extra columns if any).
+        Daily rows with the columns the fit used (``high, low, close, volume``, and the
+        spread / extra columns if any): the days after the fit's last date, optionally preceded
+        by days it stores (e.g. the whole re-downloaded history), which must equal the stored
+        rows (:func:`~stressflow.inference.apps.feed.seam.split_repeated`) and are then skipped,
+        as are rows before the first stored day. Stored days are never rewritten.
     columns, date_column
         As in :func:`stressflow.data.read_prices`.
     covariate_data : DataFrame, optional
@@ -136,14 +138,17 @@ def update(fit: xr.DataTree, new_rows, *, columns=None, date_column: str = "date
         ``viterbi`` empty, ``in_fit_window`` False); a group ``feed_state`` with
         ``filtered_last`` (chain, draw, stage) ``= Pr(stage_{T+n} = k | y_1..y_{T+n},
         theta_s)``; root attributes ``feed_end``, ``feed_n_days``, ``feed_data_hash``,
-        ``feed_updates`` and ``feed_last_update`` added (the fit's own attributes, including
-        ``start``/``end`` of the fit window and ``data_hash``, are kept as they were).
+        ``feed_updates`` and ``feed_last_update`` (JSON: the days added, their data hash,
+        ``repeated_days_checked`` and ``earlier_rows_ignored``) added (the fit's own
+        attributes, including ``start``/``end`` of the fit window and ``data_hash``, are kept
+        as they were).
 
     Raises
     ------
     DataError
-        Invalid rows (as for fitting data: the message names the column and date); rows dated
-        on or before the fit's last date (the message lists them); no rows; a column the fit
+        Invalid rows (as for fitting data: the message names the column and date); repeated
+        stored days that differ from the stored rows (a revised or re-based history: the
+        message names the first date and column); no row after the fit's last date; a column the fit
         used is absent; rows that do not continue the fit's series (another bundled market, a
         gap of 10 or more business days, or a price or volume level far from the stored last
         days: see :func:`check_continuity`).
@@ -158,12 +163,12 @@ def update(fit: xr.DataTree, new_rows, *, columns=None, date_column: str = "date
     if check_seam:
         check_market(fit, new_rows)
     new = read_prices(new_rows, columns=columns, date_column=date_column)
-    late = new.index[new.index <= last]
-    if len(late):
+    new, n_repeated, n_earlier = split_repeated(stored, new)
+    if not len(new):
         raise DataError(
-            f"{len(late)} new row(s) dated on or before the last stored date "
-            f"{last:%Y-%m-%d}: {format_dates(late)}; update only appends days after it (stored "
-            "days are never rewritten: refit to change them)"
+            f"the new rows hold no day after the last stored date {last:%Y-%m-%d}"
+            + (f" (they repeat {n_repeated} stored day(s), equal to the stored values)"
+               if n_repeated else "") + "; nothing to add"
         )
     extras = [f for f in tr.features
               if f not in dims.FEATURES and f not in OPTIONAL_OBSERVABLES]
@@ -299,6 +304,7 @@ def update(fit: xr.DataTree, new_rows, *, columns=None, date_column: str = "date
         "feed_last_update": json.dumps({
             "first": str(new_index[0].date()), "last": str(new_index[-1].date()),
             "n_days": n_new, "data_hash": data_hash(new_features),
+            "repeated_days_checked": n_repeated, "earlier_rows_ignored": n_earlier,
             "stressflow_version": package_version(),
             "seconds": round(time.perf_counter() - t0, 6),
         }),
