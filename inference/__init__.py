@@ -7,6 +7,8 @@
   and every reader of a fit;
 - :mod:`stressflow.inference.postprocess.summaries`: pandas views (probabilities, durations,
   summary);
+- :mod:`stressflow.inference.postprocess.predictive`: posterior predictive checks
+  (:func:`posterior_predictive`, :func:`ppc_table`);
 - :mod:`stressflow.inference.postprocess.paths` / :mod:`~stressflow.inference.apps.episodes` /
   :mod:`~stressflow.inference.apps.catalogue`: joint stage paths (FFBS), episode scores
   ``p_compulsion`` and the crisis catalogue;
@@ -27,6 +29,7 @@ from stressflow.inference.apps.feed import FEED_SCHEMA, export, forecast, read_f
 from stressflow.inference.fitting.fit import SAMPLERS, fit
 from stressflow.inference.postprocess.diagnostics import Diagnostics, FitWarning, check_fit
 from stressflow.inference.postprocess.paths import sample_stage_paths
+from stressflow.inference.postprocess.predictive import posterior_predictive, ppc_table
 from stressflow.inference.postprocess.summaries import (
     expected_durations,
     stage_means,
@@ -52,6 +55,8 @@ __all__ = [
     "forecast",
     "load_catalogue",
     "load_fit",
+    "posterior_predictive",
+    "ppc_table",
     "read_feed",
     "sample_stage_paths",
     "save_fit",

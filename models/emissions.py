@@ -290,6 +290,26 @@ class GaussianEmission:
         return gaussian_loglik(data["design"], data["offset"], params["mu"], params["sigma"],
                                xp=xp)
 
+    def sample(self, spec: ModelSpec, params: dict, stages: np.ndarray,
+               rng: np.random.Generator) -> np.ndarray:
+        """Observables drawn from ``p(y_t | stage_t)`` along given stage paths.
+
+        ``params`` hold S draws (``mu``, ``sigma`` of shape (S, K, D); ``nu`` (S, K) for
+        Student-t), ``stages`` (S, T) one path per draw; returns (S, T, D) with ``y[s, t, d] =
+        mu[s, k, d] + sigma[s, k, d] e`` for ``k = stages[s, t]``, independent ``e`` standard
+        normal (Gaussian) or standard Student-t with ``nu[s, k]`` degrees of freedom.
+        """
+        loc, scale = self._stage_values(params, stages)
+        return loc + scale * self._noise(params, stages, loc.shape, rng)
+
+    @staticmethod
+    def _stage_values(params: dict, stages: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        rows = np.arange(stages.shape[0])[:, None]
+        return params["mu"][rows, stages], params["sigma"][rows, stages]
+
+    def _noise(self, params: dict, stages: np.ndarray, shape, rng) -> np.ndarray:
+        return rng.standard_normal(shape)
+
 
 class StudentTEmission(GaussianEmission):
     """Independent Student-t observables given the stage; ``nu[k] ~ Gamma(2, 0.1)`` (mean 20)
@@ -336,6 +356,11 @@ class StudentTEmission(GaussianEmission):
             gammaln = xp.gammaln
         return emission_loglik(data["y0"], data["mask"], params["mu"], params["sigma"],
                                params["nu"], xp=xp, gammaln=gammaln)
+
+    def _noise(self, params: dict, stages: np.ndarray, shape, rng) -> np.ndarray:
+        """Standard Student-t noise with the stage's ``nu`` (``y = mu + sigma * t_nu``)."""
+        nu = params["nu"][np.arange(stages.shape[0])[:, None], stages]  # (S, T)
+        return rng.standard_t(np.broadcast_to(nu[..., None], shape))
 
 
 #: The emission components by ``ModelSpec.emission``.

@@ -13,7 +13,8 @@ nothing else rebuilds a piece of the model. Its outputs are the inputs of the HM
 - ``log_lik[..., T, K] = log p(y_t | stage_t = k)``.
 
 ``...`` are the leading dimensions of the parameter arrays (e.g. a chunk of posterior draws);
-the graph has none.
+the graph has none. The generative direction, observables drawn along given stage paths
+(:func:`sample_observables`), is the emission component's ``sample``, beside its ``log_lik``.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from stressflow.models.spec import ModelSpec
 from stressflow.models.transitions import TRANSITION_COMPONENTS
 
 __all__ = ["components", "param_names", "param_dims", "model_data", "evaluate",
-           "evaluate_transitions", "evaluate_draws", "slice_params", "mean_params"]
+           "evaluate_transitions", "evaluate_draws", "slice_params", "mean_params",
+           "sample_observables"]
 
 
 def components(spec: ModelSpec):
@@ -174,3 +176,12 @@ def mean_params(params: dict) -> dict:
 
     Transition matrices ``P`` are averaged entrywise (rows still sum to 1)."""
     return {name: np.asarray(value).mean(axis=0) for name, value in params.items()}
+
+
+def sample_observables(spec: ModelSpec, params: dict, stages: np.ndarray,
+                       rng: np.random.Generator) -> np.ndarray:
+    """Observables (S, T, D) drawn from ``p(y_t | stage_t)`` along stage paths ``stages`` (S, T),
+    one path per parameter draw (``params`` with leading dimension S), on the standardised
+    scale the model is fitted on; every entry is drawn (the caller applies a missing pattern)."""
+    emission, _ = components(spec)
+    return emission.sample(spec, params, np.asarray(stages, dtype=np.int64), rng)

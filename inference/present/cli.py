@@ -218,6 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     from stressflow.inference.present.cli_evaluate import register_cli as register_evaluate
     from stressflow.inference.present.cli_many import register_cli as register_many
     from stressflow.inference.present.cli_panel import register_cli as register_panel
+    from stressflow.inference.present.cli_ppc import register_cli as register_ppc
     from stressflow.inference.present.commands import (
         register_compare,
         register_episodes,
@@ -232,6 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_compare(sub)
     register_many(sub)
     register_panel(sub)
+    register_ppc(sub)
     return parser
 
 

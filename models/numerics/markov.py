@@ -1,4 +1,5 @@
-"""Long-run properties of a transition matrix ``P[i, j] = Pr(stage_t = j | stage_{t-1} = i)``.
+"""Long-run properties of a transition matrix ``P[i, j] = Pr(stage_t = j | stage_{t-1} = i)``
+and forward simulation of the stage chain.
 
 Plain NumPy on arrays with any leading (draw) dimensions; no model, no labels.
 """
@@ -7,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["stationary_distribution"]
+__all__ = ["simulate_chain", "stationary_distribution"]
 
 
 def stationary_distribution(trans: np.ndarray) -> np.ndarray:
@@ -47,3 +48,62 @@ def stationary_distribution(trans: np.ndarray) -> np.ndarray:
     pis = np.stack([np.linalg.lstsq(a, rhs, rcond=None)[0] for a in system])
     pis = np.clip(pis, 0.0, None)  # rounding can leave -1e-17 on a never-visited stage
     return (pis / pis.sum(axis=-1, keepdims=True)).reshape(trans.shape[:-1])
+
+
+def simulate_chain(log_init: np.ndarray, log_trans: np.ndarray, n_steps: int,
+                   rng: np.random.Generator) -> np.ndarray:
+    """Stage paths drawn forward from the chain alone, one per draw of the transition law.
+
+    ``stage_1 ~ exp(log_init)`` and ``Pr(stage_t = j | stage_{t-1} = i) = exp(log_trans)[i, j]``
+    (the transitions into day t, ``t = 2..T``), with no observation: the paths are draws from
+    the Markov chain's own law ``Pr(stage_1..stage_T | theta)``, not from the posterior of the
+    stages given data.
+
+    Parameters
+    ----------
+    log_init : array (K,)
+        Log initial probabilities.
+    log_trans : array (S, K, K) or (S, T-1, K, K)
+        Log transition matrices of S draws, constant or one per transition (``T = n_steps``).
+    n_steps : int
+        Path length T (>= 1).
+    rng : numpy.random.Generator
+        Source of the uniforms (T * S of them, in time-major order: the same generator state
+        gives the same paths).
+
+    Returns
+    -------
+    ndarray of int8, shape (S, T)
+        Stage indices.
+
+    Raises
+    ------
+    ValueError
+        On shapes that do not match, or probabilities that are not finite and row-normalised
+        (tolerance 1e-6).
+    """
+    init = np.exp(np.asarray(log_init, dtype=np.float64))
+    trans = np.exp(np.asarray(log_trans, dtype=np.float64))
+    k = init.shape[-1]
+    if init.ndim != 1 or trans.shape[-2:] != (k, k) or trans.ndim not in (3, 4):
+        raise ValueError(f"log_init must be (K,) and log_trans (S, K, K) or (S, T-1, K, K); got "
+                         f"{init.shape} and {trans.shape}")
+    if trans.ndim == 4 and trans.shape[1] != n_steps - 1:
+        raise ValueError(f"time-varying log_trans has {trans.shape[1]} transitions; a path of "
+                         f"{n_steps} days needs {n_steps - 1}")
+    for name, p in (("log_init", init), ("log_trans", trans)):
+        if not (np.isfinite(p).all() and np.allclose(p.sum(axis=-1), 1.0, atol=1e-6)):
+            raise ValueError(f"exp({name}) must be finite with rows summing to 1")
+    n_draws = trans.shape[0]
+    cum_init = np.cumsum(init)
+    cum = np.cumsum(trans, axis=-1)
+    u = rng.random((n_steps, n_draws))
+    rows = np.arange(n_draws)
+    out = np.empty((n_draws, n_steps), dtype=np.int8)
+    state = np.minimum(np.searchsorted(cum_init, u[0] * cum_init[-1], side="right"), k - 1)
+    out[:, 0] = state
+    for t in range(1, n_steps):
+        c = cum[rows, state] if trans.ndim == 3 else cum[rows, t - 1, state]  # (S, K)
+        state = np.minimum((c <= (u[t] * c[:, -1])[:, None]).sum(axis=1), k - 1)
+        out[:, t] = state
+    return out
