@@ -149,3 +149,33 @@ def test_phase_em_recovers_a_negative_binomial_stay():
     # puts P[FF, FF] at 0.92 (a geometric stay of 12 days)
     assert phased.log_post > plain.log_post + 10.0
     assert 0.88 < plain.P[em.FF, em.FF] < 0.95
+
+
+def test_lagged_emission_recovers_phi_and_the_stages():
+    """Round 14's AR(1) emission (``Design.lag``, :mod:`bench.compulsion.lags`): on 4,000 days
+    simulated from a four-stage MSI-AR with phi 0.7 on one observable (and none on the other),
+    the ECM recovers phi, the intercepts, the stays and the stage path."""
+    from stressflow.models.numerics import kernels
+
+    rng = np.random.default_rng(7)
+    trans = np.asarray(SIM_P)
+    n = 4000
+    path = np.zeros(n, dtype=int)
+    for t in range(1, n):
+        path[t] = rng.choice(4, p=trans[path[t - 1]])
+    c = np.array([-0.6, -0.2, 0.2, 0.6])  # intercepts: levels -2, -2/3, 2/3, 2
+    a = np.zeros(n)
+    for t in range(1, n):
+        a[t] = c[path[t]] + 0.7 * a[t - 1] + 0.4 * rng.standard_normal()
+    b = np.array([-1.5, -0.5, 0.5, 1.5])[path] + 0.5 * rng.standard_normal(n)
+    y = np.column_stack([a, b])
+    y[rng.choice(n, 20, replace=False), 0] = np.nan
+    design = em.Design(n_stages=4, order=("rank", "a"), lag=("a",))
+    fit = em.fit_em(y, ("a", "b"), design, seeds=(0,))
+    assert fit.phi[0] == pytest.approx(0.7, abs=0.03) and fit.phi[1] == 0.0
+    assert_allclose(fit.mu[:, 0], c, atol=0.06)
+    assert_allclose(np.diag(fit.P), np.diag(trans), atol=0.015)
+    gamma = kernels.smooth(np.full(4, -np.log(4)), np.log(fit.P), em.log_lik(fit, y))[0]
+    assert (gamma.argmax(axis=1) == path).mean() > 0.97
+    assert em.fit_em(y, ("a", "b"), em.Design(n_stages=4, order=("rank", "a")),
+                     seeds=(0,)).phi is None

@@ -40,6 +40,7 @@ from stressflow.models.emissions import emission_loglik, masked_observations
 from stressflow.models.numerics import kernels
 
 from . import dwell, scales
+from .lags import lagged, level, phi_step
 
 __all__ = ["Design", "Fit", "fit_em", "log_lik", "order_stages", "prior_concentration"]
 
@@ -86,6 +87,8 @@ class Design:
     the other observables (the break, volume, the bond market), not by the LEVEL of stress.
     ``ff_phases``: forced flow as that many phases in series (:mod:`.dwell`; a negative-
     binomial stay); its duration prior ``d`` is then the whole stay, ``d / ff_phases`` a phase.
+    ``lag``: observables with an AR(1) emission, one ``phi_d`` shared by the stages
+    (:mod:`.lags`); the ordering rule reads a stage's level ``mu_kd / (1 - phi_d)``.
     """
 
     n_stages: int = 4
@@ -102,6 +105,7 @@ class Design:
     pool: float | None = None
     ff_like_mp: tuple[str, ...] = ()
     ff_phases: int = 1
+    lag: tuple[str, ...] = ()
 
 
 @dataclass
@@ -122,6 +126,7 @@ class Fit:
     nu: float | None = None
     cov: np.ndarray | None = None
     loglik: float | None = None
+    phi: np.ndarray | None = None
 
 
 def allowed(design: Design) -> np.ndarray:
@@ -186,6 +191,8 @@ def log_lik(fit: Fit, y: np.ndarray, ar: tuple | None = None) -> np.ndarray:
     ``y``: (T, D) standardised observables with NaN for missing; ``ar``: ``(r, x)`` with
     ``r`` (T,) and ``x`` (T, 3) (NaN for missing) when the fit has an AR emission.
     """
+    if fit.phi is not None:
+        y = lagged(y, fit.phi, fit.phi != 0.0)
     y0, mask = masked_observations(y)
     ll = _obs_loglik(y0, mask, fit.mu, fit.sigma if fit.cov is None else fit.cov, fit.nu)
     if fit.beta is not None:
@@ -270,7 +277,13 @@ def _start(y, y0, mask, arr, design, columns, seed, window):
                             for d in range(filled.shape[1])]).T
     labels = KMeans(n_clusters=k, n_init=3, random_state=seed).fit(filled).labels_
     w = np.eye(k)[labels]  # hard responsibilities (T, K)
-    return _m_step(w, None, y0, mask, arr, design, None, None, columns)
+    if not design.lag:
+        return _m_step(w, None, y0, mask, arr, design, None, None, columns), None
+    cols = np.isin(np.array(columns), design.lag)
+    first = _m_step(w, None, y0, mask, arr, design, None, None, columns)
+    phi = phi_step(w, y, first[1], cols)
+    x0, xmask = masked_observations(lagged(y, phi, cols))
+    return _m_step(w, None, x0, xmask, arr, design, None, None, columns), phi
 
 
 def _m_step(gamma, xi_sum, y0, mask, arr, design, conc, u, columns):
@@ -320,7 +333,10 @@ def _m_step(gamma, xi_sum, y0, mask, arr, design, conc, u, columns):
     return mu, sigma, beta, s, trans
 
 
-def _run(params, y, y0, mask, arr, design, columns, max_iter, tol):
+def _run(params, phi, y, y0, mask, arr, design, columns, max_iter, tol):
+    cols = np.isin(np.array(columns), design.lag)
+    if phi is not None:
+        y0, mask = masked_observations(lagged(y, phi, cols))
     conc = prior_concentration(design)
     ok = allowed(design)
     log_init = np.full(design.n_stages, -np.log(design.n_stages))
@@ -329,7 +345,7 @@ def _run(params, y, y0, mask, arr, design, columns, max_iter, tol):
     n_iter = 0
     for _ in range(max_iter):
         n_iter += 1
-        perm = order_stages(design, params[0], params[4], columns)
+        perm = order_stages(design, level(params[0], phi), params[4], columns)
         if not np.array_equal(perm, np.arange(design.n_stages)):
             params = _permute(params, perm)
         mu, sigma, beta, s, trans = params
@@ -349,6 +365,9 @@ def _run(params, y, y0, mask, arr, design, columns, max_iter, tol):
         if not np.isfinite(cur):
             break
         u = _t_weights(y0, mask, mu, sigma, design.nu)
+        if phi is not None:  # ECM: phi given the stages and scales, then the rest given phi
+            phi = phi_step(gamma, y, sigma, cols)
+            y0, mask = masked_observations(lagged(y, phi, cols))
         params = _m_step(gamma, xi_sum, y0, mask, arr, design, conc, u, columns)
         if m > 1:
             params[4][FF] = dwell.ff_row(xi_sum, n_adv, conc, ok, FF)
@@ -356,9 +375,9 @@ def _run(params, y, y0, mask, arr, design, columns, max_iter, tol):
         prev, prev_ll = cur, loglik
         if done:
             break
-    perm = order_stages(design, params[0], params[4], columns)
+    perm = order_stages(design, level(params[0], phi), params[4], columns)
     params = _permute(params, perm)
-    return params, prev, n_iter, prev_ll
+    return params, phi, prev, n_iter, prev_ll
 
 
 def fit_em(y: np.ndarray, columns, design: Design, *, ar: tuple | None = None,
@@ -390,13 +409,13 @@ def fit_em(y: np.ndarray, columns, design: Design, *, ar: tuple | None = None,
     best = None
     for seed in seeds:
         for window in windows:
-            params = _start(y, y0, mask, arr, design, columns, seed, window)
-            params, score, n_iter, loglik = _run(params, y, y0, mask, arr, design, columns,
-                                                 max_iter, tol)
-            if best is None or score > best[1]:
-                best = (params, score, n_iter, loglik)
-    (mu, sigma, beta, s, trans), score, n_iter, loglik = best
+            params, phi = _start(y, y0, mask, arr, design, columns, seed, window)
+            params, phi, score, n_iter, loglik = _run(params, phi, y, y0, mask, arr, design,
+                                                      columns, max_iter, tol)
+            if best is None or score > best[2]:
+                best = (params, phi, score, n_iter, loglik)
+    (mu, sigma, beta, s, trans), phi, score, n_iter, loglik = best
     cov = None
     if sigma.ndim == 3:
         cov, sigma = sigma, np.sqrt(np.diagonal(sigma, axis1=1, axis2=2))
-    return Fit(mu, sigma, beta, s, trans, score, columns, n_iter, design.nu, cov, loglik)
+    return Fit(mu, sigma, beta, s, trans, score, columns, n_iter, design.nu, cov, loglik, phi)
