@@ -228,3 +228,27 @@ VARIANTS = VARIANTS + tuple(
             f"k5_bond_gated + {name} (SPY against the index, against its trailing year)")
     for name in ("etf_gap1", "etf_gap5")
 )
+
+# Round 14 (2026-12-07, seventh session): the posterior predictive check of the default's fit
+# (bench/results/ppc_sp500_*.csv) finds the observables persistent inside a stage (lag-1
+# autocorrelation of volume 0.51, of bond_vol_surprise 0.82, of the spread estimate 0.99, against
+# 0.02-0.8 in the replicates), so each day of a long turbulent stretch counts as fresh evidence.
+# An autoregressive emission per observable, y_td = mu_kd + phi_d y_{t-1,d} + e (phi_d shared by
+# the stages, estimated), makes a stage explain what is NEW in a day: on every observable, on
+# the three with the worst misfit, and on the spread estimate alone. Label-free: chosen from the
+# check, not from an episode.
+_MIXED_BOND = MIXED + ("bond_vol_surprise",)
+VARIANTS = VARIANTS + tuple(
+    Variant(f"k5_bond_gated_lag_{name}", _MIXED_BOND, Design(**{**_GATED, "lag": cols}),
+            f"k5_bond_gated with an AR(1) emission (shared phi) on {', '.join(cols)}")
+    for name, cols in (("all", _MIXED_BOND), ("persist", ("spread", "volume",
+                                                          "bond_vol_surprise")),
+                       ("spread", ("spread",)))
+)
+# ... and the AR(1) emission on every observable with the duration prior ten times as strong
+# (10,000 pseudo-transitions per row), since the plain one lets every stage flicker (2-5 days).
+VARIANTS = VARIANTS + (
+    Variant("k5_bond_gated_lag_all_s10000", _MIXED_BOND,
+            Design(**{**_GATED, "lag": _MIXED_BOND, "strength": 10000.0}),
+            "k5_bond_gated_lag_all with the duration prior at 10,000 pseudo-transitions per row"),
+)
