@@ -66,6 +66,36 @@ def test_simulated_transitions_match_the_matrix():
     assert_array_equal(paths, again)
 
 
+def test_random_chains_never_take_an_impossible_step():
+    """Property (hypothesis, 200 random chains with structural zeros, constant or time-varying):
+    the path starts only where the initial law is positive and never makes a move of
+    probability zero."""
+    pytest.importorskip("hypothesis")
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    @settings(max_examples=200, deadline=None, derandomize=True)
+    @given(k=st.integers(2, 6), steps=st.integers(1, 40), varying=st.booleans(),
+           seed=st.integers(0, 2**32 - 1))
+    def check(k, steps, varying, seed):
+        rng = np.random.default_rng(seed)
+        shape = (3, steps - 1, k, k) if varying else (3, k, k)
+        weights = rng.random(shape) * (rng.random(shape) < 0.5)
+        weights[..., np.arange(k), np.arange(k)] += 0.1  # every row has a possible move
+        trans = weights / weights.sum(axis=-1, keepdims=True)
+        init = rng.random(k) * (np.arange(k) != rng.integers(k))
+        init /= init.sum()
+        paths = simulate_chain(_log(init), _log(trans), steps, rng)
+        assert paths.shape == (3, steps) and paths.dtype == np.int8
+        assert (init[paths[:, 0]] > 0).all()
+        for s in range(3):
+            for t in range(1, steps):
+                p = trans[s, t - 1] if varying else trans[s]
+                assert p[paths[s, t - 1], paths[s, t]] > 0
+
+    check()
+
+
 def test_the_chain_simulator_refuses_bad_inputs():
     rng = np.random.default_rng(0)
     with pytest.raises(ValueError, match=r"log_init must be \(K,\)"):
