@@ -177,5 +177,5 @@ def test_lagged_emission_recovers_phi_and_the_stages():
     assert_allclose(np.diag(fit.P), np.diag(trans), atol=0.015)
     gamma = kernels.smooth(np.full(4, -np.log(4)), np.log(fit.P), em.log_lik(fit, y))[0]
     assert (gamma.argmax(axis=1) == path).mean() > 0.97
-    assert em.fit_em(y, ("a", "b"), em.Design(n_stages=4, order=("rank", "a")),
-                     seeds=(0,)).phi is None
+    with pytest.raises(ValueError, match="Gaussian, diagonal"):
+        em.fit_em(y, ("a", "b"), em.Design(n_stages=4, order=("rank", "a"), lag=("a",), nu=5.0))

@@ -91,6 +91,15 @@ def test_nothing_new_is_refused(real_fit, prices):
         update(real_fit, prices.loc["2008-12-01":"2008-12-31"])
     with pytest.raises(DataError, match=r"no day after the last stored date 2008-12-31; "):
         update(real_fit, prices.loc["2001-01-01":"2001-03-31"])
+    # an older download, ending before the last stored day: compared, then nothing to add
+    older = prices.loc["2008-06-02":"2008-11-28"]
+    with pytest.raises(DataError, match=rf"no day after the last stored date 2008-12-31 \(they "
+                                        rf"repeat {len(older)} stored day\(s\)"):
+        update(real_fit, older)
+    older = older.copy()
+    older.loc["2008-11-03", "close"] *= 1.01
+    with pytest.raises(DataError, match=r"differ .* column 'close' on 2008-11-03"):
+        update(real_fit, older)
 
 
 def test_split_repeated_on_its_own(prices):

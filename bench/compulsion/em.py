@@ -127,6 +127,7 @@ class Fit:
     cov: np.ndarray | None = None
     loglik: float | None = None
     phi: np.ndarray | None = None
+    lag: np.ndarray | None = None
 
 
 def allowed(design: Design) -> np.ndarray:
@@ -191,8 +192,8 @@ def log_lik(fit: Fit, y: np.ndarray, ar: tuple | None = None) -> np.ndarray:
     ``y``: (T, D) standardised observables with NaN for missing; ``ar``: ``(r, x)`` with
     ``r`` (T,) and ``x`` (T, 3) (NaN for missing) when the fit has an AR emission.
     """
-    if fit.phi is not None:
-        y = lagged(y, fit.phi, fit.phi != 0.0)
+    if fit.lag is not None:
+        y = lagged(y, fit.phi, fit.lag)
     y0, mask = masked_observations(y)
     ll = _obs_loglik(y0, mask, fit.mu, fit.sigma if fit.cov is None else fit.cov, fit.nu)
     if fit.beta is not None:
@@ -405,6 +406,10 @@ def fit_em(y: np.ndarray, columns, design: Design, *, ar: tuple | None = None,
         raise ValueError(f"cov must be 'diag', 'full' or 'tied' (the last two Gaussian only; "
                          f"pool > 0 with a Gaussian 'diag' only), got {design.cov!r}, "
                          f"nu={design.nu!r}, pool={design.pool!r}")
+    if design.lag and (design.nu is not None or design.cov != "diag" or design.tied
+                       or design.ff_like_mp or design.pool is not None):
+        raise ValueError("the AR(1) emission (lag) is implemented for Gaussian, diagonal, "
+                         "untied and unpooled designs only")
     arr = _ar_arrays(ar) if design.ar else None
     best = None
     for seed in seeds:
@@ -418,4 +423,6 @@ def fit_em(y: np.ndarray, columns, design: Design, *, ar: tuple | None = None,
     cov = None
     if sigma.ndim == 3:
         cov, sigma = sigma, np.sqrt(np.diagonal(sigma, axis1=1, axis2=2))
-    return Fit(mu, sigma, beta, s, trans, score, columns, n_iter, design.nu, cov, loglik, phi)
+    lag = np.isin(np.array(columns), design.lag) if design.lag else None
+    return Fit(mu, sigma, beta, s, trans, score, columns, n_iter, design.nu, cov, loglik, phi,
+               lag)

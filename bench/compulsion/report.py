@@ -131,7 +131,10 @@ def write_markdown(path: Path, results, targets, command: str) -> None:
     lines += markdown_table(["episode", "label"] + show, rows)
     lines += ["", "## Stage means (in-sample fit) of every observable, P[k,k] and AR terms", "",
               "Standardised units (mean 0, sd 1 over 1985-2018); AR terms on returns scaled by "
-              "their sd. All variants' stage means are in the CSV (scope `stage_mean:*`).", ""]
+              "their sd. All variants' stage means are in the CSV (scope `stage_mean:*`). For "
+              "an observable with an AR(1) emission (`Design.lag`, round 14) the entry is the "
+              "intercept `mu_kd`; the stage's level is `mu_kd / (1 - phi_d)`, `phi_d` in the "
+              "CSV (scope `ar1_phi`).", ""]
     for n in show:
         fit = by_name[n][4]
         names = NAMES[: fit.mu.shape[0]]

@@ -83,6 +83,9 @@ def _long_rows(variant, summ, eps, eps_oot, fit) -> list[dict]:
     rows += [{**base, "scope": "out_of_time_p_filtered", "item": r.episode,
               "score": r.p_filtered} for r in eps_oot.itertuples()]
     names = NAMES[: fit.mu.shape[0]]
+    if fit.phi is not None:  # AR(1) observables: stage_mean is the intercept mu_kd
+        rows += [{**base, "scope": "ar1_phi", "item": col, "score": float(fit.phi[d])}
+                 for d, col in enumerate(fit.columns) if fit.lag[d]]
     for k, stage in enumerate(names):
         for d, col in enumerate(fit.columns):
             rows.append({**base, "scope": f"stage_mean:{stage}", "item": col,

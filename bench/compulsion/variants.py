@@ -252,3 +252,10 @@ VARIANTS = VARIANTS + (
             Design(**{**_GATED, "lag": _MIXED_BOND, "strength": 10000.0}),
             "k5_bond_gated_lag_all with the duration prior at 10,000 pseudo-transitions per row"),
 )
+# ... and on the two observables whose persistence is built by an overlapping window (the 21-day
+# spread estimate and the 5-day bond turbulence), the others left as they are.
+VARIANTS = VARIANTS + (
+    Variant("k5_bond_gated_lag_windows", _MIXED_BOND,
+            Design(**{**_GATED, "lag": ("spread", "bond_vol_surprise")}),
+            "k5_bond_gated with an AR(1) emission on spread and bond_vol_surprise"),
+)

@@ -168,10 +168,13 @@ def ppc_table(tree: xr.DataTree) -> pd.DataFrame:
         :data:`STATISTICS` of :func:`ppc_quantities` (``extreme_run`` above the observed 95%
         quantile of that observable), and ``stage_share`` per stage (``item`` = the stage),
         whose ``observed`` is the smoothed share ``mean_t Pr(stage_t = k | y_1..y_T)`` over the
-        days that have it (a posterior quantity, not data) and whose replicate is the share of
-        the replicated path's days in the stage. Columns ``observed``, ``replicated_mean``,
-        ``replicated_q05``, ``replicated_q95`` and ``ppp = Pr(T(y_rep) >= T(y) | y)`` over the
-        replicates; ``paths`` (the attribute of the group).
+        days that have it (the fitted days; a posterior quantity, not data) and whose replicate
+        is the share of the replicated path's days in the stage over the same days (with
+        ``paths="smoothed"`` the replicate's mean is that share itself, so its ppp is near 0.5
+        by construction; the row is informative for ``paths="transition"``). Columns
+        ``observed``, ``replicated_mean``, ``replicated_q05``, ``replicated_q95`` and
+        ``ppp = Pr(T(y_rep) >= T(y) | y)`` over the replicates; ``paths`` (the attribute of
+        the group).
     """
     if GROUP not in tree.children:
         raise ValueError("no posterior_predictive group: call posterior_predictive(fit) first")
@@ -190,9 +193,10 @@ def ppc_table(tree: xr.DataTree) -> pd.DataFrame:
     stages = pp["stage"].transpose(dims.CHAIN, dims.DRAW, dims.TIME).values
     stages = stages.reshape(-1, stages.shape[-1])
     smoothed = tree["stages"]["smoothed"].transpose(dims.TIME, dims.STAGE).values
+    fitted = np.isfinite(smoothed).all(axis=1)  # an update's new days have no smoothed values
     for k, name in enumerate(names):
-        rows.append(_row("stage_share", name, float(np.nanmean(smoothed[:, k])),
-                         (stages == k).mean(axis=1)))
+        rows.append(_row("stage_share", name, float(smoothed[fitted, k].mean()),
+                         (stages[:, fitted] == k).mean(axis=1)))
     table = pd.DataFrame(rows)
     table["paths"] = pp.attrs["paths"]
     return table

@@ -48,8 +48,8 @@ def register_cli(subparsers) -> None:
     p = subparsers.add_parser(
         "ppc", help="posterior predictive checks of a saved fit",
         description="Replicates the observables from the fitted model under thinned posterior "
-                    "draws and compares test quantities (mean, sd, 1%% and 99%% quantiles, "
-                    "lag-1 autocorrelation, runs above the observed 95%% quantile, the share "
+                    "draws and compares test quantities (mean, sd, 1% and 99% quantiles, "
+                    "lag-1 autocorrelation, runs above the observed 95% quantile, the share "
                     "of days per stage) with the observed ones.",
     )
     p.add_argument("fit", help="fit netCDF written by `stressflow fit` (or an update)")

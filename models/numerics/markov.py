@@ -95,15 +95,17 @@ def simulate_chain(log_init: np.ndarray, log_trans: np.ndarray, n_steps: int,
         if not (np.isfinite(p).all() and np.allclose(p.sum(axis=-1), 1.0, atol=1e-6)):
             raise ValueError(f"exp({name}) must be finite with rows summing to 1")
     n_draws = trans.shape[0]
-    cum_init = np.cumsum(init)
     cum = np.cumsum(trans, axis=-1)
     u = rng.random((n_steps, n_draws))
     rows = np.arange(n_draws)
+
+    def pick(c, ut):  # the stage whose cumulative interval holds ut (an impossible one never)
+        return np.minimum((c <= (ut * c[:, -1])[:, None]).sum(axis=1), k - 1)
+
     out = np.empty((n_draws, n_steps), dtype=np.int8)
-    state = np.minimum(np.searchsorted(cum_init, u[0] * cum_init[-1], side="right"), k - 1)
+    state = pick(np.broadcast_to(np.cumsum(init), (n_draws, k)), u[0])
     out[:, 0] = state
     for t in range(1, n_steps):
-        c = cum[rows, state] if trans.ndim == 3 else cum[rows, t - 1, state]  # (S, K)
-        state = np.minimum((c <= (u[t] * c[:, -1])[:, None]).sum(axis=1), k - 1)
+        state = pick(cum[rows, state] if trans.ndim == 3 else cum[rows, t - 1, state], u[t])
         out[:, t] = state
     return out

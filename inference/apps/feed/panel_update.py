@@ -22,6 +22,7 @@ import pandas as pd
 import xarray as xr
 from stressflow.data import DataError
 from stressflow.inference import schema
+from stressflow.inference.apps.feed.seam import differing
 from stressflow.inference.apps.feed.update import extend_along_time
 from stressflow.inference.apps.migration import panel_spec
 from stressflow.inference.fitting.assemble import data_hash, package_version
@@ -71,13 +72,13 @@ def check_panel_seam(stored_raw: pd.DataFrame, new_raw: pd.DataFrame) -> None:
                         f"{absent[0].date()}): they do not continue the fitted series")
     old = stored_raw.to_numpy(dtype=np.float64)
     new = new_raw.loc[stored_raw.index, list(stored_raw.columns)].to_numpy(dtype=np.float64)
-    same = (np.isnan(old) & np.isnan(new)) | np.isclose(new, old, rtol=_SEAM_RTOL, atol=1e-12)
-    if not same.all():
-        t, c = (int(i) for i in np.argwhere(~same)[0])
+    diff = differing(old, new, _SEAM_RTOL, atol=1e-12)
+    if diff.any():
+        t, c = (int(i) for i in np.argwhere(diff)[0])
         raise DataError(
             f"the new data do not continue the fitted series: {stored_raw.columns[c]} on "
             f"{stored_raw.index[t].date()} is {old[t, c]:.6g} in the fit and {new[t, c]:.6g} "
-            f"recomputed from the new data ({int((~same).sum())} value(s) differ)")
+            f"recomputed from the new data ({int(diff.sum())} value(s) differ)")
 
 
 def _last_state(fit: xr.DataTree, spec, params: dict) -> np.ndarray:

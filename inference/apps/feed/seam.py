@@ -34,7 +34,7 @@ from stressflow.data.checks import BAD_TICK_SD
 from stressflow.data.errors import format_dates
 
 __all__ = ["REPEAT_RTOL", "SEAM_MAX_BUSINESS_DAYS", "check_continuity", "check_market",
-           "split_repeated"]
+           "differing", "split_repeated"]
 
 #: First new row this many business days or more after the last stored date: refused.
 SEAM_MAX_BUSINESS_DAYS = 10
@@ -106,6 +106,13 @@ def check_continuity(stored: pd.DataFrame, new: pd.DataFrame) -> None:
             )
 
 
+def differing(old: np.ndarray, new: np.ndarray, rtol: float, atol: float = 0.0) -> np.ndarray:
+    """Boolean mask of the cells where ``new`` differs from ``old`` (same shape): beyond
+    ``np.isclose(new, old, rtol, atol)``, a missing value equal only to a missing value."""
+    same = np.isclose(new, old, rtol=rtol, atol=atol) | (np.isnan(new) & np.isnan(old))
+    return ~same
+
+
 def split_repeated(stored: pd.DataFrame, new: pd.DataFrame) -> tuple[pd.DataFrame, int, int]:
     """Split validated ``new`` rows into the days after ``stored`` and the days it repeats.
 
@@ -130,7 +137,9 @@ def split_repeated(stored: pd.DataFrame, new: pd.DataFrame) -> tuple[pd.DataFram
     n_earlier = int((new.index < first).sum())
     if not len(inside):
         return after, 0, n_earlier
-    span = stored.loc[stored.index >= inside.index[0]]
+    # the stored days the file covers: up to the last stored day if it goes on past it, else
+    # up to its own last day (an older download adds nothing, and is only compared)
+    span = stored.loc[inside.index[0]:(last if len(after) else inside.index[-1])]
     extra = inside.index.difference(span.index)
     lacking = span.index.difference(inside.index)
     if len(extra) or len(lacking):
@@ -144,9 +153,9 @@ def split_repeated(stored: pd.DataFrame, new: pd.DataFrame) -> tuple[pd.DataFram
     columns = [c for c in stored.columns if c in inside.columns]
     old = span[columns].to_numpy(dtype="float64")
     rep = inside[columns].to_numpy(dtype="float64")
-    same = np.isclose(rep, old, rtol=REPEAT_RTOL, atol=0.0) | (np.isnan(rep) & np.isnan(old))
-    if not same.all():
-        rows, cols = np.nonzero(~same)
+    diff = differing(old, rep, REPEAT_RTOL)
+    if diff.any():
+        rows, cols = np.nonzero(diff)
         day, col = span.index[rows[0]], columns[cols[0]]
         given, kept = rep[rows[0], cols[0]], old[rows[0], cols[0]]
         raise DataError(
