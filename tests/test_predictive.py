@@ -12,7 +12,7 @@ import pytest
 from conftest import SIM_MU, SIM_P, SIM_SIGMA, make_prepared, simulate_stage_hmm
 from fake_fit import fake_fit
 from numpy.testing import assert_array_equal
-from stressflow.inference import posterior_predictive, ppc_table, save_fit
+from stressflow.inference import posterior_predictive, ppc_table, save_fit, schema
 from stressflow.inference.postprocess.predictive import STATISTICS, ppc_quantities
 from stressflow.inference.present import cli
 from stressflow.models import dims
@@ -208,7 +208,7 @@ def test_ppc_quantities_by_hand():
     assert q["acf1"][0] == pytest.approx(np.corrcoef(a, b)[0, 1])
 
 
-def test_bad_calls_are_refused(simulated, pair_fit):
+def test_bad_calls_are_refused(simulated):
     fit = _fit(simulated[0])
     with pytest.raises(ValueError, match="paths must be one of"):
         posterior_predictive(fit, paths="prior")
@@ -216,8 +216,10 @@ def test_bad_calls_are_refused(simulated, pair_fit):
         posterior_predictive(fit, n_draws=0)
     with pytest.raises(ValueError, match="call posterior_predictive"):
         ppc_table(fit)
+    panel = fit.copy()
+    panel.attrs["model_kind"] = schema.PANEL_KIND  # what marks a panel fit (schema.is_panel)
     with pytest.raises(ValueError, match="one-asset fits"):
-        posterior_predictive(pair_fit)
+        posterior_predictive(panel)
 
 
 # --------------------------------------------------------------------------------------------
