@@ -3,11 +3,10 @@ counted, documented treatment (absurd magnitudes, bad ticks, header-only files, 
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pandas as pd
 import pytest
+from sp_slice import quiet, row
 from stressflow.data import DataError, DataWarning, load_dataset, prepare, read_prices
 from stressflow.data.checks import BAD_TICK_SD, find_bad_ticks
 from stressflow.inference import fit
@@ -34,19 +33,9 @@ def write(frame: pd.DataFrame, tmp_path, name="prices.csv"):
     return path
 
 
-def at(frame: pd.DataFrame, date: str = DAY) -> int:
-    return int(np.flatnonzero(frame["date"] == pd.Timestamp(date))[0])
-
-
-def quiet_prepare(*args, **kwargs):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DataWarning)
-        return prepare(*args, **kwargs)
-
-
 def test_high_below_low_is_an_error_naming_the_date(sp_csv, tmp_path):
     bad = sp_csv.copy()
-    i = at(bad)
+    i = row(bad, DAY)
     bad.loc[i, "high"] = bad.loc[i, "low"] * 0.99
     with pytest.raises(DataError, match=rf"high < low on {DAY} \(1 such row"):
         read_prices(write(bad, tmp_path))
@@ -67,14 +56,14 @@ def test_header_only_csv_is_an_error(sp_csv, tmp_path):
                                                ("low", 1e-300), ("volume", 1e300)])
 def test_absurd_magnitude_is_an_error_naming_column_and_date(sp_csv, tmp_path, column, value):
     bad = sp_csv.copy()
-    bad.loc[at(bad), column] = value
+    bad.loc[row(bad, DAY), column] = value
     with pytest.raises(DataError, match=rf"column '{column}' has an absurd value .* on {DAY}"):
         prepare(write(bad, tmp_path))
 
 
 def _tick(frame: pd.DataFrame, factor: float, columns=("open", "high", "low", "close")):
     bad = frame.copy()
-    bad.loc[at(bad), list(columns)] *= factor
+    bad.loc[row(bad, DAY), list(columns)] *= factor
     return bad
 
 
@@ -86,7 +75,7 @@ def test_one_day_bad_tick_is_flagged_counted_warned_and_masked(sp_csv, tmp_path,
     assert prep.report.n_bad_ticks == 1
     assert [d.strftime("%Y-%m-%d") for d in prep.report.bad_tick_dates] == [DAY]
     assert "suspected bad ticks (mask): 1" in str(prep.report)
-    clean = quiet_prepare(write(sp_csv, tmp_path, "clean.csv"), start="2000-01-01")
+    clean = quiet(write(sp_csv, tmp_path, "clean.csv"), start="2000-01-01")
     assert clean.report.n_bad_ticks == 0
     # masked: that day's spread, volatility, impact and the next day's impact are missing
     day = pd.Timestamp(DAY)
@@ -167,13 +156,13 @@ def test_constant_price_names_high_and_low(sp_csv, tmp_path):
 
 def test_messages_show_plain_numbers_not_numpy_reprs(sp_csv, tmp_path):
     bad = sp_csv.copy()
-    bad.loc[at(bad), "low"] = -5.0
+    bad.loc[row(bad, DAY), "low"] = -5.0
     with pytest.raises(DataError) as info:
         prepare(write(bad, tmp_path))
     assert "non-positive price -5 on 2002-10-22" in str(info.value)
     bad = sp_csv.copy()
     bad["oas"] = 1.0
-    bad.loc[at(bad), "oas"] = 0.0
+    bad.loc[row(bad, DAY), "oas"] = 0.0
     with pytest.raises(DataError) as info:
         prepare(write(bad, tmp_path), spread_column="oas")
     assert "is 0 on 2002-10-22" in str(info.value)
