@@ -75,6 +75,14 @@ Moussawi 2018, JF 73(6); SEC staff research note on 2015-08-24). Against its own
 because the level of ``|td|`` falls about sixfold over 1993-2018 (decimalisation, closing
 auctions). Gap openings are NOT used: the bundled S&P 500 open equals the previous close on
 most days before 2006 (``data/datasets/SOURCES.md``).
+
+Shorter windows (round 15; the posterior predictive check finds the observables built on
+overlapping windows far more persistent inside a stage than the model's independent draws):
+``spread5`` and ``spread10``, the library's spread estimate over the trailing 5 or 10 rows
+instead of 21 (``prepare(..., spread_window=W)``); ``bond_vol1_surprise_t = log max(|dy_t|,
+0.01) - med_252(log max(|dy|, 0.01))_t``, the day's own yield change (floored at one tick, 1 bp,
+since the yield is quoted to 0.01 and unchanged on about one day in twelve) against its trailing
+year, where the library's ``bond_vol_surprise`` uses the 5-row root mean square.
 """
 
 from __future__ import annotations
@@ -96,7 +104,7 @@ BUNDLED = Path(__file__).resolve().parents[2] / "data" / "datasets"
 US_ONLY = ("ted", "ted_chg5", "hy", "hy_chg5", "baa", "baa_chg5", "ted_abs5", "hy_abs5",
            "baa_abs5", "stock_bond", "vix_surprise", "vrp", "ig", "ig_chg5", "ig_abs5", "move",
            "move_chg5", "move_abs5", "bond_vol_surprise", "move_surprise", "bond_vol21_surprise",
-           "bond2_vol_surprise", "etf_gap1", "etf_gap5")
+           "bond2_vol_surprise", "etf_gap1", "etf_gap5", "bond_vol1_surprise")
 
 _MACRO = {
     "ted": ("us_ted_spread_daily_1986_2017.csv", "ted_spread_pct"),
@@ -180,6 +188,11 @@ def raw_observables(market: str, *, macro: bool = True,
     for window in (5, 10, 42, 126):  # the baseline-length sweep of round 5
         out[f"vol_jump{window}"] = out["volatility"] - _prev_median(out["volatility"], window)
     out["spread_surprise"] = out["spread"] - _prev_median(out["spread"], 252)
+    # round 15: the library's spread estimate over a shorter trailing window (its own formula,
+    # through ``prepare``), so fewer days share the same two-day estimates
+    for window in (5, 10):
+        short = prepare(market, volume_dropouts=volume_dropouts, spread_window=window).raw
+        out[f"spread{window}"] = short["spread"].loc[out.index]
     out["impact_surprise"] = out["impact"] - _prev_median(out["impact"], 63)
     out["ret"] = r
     out["ret_lag"] = r.shift(1)
@@ -219,6 +232,9 @@ def raw_observables(market: str, *, macro: bool = True,
         # 1962-2018) and implied (MOVE, 2002-2018)
         out["bond_vol_surprise"] = bond_vol_surprise_observable(dy)  # the library's formula
         out["bond_vol21_surprise"] = _bond_surprise(dy, 21, 10)
+        # round 15: the day's own yield change (no window), |dy| floored at one tick (1 bp)
+        b1 = np.log(dy.abs().clip(lower=0.01))
+        out["bond_vol1_surprise"] = b1 - _prev_median(b1, 252)
         out["bond2_vol_surprise"] = bond_vol_surprise_observable(
             _treasury_change(out.index, "dgs2"))
         out["move_surprise"] = out["move"] - _prev_median(out["move"], 252)

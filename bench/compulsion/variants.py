@@ -1,5 +1,5 @@
 """The screened variants: observables x model design (not a full factorial). Rounds 1-5 are in
-:mod:`.variants_early`; this module adds rounds 6-13, and its ``VARIANTS`` is the whole list the
+:mod:`.variants_early`; this module adds rounds 6-15, and its ``VARIANTS`` is the whole list the
 harness reads. The duration priors ``DUR4`` / ``DUR5`` / ``DUR6`` are described in
 :mod:`.variants_early`, where they are defined.
 """
@@ -258,4 +258,20 @@ VARIANTS = VARIANTS + (
     Variant("k5_bond_gated_lag_windows", _MIXED_BOND,
             Design(**{**_GATED, "lag": ("spread", "bond_vol_surprise")}),
             "k5_bond_gated with an AR(1) emission on spread and bond_vol_surprise"),
+)
+
+# Round 15 (2026-12-08): the other remedy round 14 named for the persistence the predictive check
+# finds. Instead of an AR emission, observables with less window overlap: the spread estimate over
+# 5 or 10 rows instead of 21, and the bond turbulence of the day instead of the 5-day rms, each
+# replacing the default's own (label-free: chosen from the check, before any score).
+VARIANTS = VARIANTS + tuple(
+    Variant(f"k5_bond_gated_{name}", cols, Design(**_GATED), text)
+    for name, cols, text in (
+        ("spread5", ("spread5",) + _MIXED_BOND[1:], "k5_bond_gated with the 5-row spread"),
+        ("spread10", ("spread10",) + _MIXED_BOND[1:], "k5_bond_gated with the 10-row spread"),
+        ("bond1", MIXED + ("bond_vol1_surprise",),
+         "k5_bond_gated with the day's bond turbulence instead of the 5-day rms"),
+        ("short", ("spread5",) + MIXED[1:] + ("bond_vol1_surprise",),
+         "k5_bond_gated with the 5-row spread and the day's bond turbulence"),
+    )
 )
