@@ -15,11 +15,7 @@ import numpy as np
 import pandas as pd
 from stressflow.models.messages import shown
 
-from .errors import DataError, warn_data
-
-
-def _date_str(value: object) -> str:
-    return pd.Timestamp(value).strftime("%Y-%m-%d")
+from .errors import DataError, iso_date, warn_data
 
 
 def _parse_dates(values: pd.Series | pd.Index, label: str) -> pd.DatetimeIndex:
@@ -95,7 +91,7 @@ def _drop_time_of_day(index: pd.DatetimeIndex, label: str) -> pd.DatetimeIndex:
     if shared.any():
         first = dates[np.flatnonzero(shared)[0]]
         raise DataError(
-            f"{label} has several rows on {_date_str(first)} at different times of day "
+            f"{label} has several rows on {iso_date(first)} at different times of day "
             f"({int(shared.sum())} such row(s)); stressflow takes one row per trading day, so "
             "resample intraday data to daily bars first"
         )
@@ -129,7 +125,7 @@ def _check_daily(index: pd.DatetimeIndex) -> None:
     if spacing >= NOT_DAILY_SPACING:
         raise DataError(
             f"the rows are not daily bars: consecutive dates are a median {spacing:g} business "
-            f"days apart (first {_date_str(index[0])}, {_date_str(index[1])}); weekly or "
+            f"days apart (first {iso_date(index[0])}, {iso_date(index[1])}); weekly or "
             "monthly data? stressflow's windows and stage durations count trading days, so "
             "give one row per trading day"
         )
@@ -140,7 +136,7 @@ def _check_dates(index: pd.DatetimeIndex) -> None:
     if duplicated.any():
         first = index[np.flatnonzero(duplicated)[0]]
         raise DataError(
-            f"duplicate date {_date_str(first)} ({int(duplicated.sum())} duplicated row(s)); "
+            f"duplicate date {iso_date(first)} ({int(duplicated.sum())} duplicated row(s)); "
             "each date must occur once"
         )
     values = index.asi8
@@ -148,7 +144,7 @@ def _check_dates(index: pd.DatetimeIndex) -> None:
     if backwards.size:
         i = int(backwards[0]) + 1
         raise DataError(
-            f"dates are not sorted: {_date_str(index[i])} (row {i}) comes after "
-            f"{_date_str(index[i - 1])}; sort the rows by date first (e.g. "
+            f"dates are not sorted: {iso_date(index[i])} (row {i}) comes after "
+            f"{iso_date(index[i - 1])}; sort the rows by date first (e.g. "
             "frame.sort_values('date') or frame.sort_index())"
         )

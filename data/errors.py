@@ -38,10 +38,15 @@ class DataWarning(UserWarning):
     """
 
 
+def iso_date(value: object) -> str:
+    """A date as ``YYYY-MM-DD``, the one form every message of the package uses."""
+    return pd.Timestamp(value).strftime("%Y-%m-%d")
+
+
 def format_dates(dates: Sequence[pd.Timestamp] | pd.Index, limit: int = 5) -> str:
     """Format the first ``limit`` dates as ISO strings, with a count of the rest."""
     dates = list(dates)
-    shown = ", ".join(pd.Timestamp(d).strftime("%Y-%m-%d") for d in dates[:limit])
+    shown = ", ".join(iso_date(d) for d in dates[:limit])
     if len(dates) > limit:
         shown += f", ... ({len(dates) - limit} more)"
     return shown

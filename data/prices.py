@@ -20,8 +20,8 @@ import pandas as pd
 from stressflow.models.messages import shown
 
 from .bundled import DATASETS, load_dataset
-from .dates import _check_daily, _check_dates, _date_str, _drop_time_of_day, _parse_dates
-from .errors import DataError
+from .dates import _check_daily, _check_dates, _drop_time_of_day, _parse_dates
+from .errors import DataError, iso_date
 
 __all__ = ["PRICE_COLUMNS", "REQUIRED_COLUMNS", "STANDARD_COLUMNS", "read_prices"]
 
@@ -182,18 +182,18 @@ def to_numeric_column(frame: pd.DataFrame, column: str) -> pd.Series:
             date = frame.index[np.flatnonzero(bad.to_numpy())[0]]
             raise DataError(
                 f"column {column!r} has a non-numeric value "
-                f"{shown(values[bad].iloc[0])} on {_date_str(date)} ({int(bad.sum())} such row(s))"
+                f"{shown(values[bad].iloc[0])} on {iso_date(date)} ({int(bad.sum())} such row(s))"
             )
     infinite = np.isinf(numeric.to_numpy())
     if infinite.any():
         date = frame.index[np.flatnonzero(infinite)[0]]
-        raise DataError(f"column {column!r} has an infinite value on {_date_str(date)}")
+        raise DataError(f"column {column!r} has an infinite value on {iso_date(date)}")
     return numeric
 
 
 def first_date(frame: pd.DataFrame, mask: pd.Series | np.ndarray) -> str:
     """ISO date of the first True entry of ``mask``."""
-    return _date_str(frame.index[np.flatnonzero(np.asarray(mask, dtype=bool))[0]])
+    return iso_date(frame.index[np.flatnonzero(np.asarray(mask, dtype=bool))[0]])
 
 
 def require_positive(frame: pd.DataFrame, column: str, what: str, why: str) -> None:

@@ -10,7 +10,7 @@ import pandas as pd
 
 from .dates import business_days_between
 from .dropouts import DROPOUT_SD
-from .errors import format_dates, warn_data
+from .errors import format_dates, iso_date, warn_data
 
 __all__ = ["GAP_BUSINESS_DAYS", "DataReport", "emit_warnings"]
 
@@ -21,12 +21,8 @@ __all__ = ["GAP_BUSINESS_DAYS", "DataReport", "emit_warnings"]
 GAP_BUSINESS_DAYS = 5
 
 
-def _iso(value: pd.Timestamp) -> str:
-    return pd.Timestamp(value).strftime("%Y-%m-%d")
-
-
 def _short(dates: tuple[pd.Timestamp, ...], limit: int = 5) -> str:
-    text = ", ".join(_iso(d) for d in dates[:limit])
+    text = ", ".join(iso_date(d) for d in dates[:limit])
     return text + (f", ... (+{len(dates) - limit})" if len(dates) > limit else "")
 
 
@@ -152,15 +148,15 @@ class DataReport:
         for f in fields(self):
             value = getattr(self, f.name)
             if isinstance(value, pd.Timestamp):
-                value = _iso(value)
+                value = iso_date(value)
             elif f.name == "gaps":
-                value = [[_iso(a), _iso(b)] for a, b in value]
+                value = [[iso_date(a), iso_date(b)] for a, b in value]
             elif f.name == "covariate_carried_dates":
-                value = {str(k): [_iso(d) for d in v] for k, v in value.items()}
+                value = {str(k): [iso_date(d) for d in v] for k, v in value.items()}
             elif f.name == "covariate_sources":
                 value = {str(k): str(v) for k, v in value.items()}
             elif f.name.endswith("_dates"):
-                value = [_iso(d) for d in value]
+                value = [iso_date(d) for d in value]
             elif isinstance(value, dict):
                 value = {str(k): int(v) for k, v in value.items()}
             elif isinstance(value, tuple):
@@ -170,7 +166,7 @@ class DataReport:
 
     def __str__(self) -> str:
         lines = [
-            f"DataReport {_iso(self.start)} .. {_iso(self.end)}: {self.n_rows} rows "
+            f"DataReport {iso_date(self.start)} .. {iso_date(self.end)}: {self.n_rows} rows "
             f"(spread: {self.spread_source}; transform "
             f"{'fitted here' if self.transform_fitted else 'given'})",
             "  missing per feature: " + ", ".join(f"{k}={v}" for k, v in self.n_missing.items()),
@@ -212,7 +208,7 @@ class DataReport:
             lines.append(f"  {label}: {count}" + (f" [{_short(dates)}]" if count else ""))
         lines.append(f"  returns floored at 1 bp (impact): {self.n_zero_return_floored}")
         lines.append(f"  warm-up rows (insufficient history): {self.n_warmup}")
-        gap_text = ", ".join(f"{_iso(a)} -> {_iso(b)}" for a, b in self.gaps[:5])
+        gap_text = ", ".join(f"{iso_date(a)} -> {iso_date(b)}" for a, b in self.gaps[:5])
         lines.append(f"  gaps: {self.n_gaps}" + (f" [{gap_text}]" if self.n_gaps else ""))
         if self.log_transformed:
             lines.append(f"  log-transformed extra columns: {', '.join(self.log_transformed)}")
