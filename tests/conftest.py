@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 
 try:  # the panel fit shared by the panel tests, the feed's fit (one fit each per session)
-    from tests.feed_fixtures import prices, real_fit  # noqa: F401
+    from tests.feed_fixtures import prices, real_fit, updated  # noqa: F401
     from tests.panel_fixtures import pair_fit, pair_fit_path, pair_panel  # noqa: F401
 except ImportError:  # pytest's rootdir-less "prepend" import
-    from feed_fixtures import prices, real_fit  # noqa: F401
+    from feed_fixtures import prices, real_fit, updated  # noqa: F401
     from panel_fixtures import pair_fit, pair_fit_path, pair_panel  # noqa: F401
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
