@@ -179,3 +179,37 @@ def test_lagged_emission_recovers_phi_and_the_stages():
     assert (gamma.argmax(axis=1) == path).mean() > 0.97
     with pytest.raises(ValueError, match="Gaussian, diagonal"):
         em.fit_em(y, ("a", "b"), em.Design(n_stages=4, order=("rank", "a"), lag=("a",), nu=5.0))
+
+
+def test_stage_specific_ar_recovers_each_stages_phi():
+    """Round 16's MS-AR with switching persistence (``Design.lag_stage``): on 4,000 days from
+    a four-stage chain whose stages have phi 0.9, 0.6, 0.3 and 0.0 on one observable, the exact
+    M step recovers every stage's phi and level, the stays and the stage path, and the fit's
+    log-likelihood is that of :func:`em.log_lik`."""
+    from stressflow.models.numerics import kernels
+
+    rng = np.random.default_rng(11)
+    trans = np.asarray(SIM_P)
+    n = 4000
+    path = np.zeros(n, dtype=int)
+    for t in range(1, n):
+        path[t] = rng.choice(4, p=trans[path[t - 1]])
+    phi = np.array([0.9, 0.6, 0.3, 0.0])
+    levels = np.array([-2.0, -0.7, 0.7, 2.0])
+    a = np.zeros(n)
+    for t in range(1, n):
+        k = path[t]
+        a[t] = levels[k] * (1 - phi[k]) + phi[k] * a[t - 1] + 0.3 * rng.standard_normal()
+    b = np.array([-1.5, -0.5, 0.5, 1.5])[path] + 0.5 * rng.standard_normal(n)
+    y = np.column_stack([a, b])
+    y[rng.choice(n, 20, replace=False), 0] = np.nan
+    design = em.Design(n_stages=4, order=("rank", "b"), lag=("a",), lag_stage=True)
+    fit = em.fit_em(y, ("a", "b"), design, seeds=(0,))
+    assert fit.phi.shape == (4, 2) and not fit.phi[:, 1].any()
+    assert_allclose(fit.phi[:, 0], phi, atol=0.05)
+    assert_allclose(fit.mu[:, 0] / (1 - fit.phi[:, 0]), levels, atol=0.15)
+    assert_allclose(np.diag(fit.P), np.diag(trans), atol=0.015)
+    ll = em.log_lik(fit, y)
+    gamma, _, _, log_norm = kernels.smooth(np.full(4, -np.log(4)), np.log(fit.P), ll)
+    assert (gamma.argmax(axis=1) == path).mean() > 0.97
+    assert float(log_norm.sum()) == pytest.approx(fit.loglik, rel=1e-6)

@@ -40,7 +40,8 @@ from stressflow.models.emissions import emission_loglik, masked_observations
 from stressflow.models.numerics import kernels
 
 from . import dwell, scales
-from .lags import lagged, level, phi_step
+from .lags import lagged, level, phi_step, stage_loglik, stage_step
+from .naming import order_stages, permute
 
 __all__ = ["Design", "Fit", "fit_em", "log_lik", "order_stages", "prior_concentration"]
 
@@ -89,6 +90,7 @@ class Design:
     binomial stay); its duration prior ``d`` is then the whole stay, ``d / ff_phases`` a phase.
     ``lag``: observables with an AR(1) emission, one ``phi_d`` shared by the stages
     (:mod:`.lags`); the ordering rule reads a stage's level ``mu_kd / (1 - phi_d)``.
+    ``lag_stage``: the ``lag`` coefficients are each stage's own, ``phi_kd``.
     """
 
     n_stages: int = 4
@@ -106,6 +108,7 @@ class Design:
     ff_like_mp: tuple[str, ...] = ()
     ff_phases: int = 1
     lag: tuple[str, ...] = ()
+    lag_stage: bool = False
 
 
 @dataclass
@@ -192,10 +195,13 @@ def log_lik(fit: Fit, y: np.ndarray, ar: tuple | None = None) -> np.ndarray:
     ``y``: (T, D) standardised observables with NaN for missing; ``ar``: ``(r, x)`` with
     ``r`` (T,) and ``x`` (T, 3) (NaN for missing) when the fit has an AR emission.
     """
-    if fit.lag is not None:
-        y = lagged(y, fit.phi, fit.lag)
-    y0, mask = masked_observations(y)
-    ll = _obs_loglik(y0, mask, fit.mu, fit.sigma if fit.cov is None else fit.cov, fit.nu)
+    if fit.lag is not None and fit.phi.ndim == 2:
+        ll = stage_loglik(y, fit.mu, fit.sigma, fit.phi, fit.lag)
+    else:
+        if fit.lag is not None:
+            y = lagged(y, fit.phi, fit.lag)
+        y0, mask = masked_observations(y)
+        ll = _obs_loglik(y0, mask, fit.mu, fit.sigma if fit.cov is None else fit.cov, fit.nu)
     if fit.beta is not None:
         r, x, a = _ar_arrays(ar)
         ll = ll + _ar_loglik(r, x, a, fit.beta, fit.s)
@@ -228,47 +234,6 @@ def _ar_arrays(ar):
     return np.where(a > 0, r, 0.0), np.where(a[:, None] > 0, x, 0.0), a
 
 
-def order_stages(design: Design, mu, trans, columns) -> np.ndarray:
-    """Permutation ``perm`` such that named stage ``i`` is current stage ``perm[i]``."""
-    kind = design.order[0]
-    if kind in ("rank", "shortest"):
-        perm = np.argsort(mu[:, columns.index(design.order[1])], kind="stable")
-        if kind == "shortest":
-            a, b = perm[-2], perm[-1]
-            if trans[a, a] < trans[b, b]:
-                perm[-2], perm[-1] = b, a
-        return perm
-    if kind in ("k5", "k5sum"):  # k5sum: order[1] is a tuple of columns, their means summed
-        keys = design.order[1] if kind == "k5sum" else (design.order[1],)
-        keys = [c for c in keys if c in columns] or ["vol_surprise"]  # VW: no bond series
-        ff = int(np.argmax(sum(mu[:, columns.index(c)] for c in keys)))
-        rest = [i for i in range(mu.shape[0]) if i != ff]
-        rest = sorted(rest, key=lambda i: mu[i, columns.index(design.order[2])])
-        return np.array(rest[:3] + [ff] + rest[3:])
-    if kind == "k5top":  # the most turbulent stage is discretionary, never forced flow (K >= 5)
-        if len(mu) < 5:
-            raise ValueError(f"the k5top rule needs at least 5 stages, got {len(mu)}")
-        brk, level = mu[:, columns.index(design.order[1])], mu[:, columns.index(design.order[2])]
-        top = int(np.argmax(level))
-        ff = max((i for i in range(len(mu)) if i != top), key=lambda i: brk[i])
-        rest = sorted((i for i in range(len(mu)) if i not in (ff, top)), key=lambda i: level[i])
-        return np.array(rest[:3] + [ff] + rest[3:] + [top])
-    if kind == "k6break":  # forced flow and the break: the two largest means of order[1]
-        by_break = np.argsort(-mu[:, columns.index(design.order[1])], kind="stable")
-        ff, brk = int(by_break[0]), int(by_break[1])
-        rest = sorted((i for i in range(mu.shape[0]) if i not in (ff, brk)),
-                      key=lambda i: mu[i, columns.index(design.order[2])])
-        return np.array(rest[:3] + [ff] + rest[3:] + [brk])
-    raise ValueError(f"unknown ordering rule {design.order!r}")
-
-
-def _permute(params, perm):
-    mu, sigma, beta, s, trans = params
-    trans = trans[np.ix_(perm, perm)]
-    return (mu[perm], sigma[perm], None if beta is None else beta[perm],
-            None if s is None else s[perm], trans)
-
-
 def _start(y, y0, mask, arr, design, columns, seed, window):
     k = design.n_stages
     filled = np.where(np.isfinite(y), y, 0.0)
@@ -282,6 +247,9 @@ def _start(y, y0, mask, arr, design, columns, seed, window):
         return _m_step(w, None, y0, mask, arr, design, None, None, columns), None
     cols = np.isin(np.array(columns), design.lag)
     first = _m_step(w, None, y0, mask, arr, design, None, None, columns)
+    if design.lag_stage:
+        mu, sigma, phi = stage_step(w, y, first[0], first[1], cols, _MIN_SIGMA)
+        return (mu, sigma, *first[2:]), phi
     phi = phi_step(w, y, first[1], cols)
     x0, xmask = masked_observations(lagged(y, phi, cols))
     return _m_step(w, None, x0, xmask, arr, design, None, None, columns), phi
@@ -336,7 +304,8 @@ def _m_step(gamma, xi_sum, y0, mask, arr, design, conc, u, columns):
 
 def _run(params, phi, y, y0, mask, arr, design, columns, max_iter, tol):
     cols = np.isin(np.array(columns), design.lag)
-    if phi is not None:
+    by_stage = phi is not None and phi.ndim == 2
+    if phi is not None and not by_stage:
         y0, mask = masked_observations(lagged(y, phi, cols))
     conc = prior_concentration(design)
     ok = allowed(design)
@@ -348,11 +317,13 @@ def _run(params, phi, y, y0, mask, arr, design, columns, max_iter, tol):
         n_iter += 1
         perm = order_stages(design, level(params[0], phi), params[4], columns)
         if not np.array_equal(perm, np.arange(design.n_stages)):
-            params = _permute(params, perm)
+            params = permute(params, perm)
+            phi = phi[perm] if by_stage else phi
         mu, sigma, beta, s, trans = params
         trans = np.where(ok, np.maximum(trans, 1e-12), 0.0)
         trans = trans / trans.sum(axis=1, keepdims=True)
-        ll = _obs_loglik(y0, mask, mu, sigma, design.nu)
+        ll = (stage_loglik(y, mu, sigma, phi, cols) if by_stage
+              else _obs_loglik(y0, mask, mu, sigma, design.nu))
         if beta is not None:
             ll = ll + _ar_loglik(*arr, beta, s)
         gamma, xi_sum, _, log_norm = kernels.smooth(*dwell.expand(log_init, trans, ll, m, FF))
@@ -366,10 +337,13 @@ def _run(params, phi, y, y0, mask, arr, design, columns, max_iter, tol):
         if not np.isfinite(cur):
             break
         u = _t_weights(y0, mask, mu, sigma, design.nu)
-        if phi is not None:  # ECM: phi given the stages and scales, then the rest given phi
+        if phi is not None and not by_stage:  # ECM: phi given the stages, then the rest
             phi = phi_step(gamma, y, sigma, cols)
             y0, mask = masked_observations(lagged(y, phi, cols))
         params = _m_step(gamma, xi_sum, y0, mask, arr, design, conc, u, columns)
+        if by_stage:  # exact M step of the stage-specific AR columns
+            mu_new, sigma_new, phi = stage_step(gamma, y, params[0], params[1], cols, _MIN_SIGMA)
+            params = (mu_new, sigma_new, *params[2:])
         if m > 1:
             params[4][FF] = dwell.ff_row(xi_sum, n_adv, conc, ok, FF)
         done = abs(cur - prev) < tol * max(1.0, abs(cur))
@@ -377,8 +351,8 @@ def _run(params, phi, y, y0, mask, arr, design, columns, max_iter, tol):
         if done:
             break
     perm = order_stages(design, level(params[0], phi), params[4], columns)
-    params = _permute(params, perm)
-    return params, phi, prev, n_iter, prev_ll
+    params = permute(params, perm)
+    return params, (phi[perm] if by_stage else phi), prev, n_iter, prev_ll
 
 
 def fit_em(y: np.ndarray, columns, design: Design, *, ar: tuple | None = None,

@@ -1,16 +1,22 @@
-"""The autoregressive emission of the screen's ``Design.lag`` observables (round 14).
+"""The autoregressive emission of the screen's ``Design.lag`` observables (rounds 14, 16).
 
 ``y_td = mu_kd + phi_d y_{t-1,d} + e_td``, ``e_td ~ N(0, sigma_kd^2)``: one ``phi_d`` per
 observable shared by the stages (Krolzig's MSI-AR, the stage shifts the intercept). The EM of
 :mod:`.em` works on ``x_td = y_td - phi_d y_{t-1,d}`` (:func:`lagged`) and updates ``phi`` by
 :func:`phi_step` between its E and M steps (ECM, Meng & Rubin 1993).
+
+With ``Design.lag_stage`` (round 16) the coefficient is the stage's own, ``phi_kd`` (Hamilton
+1989's MS-AR with switching persistence): :func:`stage_loglik` is the emission and
+:func:`stage_step` its exact M step (per stage and observable, the weighted least squares of
+``y_td`` on ``(1, y_{t-1,d})`` with weights ``gamma_tk`` on the days where both are observed).
 """
 
 from __future__ import annotations
 
 import numpy as np
+from stressflow.models.emissions import emission_loglik, masked_observations
 
-__all__ = ["lagged", "level", "phi_step"]
+__all__ = ["lagged", "level", "phi_step", "stage_loglik", "stage_step"]
 
 
 def lagged(y: np.ndarray, phi: np.ndarray, cols: np.ndarray) -> np.ndarray:
@@ -41,5 +47,50 @@ def phi_step(gamma, y, sigma, cols):
 
 
 def level(mu, phi):
-    """Each stage's long-run level ``mu / (1 - phi)`` (``mu`` itself where phi is 0)."""
-    return mu if phi is None else mu / (1.0 - phi)[None, :]
+    """Each stage's long-run level ``mu / (1 - phi)`` (``mu`` itself where phi is 0); ``phi``
+    shared (D,) or the stages' own (K, D)."""
+    if phi is None:
+        return mu
+    return mu / (1.0 - (phi if phi.ndim == 2 else phi[None, :]))
+
+
+def _previous(y):
+    return np.vstack([np.full((1, y.shape[1]), np.nan), y[:-1]])
+
+
+def stage_loglik(y, mu, sigma, phi, cols):
+    """``log p(y_t | y_{t-1}, stage_t = k)``, shape (T, K): Gaussian, diagonal, the columns
+    ``cols`` (bool, D) centred on ``mu_kd + phi_kd y_{t-1,d}`` (missing where ``y_{t-1,d}``
+    is), the others on ``mu_kd``; a missing value contributes 0."""
+    prev = _previous(y)
+    out = np.empty((y.shape[0], mu.shape[0]))
+    for k in range(mu.shape[0]):
+        x = np.array(y, dtype=np.float64, copy=True)
+        x[:, cols] = y[:, cols] - phi[k, cols] * prev[:, cols]
+        x0, mask = masked_observations(x)
+        out[:, k] = emission_loglik(x0, mask, mu[k:k + 1], sigma[k:k + 1])[:, 0]
+    return out
+
+
+def stage_step(gamma, y, mu, sigma, cols, floor):
+    """M step of the stage-specific AR(1) columns: returns ``mu, sigma, phi`` (K, D) with the
+    ``cols`` entries replaced by each stage's weighted least squares (``phi`` clipped to
+    [-0.99, 0.99], the intercept then refitted given it; sd floored at ``floor``)."""
+    mu, sigma = mu.copy(), sigma.copy()
+    phi = np.zeros_like(mu)
+    prev = _previous(y)
+    for d in np.flatnonzero(cols):
+        ok = np.isfinite(y[:, d]) & np.isfinite(prev[:, d])
+        yy, zz = y[ok, d], prev[ok, d]
+        for k in range(mu.shape[0]):
+            w = gamma[ok, k]
+            W = max(float(w.sum()), 1e-12)
+            my, mz = float(w @ yy) / W, float(w @ zz) / W
+            szz = float(w @ (zz - mz) ** 2)
+            b = float(w @ ((zz - mz) * (yy - my))) / szz if szz > 1e-12 else 0.0
+            b = float(np.clip(b, -0.99, 0.99))
+            a = my - b * mz
+            resid = yy - a - b * zz
+            phi[k, d], mu[k, d] = b, a
+            sigma[k, d] = np.sqrt(max(float(w @ resid**2) / W, floor**2))
+    return mu, sigma, phi

@@ -84,8 +84,10 @@ def _long_rows(variant, summ, eps, eps_oot, fit) -> list[dict]:
               "score": r.p_filtered} for r in eps_oot.itertuples()]
     names = NAMES[: fit.mu.shape[0]]
     if fit.phi is not None:  # AR(1) observables: stage_mean is the intercept mu_kd
-        rows += [{**base, "scope": "ar1_phi", "item": col, "score": float(fit.phi[d])}
-                 for d, col in enumerate(fit.columns) if fit.lag[d]]
+        phi = fit.phi if fit.phi.ndim == 2 else fit.phi[None, :]  # (K or 1, D)
+        rows += [{**base, "scope": "ar1_phi" if len(phi) == 1 else f"ar1_phi:{names[k]}",
+                  "item": col, "score": float(phi[k, d])}
+                 for k in range(len(phi)) for d, col in enumerate(fit.columns) if fit.lag[d]]
     for k, stage in enumerate(names):
         for d, col in enumerate(fit.columns):
             rows.append({**base, "scope": f"stage_mean:{stage}", "item": col,
