@@ -128,6 +128,27 @@ def _apply_mapping(frame: pd.DataFrame, columns: Mapping[str, str] | None) -> pd
     return frame
 
 
+def _name_key(name: object) -> str:
+    return "_".join(str(name).strip().lower().split())
+
+
+def _match_standard_names(frame: pd.DataFrame, date_column: str) -> pd.DataFrame:
+    """Rename the columns whose names differ from stressflow's (``date_column`` and
+    :data:`STANDARD_COLUMNS`) only in letter case, surrounding spaces or spaces for
+    underscores (``Date``, ``High``, ``Adj Close`` of a Yahoo or yfinance download), where
+    stressflow's own name is absent and exactly one column matches; several matches are left
+    for the missing-column error, which names them."""
+    present = {str(c) for c in frame.columns}
+    renames = {}
+    for target in (date_column, *STANDARD_COLUMNS):
+        if target in present:
+            continue
+        hits = [c for c in frame.columns if _name_key(c) == _name_key(target)]
+        if len(hits) == 1:
+            renames[hits[0]] = target
+    return frame.rename(columns=renames) if renames else frame
+
+
 def _set_date_index(frame: pd.DataFrame, date_column: str) -> pd.DataFrame:
     if date_column in frame.columns:
         label = f"date column {date_column!r}"
@@ -149,7 +170,8 @@ def _set_date_index(frame: pd.DataFrame, date_column: str) -> pd.DataFrame:
 
 def _layout_hint(frame: pd.DataFrame, date_column: str) -> str:
     """Why a date column may not have been found: a file read with the wrong separator (one
-    column whose name holds the others), or the column's name in other letter case."""
+    column whose name holds the others), or several columns that differ from its name only in
+    letter case or spacing (:func:`_match_standard_names` takes a single one)."""
     names = [str(c) for c in frame.columns]
     if len(names) == 1:
         sep = next((c for c in (";", "\t", "|") if c in names[0]), None)
@@ -157,8 +179,11 @@ def _layout_hint(frame: pd.DataFrame, date_column: str) -> str:
             return (f"; the file seems to separate its columns with {sep!r}: read it with "
                     f"pandas.read_csv(path, sep={sep!r}) (and decimal=',' if numbers use a "
                     "decimal comma) and pass the DataFrame")
-    same = [n for n in names if n.strip().lower() == date_column.lower()]
-    return f"; did you mean date_column={same[0]!r}?" if same else ""
+    same = [n for n in names if _name_key(n) == _name_key(date_column)]
+    if len(same) > 1:
+        return (f"; several columns could be it ({', '.join(map(repr, same))}): pass "
+                f"date_column= (or drop the others)")
+    return ""
 
 
 def to_numeric_column(frame: pd.DataFrame, column: str) -> pd.Series:
@@ -241,8 +266,12 @@ def read_prices(
         levels (a download of tickers x fields) are read when there is one ticker. A DataFrame
         is never modified.
     columns : mapping, optional
-        Renames the user's columns to stressflow's, e.g. ``{"Close": "close", "Vol":
-        "volume"}``; can also rename the date column (``{"Date": "date"}``).
+        Renames the user's columns to stressflow's, e.g. ``{"Schluss": "close", "Vol":
+        "volume"}``; can also rename the date column (``{"Datum": "date"}``). Not needed for
+        names that differ from stressflow's only in letter case, surrounding spaces or a
+        space for an underscore (``Date, Open, High, Low, Close, Adj Close, Volume`` of a
+        Yahoo or yfinance download): those are matched when stressflow's own name is absent
+        and exactly one column matches.
     date_column : str, default ``"date"``
         Name (after renaming) of the date column. If absent, a DatetimeIndex is used.
 
@@ -273,13 +302,16 @@ def read_prices(
     """
     frame = _flat_columns(_load_source(source))
     frame = _apply_mapping(frame, columns)
+    frame = _match_standard_names(frame, date_column)
     frame = _set_date_index(frame, date_column)
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
     if missing:
         reasons = "; ".join(f"{c} is required: {_WHY_REQUIRED[c]}" for c in missing)
-        lower = {str(c).lower(): str(c) for c in frame.columns}
-        hint = {lower[c]: c for c in missing if c in lower}
-        suggestion = f" (did you mean columns={hint}?)" if hint else ""
+        alike = {c: [str(n) for n in frame.columns if _name_key(n) == c] for c in missing}
+        alike = {c: names for c, names in alike.items() if names}
+        suggestion = "".join(
+            f"; several columns could be {c!r} ({', '.join(map(repr, names))}): pass "
+            f"columns={{{names[0]!r}: {c!r}}} (or drop the others)" for c, names in alike.items())
         raise DataError(
             f"missing required column(s) {missing} ({reasons}); available columns: "
             f"{_available(frame)}{suggestion}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from numpy.testing import assert_array_equal
 from sp_slice import DAY, START, quiet, row, sp_1999_2000
 from stressflow.data import DataError, DataWarning, prepare, read_prices
 from stressflow.models.dims import FEATURES
@@ -45,9 +46,23 @@ def test_vix_without_volume_says_volume_is_required():
         read_prices("vix")
 
 
-def test_wrongly_cased_columns_get_a_hint(sp):
-    with pytest.raises(DataError, match=r"did you mean columns=\{'Close': 'close'\}"):
-        read_prices(sp.rename(columns={"close": "Close"}))
+def test_names_in_another_case_or_spacing_are_matched_once(sp):
+    """A Yahoo download's ``Date, Open, High, Low, Close, Adj Close, Volume`` read as the
+    standard names (the caller's frame untouched); several candidates for one name are an
+    error naming them, and stressflow's own name wins over a look-alike."""
+    yahoo = sp.rename(columns={
+        "date": "Date", "open": "Open", "high": " HIGH ", "low": "Low", "close": "Close",
+        "adj_close": "Adj Close", "volume": "Volume"})
+    kept = yahoo.copy()
+    pd.testing.assert_frame_equal(read_prices(yahoo), read_prices(sp))
+    pd.testing.assert_frame_equal(yahoo, kept)
+    both = sp.assign(CLOSE=sp["close"] * 2).rename(columns={"close": "Close"})
+    with pytest.raises(DataError, match=r"several columns could be 'close' \('Close', 'CLOSE'\)"
+                       r": pass columns=\{'Close': 'close'\}"):
+        read_prices(both)
+    own = read_prices(sp.assign(Close=sp["close"] * 2))
+    assert_array_equal(own["close"], sp["close"])
+    assert_array_equal(own["Close"], 2 * sp["close"])
 
 
 def test_mapping_names_absent_column(sp):
@@ -73,8 +88,8 @@ def test_extra_column_clashing_with_feature(sp):
 
 
 def test_no_date_column_and_no_datetime_index(sp):
-    with pytest.raises(DataError, match=r"no date column 'Date'.*available columns"):
-        read_prices(sp, date_column="Date")
+    with pytest.raises(DataError, match=r"no date column 'Datum'.*available columns"):
+        read_prices(sp, date_column="Datum")
 
 
 # --------------------------------------------------------------------------- values

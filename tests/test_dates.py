@@ -102,8 +102,10 @@ def test_empty_file_and_wrong_separator_get_clear_errors(sp, tmp_path):
     with pytest.raises(DataError, match=r"separate its columns with ';': read it with "
                        r"pandas.read_csv\(path, sep=';'\)"):
         read_prices(semi)
-    with pytest.raises(DataError, match=r"did you mean date_column='Date'\?"):
-        read_prices(sp.rename(columns={"date": "Date"}))
+    two = sp.rename(columns={"date": "Date"}).assign(DATE=sp["date"])
+    with pytest.raises(DataError, match=r"several columns could be it \('Date', 'DATE'\): pass "
+                       "date_column="):
+        read_prices(two)
 
 
 def test_dates_as_numbers_yyyymmdd_read_other_numbers_refused(sp):

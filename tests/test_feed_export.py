@@ -187,3 +187,31 @@ def test_cli_update_takes_the_bond_yield_from_where_the_fit_did(real_fit, prices
     assert cli.main([*args, "--covariate-file", str(tmp_path / "none.csv")]) == 1
     assert "covariate file" in capsys.readouterr().err and not out.exists()
     assert cli.main(args) == 0
+
+
+def test_cli_reads_other_column_names(real_fit, prices, tmp_path, capsys):
+    """A Yahoo-style file (``Date, High, ..., Adj Close, Volume``) is read as is; other names
+    take ``--date-column`` / ``--columns``, and the error without them says so in the command
+    line's terms; a malformed ``--columns`` is refused before any work."""
+    fit_path = save_fit(real_fit, tmp_path / "fit.nc")
+    new = prices.loc["2009-01-01":"2009-02-27"].reset_index()
+    expected = update(real_fit, prices.loc["2009-01-01":"2009-02-27"])["stages"]["filtered"]
+    yahoo = new.rename(columns={"date": "Date", "high": "High", "low": "Low", "close": "Close",
+                                "adj_close": "Adj Close", "volume": "Volume", "open": "Open"})
+    yahoo.to_csv(tmp_path / "yahoo.csv", index=False)
+    out = tmp_path / "a.nc"
+    assert cli.main(["update", str(fit_path), str(tmp_path / "yahoo.csv"), "--out", str(out)]) == 0
+    assert_array_equal(load_fit(out)["stages"]["filtered"].values, expected.values)
+    german = new.rename(columns={"date": "Datum", "high": "Hoch", "low": "Tief",
+                                 "close": "Schluss", "volume": "Umsatz"})
+    german.to_csv(tmp_path / "de.csv", index=False)
+    args = ["update", str(fit_path), str(tmp_path / "de.csv"), "--out", str(tmp_path / "b.nc")]
+    assert cli.main(args) == 1
+    err = capsys.readouterr().err
+    assert "(pass --date-column or --columns)" in err and "date_column=" not in err
+    assert cli.main([*args, "--date-column", "Datum", "--columns",
+                     "Hoch=high,Tief=low,Schluss=close,Umsatz=volume"]) == 0
+    assert_array_equal(load_fit(tmp_path / "b.nc")["stages"]["filtered"].values, expected.values)
+    assert cli.main(["fit", "--file", str(tmp_path / "de.csv"), "--columns", "Hoch:high",
+                     "--out", str(tmp_path / "c.nc")]) == 2
+    assert "--columns entry 'Hoch:high' is not FROM=TO" in capsys.readouterr().err

@@ -22,7 +22,11 @@ def _cmd_fit(args) -> int:
     from stressflow.data import DataError, list_datasets
     from stressflow.inference.fitting.fit import fit
     from stressflow.inference.postprocess.summaries import summary
-    from stressflow.inference.present.console import read_covariate_file
+    from stressflow.inference.present.console import (
+        columns_from_args,
+        data_message,
+        read_covariate_file,
+    )
     from stressflow.inference.present.model_options import spec_from_args
     from stressflow.inference.schema import save_fit
 
@@ -46,6 +50,7 @@ def _cmd_fit(args) -> int:
         return 2
     try:
         spec = spec_from_args(args)
+        columns = columns_from_args(args)
     except ValueError as exc:
         print(f"stressflow fit: {exc}", file=sys.stderr)
         return 2
@@ -61,9 +66,10 @@ def _cmd_fit(args) -> int:
                 volume_dropouts=args.volume_dropouts,
                 covariate_data=read_covariate_file(args.covariate_file),
                 store_draws=args.store_draws, pointwise_loglik=args.pointwise_loglik,
+                columns=columns, date_column=args.date_column,
             )
     except (DataError, ValueError, FileNotFoundError) as exc:
-        print(f"stressflow fit: {exc}", file=sys.stderr)
+        print(f"stressflow fit: {data_message(str(exc))}", file=sys.stderr)
         return 1
     wall = time.perf_counter() - t0
     result.attrs["source"] = str(source)
@@ -84,7 +90,8 @@ _SINGLE_ONLY = (("model", "default"), ("emission", None), ("transitions", None),
                 ("discretionary", None), ("compulsion_feature", None), ("observables", None),
                 ("stage_durations", None), ("transition_covariates", None),
                 ("transition_model", None), ("spread_column", None), ("volume_dropouts", None),
-                ("file", None), ("covariate_file", None))
+                ("file", None), ("covariate_file", None), ("columns", None),
+                ("date_column", "date"))
 
 
 def _fit_panel_dataset(args) -> int:
@@ -161,6 +168,7 @@ def _cmd_datasets(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from stressflow.inference.present.cli_panel import add_panel_options
+    from stressflow.inference.present.console import add_column_options
     from stressflow.inference.present.model_options import add_model_options
 
     parser = argparse.ArgumentParser(
@@ -172,6 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", help="bundled dataset name (see `stressflow datasets`), or a "
                                      "bundled panel of several markets (us_markets)")
     p.add_argument("--file", help="CSV or Parquet file with date, high, low, close, volume")
+    add_column_options(p)
     p.add_argument("--start", help="first date of the fit window (YYYY-MM-DD)")
     p.add_argument("--end", help="last date of the fit window (YYYY-MM-DD)")
     p.add_argument("--spread-column", help="column to use as the spread observable")

@@ -19,7 +19,7 @@ import pandas as pd
 from stressflow.data import DataError
 from stressflow.inference.apps.episodes import episodes
 from stressflow.inference.apps.feed import FEED_SCHEMA_VERSION, export, feed, update
-from stressflow.inference.present.console import write_table
+from stressflow.inference.present.console import add_column_options, write_table
 from stressflow.inference.present.plots import (
     _KINDS,
     plot_observables,
@@ -193,7 +193,11 @@ def register_plot(subparsers) -> None:
 
 
 def _cmd_update(args) -> int:
-    from stressflow.inference.present.console import read_covariate_file
+    from stressflow.inference.present.console import (
+        columns_from_args,
+        data_message,
+        read_covariate_file,
+    )
     from stressflow.inference.present.console import show_warning as _show_warning
     from stressflow.inference.schema import is_panel, load_fit, save_fit
 
@@ -212,12 +216,13 @@ def _cmd_update(args) -> int:
             if args.end is not None:
                 raise ValueError("--end is for panel fits; pass a one-asset fit's new rows only")
             result = update(fit, args.new, date_column=args.date_column,
+                            columns=columns_from_args(args),
                             covariate_data=read_covariate_file(args.covariate_file),
                             check_seam=not args.no_seam_check)
             seconds = time.perf_counter() - t0
         out = save_fit(result, args.out)
     except (DataError, ValueError, FileNotFoundError, OSError) as exc:
-        print(f"stressflow update: {exc}", file=sys.stderr)
+        print(f"stressflow update: {data_message(str(exc))}", file=sys.stderr)
         return 1
     last = json.loads(result.attrs["feed_last_update"])
     row = feed(result).iloc[-1]
@@ -261,6 +266,9 @@ def _update_panel(fit, args, t0) -> int:
     if args.no_seam_check:
         raise ValueError("--no-seam-check is for one-asset fits: a panel's new data must "
                          "repeat the fitted days exactly")
+    if args.columns or args.date_column != "date":
+        raise ValueError("--columns and --date-column are for one-asset fits: a panel fit "
+                         "reads the new days of its bundled panel")
     result = update_panel(fit, args.new, end=args.end)
     seconds = time.perf_counter() - t0
     out = save_fit(result, args.out)
@@ -288,7 +296,7 @@ def register_feed(subparsers) -> None:
                               "for a panel fit, the bundled panel whose series hold the new days "
                               "(us_markets)")
     p.add_argument("--end", help="panel fits: the last new day (default: the end of the data)")
-    p.add_argument("--date-column", default="date", help="name of the date column")
+    add_column_options(p)
     p.add_argument("--out", required=True,
                    help="output netCDF (must differ from the input, which is left unchanged)")
     p.add_argument("--no-seam-check", action="store_true",

@@ -7,7 +7,8 @@ import os
 import sys
 from pathlib import Path
 
-__all__ = ["show_warning", "show_progress", "output_problem", "write_table", "write_text"]
+__all__ = ["show_warning", "show_progress", "output_problem", "write_table", "write_text",
+           "add_column_options", "columns_from_args", "data_message"]
 
 
 def show_warning(message, category, filename, lineno, file=None, line=None):
@@ -39,6 +40,50 @@ def read_covariate_file(path: str | None):
         raise FileNotFoundError(f"covariate file {path} not found")
     return pd.read_parquet(file) if file.suffix == ".parquet" else pd.read_csv(file)
 
+
+def add_column_options(parser) -> None:
+    """``--date-column`` and ``--columns`` of the commands that read a price file (the
+    ``date_column=`` and ``columns=`` of :func:`stressflow.data.read_prices`)."""
+    parser.add_argument("--date-column", default="date",
+                        help="name of the price file's date column (after --columns), e.g. Date")
+    parser.add_argument("--columns", metavar="FROM=TO[,FROM=TO...]",
+                        help="rename the price file's columns to stressflow's, e.g. "
+                             "High=high,Low=low,Close=close,Volume=volume")
+
+
+def columns_from_args(args) -> dict[str, str] | None:
+    """The ``--columns`` mapping ``{"High": "high", ...}`` (None without the option); raises
+    ValueError naming the entry that is not ``FROM=TO``."""
+    text = getattr(args, "columns", None)
+    if not text:
+        return None
+    mapping = {}
+    for entry in text.split(","):
+        source, sep, target = entry.partition("=")
+        if not sep or not source.strip() or not target.strip():
+            raise ValueError(f"--columns entry {entry!r} is not FROM=TO (e.g. Close=close)")
+        mapping[source.strip()] = target.strip()
+    return mapping
+
+
+def data_message(text: str) -> str:
+    """A message of :func:`stressflow.data.read_prices` with its advice in the command line's
+    terms: ``date_column='Date'`` as ``--date-column Date``, ``columns={'High': 'high'}`` as
+    ``--columns High=high``."""
+    import ast
+    import re
+
+    def mapping(match: re.Match) -> str:
+        try:
+            pairs = ast.literal_eval(match.group(1))
+        except (ValueError, SyntaxError):
+            return match.group(0)
+        return "--columns " + ",".join(f"{k}={v}" for k, v in pairs.items())
+
+    text = re.sub(r"\bcolumns=(\{[^}]*\})", mapping, text)
+    text = re.sub(r"\bdate_column=(['\"])(.*?)\1", r"--date-column \2", text)
+    text = re.sub(r"\bdate_column=(?=[\s),;]|$)", "--date-column", text)
+    return re.sub(r"(?<![-\w])columns=(?=[\s),;]|$)", "--columns", text)
 
 
 def output_problem(path: str | os.PathLike) -> str | None:
