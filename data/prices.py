@@ -12,6 +12,7 @@ treated, counted and reported by :func:`~stressflow.data.prepare`.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -186,6 +187,9 @@ def _layout_hint(frame: pd.DataFrame, date_column: str) -> str:
     return ""
 
 
+_THOUSANDS = re.compile(r"[-+]?\d{1,3}(,\d{3})+(\.\d*)?")
+
+
 def to_numeric_column(frame: pd.DataFrame, column: str) -> pd.Series:
     """Return ``frame[column]`` as ``float64``; raise DataError on a non-numeric entry.
 
@@ -205,9 +209,14 @@ def to_numeric_column(frame: pd.DataFrame, column: str) -> pd.Series:
         bad = numeric.isna() & values.notna()
         if bad.any():
             date = frame.index[np.flatnonzero(bad.to_numpy())[0]]
+            first = values[bad].iloc[0]
+            hint = ""
+            if isinstance(first, str) and _THOUSANDS.fullmatch(first.strip()):
+                hint = ("; it looks like a number with thousands separators: read the file with "
+                        "pandas.read_csv(path, thousands=',') and pass the DataFrame")
             raise DataError(
                 f"column {column!r} has a non-numeric value "
-                f"{shown(values[bad].iloc[0])} on {iso_date(date)} ({int(bad.sum())} such row(s))"
+                f"{shown(first)} on {iso_date(date)} ({int(bad.sum())} such row(s)){hint}"
             )
     infinite = np.isinf(numeric.to_numpy())
     if infinite.any():
@@ -278,7 +287,9 @@ def read_prices(
     Returns
     -------
     pandas.DataFrame
-        A new frame indexed by a sorted, unique DatetimeIndex named ``"date"`` of trading days:
+        A new frame indexed by a sorted, unique DatetimeIndex named ``"date"`` of trading days
+        (rows in reverse date order throughout, newest first as some vendors write them, are
+        put in date order; any other disorder is an error):
         a time zone is dropped (the local date and time as written, also where the UTC offset
         changes with daylight saving) and so is a time of day (a :class:`DataWarning` counts
         the dates that had one), so that series joined by date line up. The standard
@@ -321,6 +332,8 @@ def read_prices(
             f"the data have no rows (only a header with the columns {_available(frame)}); "
             "give at least one dated row"
         )
+    if len(frame) > 1 and (np.diff(frame.index.asi8) < 0).all():
+        frame = frame.iloc[::-1]  # newest first throughout, as some vendors write files
     _check_dates(frame.index)
     _check_daily(frame.index)
     for column in STANDARD_COLUMNS:

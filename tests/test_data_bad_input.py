@@ -95,6 +95,14 @@ def test_no_date_column_and_no_datetime_index(sp):
 # --------------------------------------------------------------------------- values
 
 
+def test_thousands_separators_are_named(sp):
+    sp["volume"] = sp["volume"].map(lambda v: f"{int(v):,}")
+    with pytest.raises(DataError, match=r"column 'volume' has a non-numeric value '[\d,]+' on "
+                       r"1999-01-04 \(\d+ such row\(s\)\); it looks like a number with thousands "
+                       r"separators: read the file with pandas.read_csv\(path, thousands=','\)"):
+        read_prices(sp)
+
+
 def test_non_numeric_value_names_column_and_date(sp, tmp_path):
     sp["close"] = sp["close"].astype(object)
     sp.loc[row(sp), "close"] = "abc"

@@ -30,6 +30,18 @@ def test_unsorted_dates_name_first_out_of_order(sp):
         read_prices(swapped)
 
 
+def test_newest_first_file_is_put_in_date_order(sp, tmp_path):
+    """A file written newest first throughout (as some vendors do) reads as the sorted one; a
+    reversed file with one pair swapped is still unsorted."""
+    sp.iloc[::-1].to_csv(tmp_path / "desc.csv", index=False)
+    pd.testing.assert_frame_equal(read_prices(tmp_path / "desc.csv"), read_prices(sp),
+                                  check_freq=False)
+    i = row(sp)
+    desc = sp.iloc[[*range(i), i + 1, i, *range(i + 2, len(sp))]].iloc[::-1]
+    with pytest.raises(DataError, match="not sorted"):
+        read_prices(desc)
+
+
 def test_unparseable_date(sp):
     i = row(sp)
     sp["date"] = sp["date"].dt.strftime("%Y-%m-%d").astype(object)
