@@ -151,25 +151,32 @@ def test_phase_em_recovers_a_negative_binomial_stay():
     assert 0.88 < plain.P[em.FF, em.FF] < 0.95
 
 
+def _ms_ar(seed, intercept, phi, noise, n=4000):
+    """A four-stage path from ``SIM_P`` and two observables: ``a_t = intercept_k + phi_k
+    a_{t-1} + noise e_t`` (20 values missing) and ``b_t ~ N(-1.5..1.5 by stage, 0.5^2)``."""
+    rng = np.random.default_rng(seed)
+    trans = np.asarray(SIM_P)
+    path = np.zeros(n, dtype=int)
+    for t in range(1, n):
+        path[t] = rng.choice(4, p=trans[path[t - 1]])
+    a = np.zeros(n)
+    for t in range(1, n):
+        a[t] = intercept[path[t]] + phi[path[t]] * a[t - 1] + noise * rng.standard_normal()
+    b = np.array([-1.5, -0.5, 0.5, 1.5])[path] + 0.5 * rng.standard_normal(n)
+    y = np.column_stack([a, b])
+    y[rng.choice(n, 20, replace=False), 0] = np.nan
+    return path, y
+
+
 def test_lagged_emission_recovers_phi_and_the_stages():
     """Round 14's AR(1) emission (``Design.lag``, :mod:`bench.compulsion.lags`): on 4,000 days
     simulated from a four-stage MSI-AR with phi 0.7 on one observable (and none on the other),
     the ECM recovers phi, the intercepts, the stays and the stage path."""
     from stressflow.models.numerics import kernels
 
-    rng = np.random.default_rng(7)
     trans = np.asarray(SIM_P)
-    n = 4000
-    path = np.zeros(n, dtype=int)
-    for t in range(1, n):
-        path[t] = rng.choice(4, p=trans[path[t - 1]])
     c = np.array([-0.6, -0.2, 0.2, 0.6])  # intercepts: levels -2, -2/3, 2/3, 2
-    a = np.zeros(n)
-    for t in range(1, n):
-        a[t] = c[path[t]] + 0.7 * a[t - 1] + 0.4 * rng.standard_normal()
-    b = np.array([-1.5, -0.5, 0.5, 1.5])[path] + 0.5 * rng.standard_normal(n)
-    y = np.column_stack([a, b])
-    y[rng.choice(n, 20, replace=False), 0] = np.nan
+    path, y = _ms_ar(7, c, np.full(4, 0.7), 0.4)
     design = em.Design(n_stages=4, order=("rank", "a"), lag=("a",))
     fit = em.fit_em(y, ("a", "b"), design, seeds=(0,))
     assert fit.phi[0] == pytest.approx(0.7, abs=0.03) and fit.phi[1] == 0.0
@@ -188,21 +195,10 @@ def test_stage_specific_ar_recovers_each_stages_phi():
     log-likelihood is that of :func:`em.log_lik`."""
     from stressflow.models.numerics import kernels
 
-    rng = np.random.default_rng(11)
     trans = np.asarray(SIM_P)
-    n = 4000
-    path = np.zeros(n, dtype=int)
-    for t in range(1, n):
-        path[t] = rng.choice(4, p=trans[path[t - 1]])
     phi = np.array([0.9, 0.6, 0.3, 0.0])
     levels = np.array([-2.0, -0.7, 0.7, 2.0])
-    a = np.zeros(n)
-    for t in range(1, n):
-        k = path[t]
-        a[t] = levels[k] * (1 - phi[k]) + phi[k] * a[t - 1] + 0.3 * rng.standard_normal()
-    b = np.array([-1.5, -0.5, 0.5, 1.5])[path] + 0.5 * rng.standard_normal(n)
-    y = np.column_stack([a, b])
-    y[rng.choice(n, 20, replace=False), 0] = np.nan
+    path, y = _ms_ar(11, levels * (1 - phi), phi, 0.3)
     design = em.Design(n_stages=4, order=("rank", "b"), lag=("a",), lag_stage=True)
     fit = em.fit_em(y, ("a", "b"), design, seeds=(0,))
     assert fit.phi.shape == (4, 2) and not fit.phi[:, 1].any()
