@@ -212,3 +212,26 @@ def test_stationary_shares_of_a_real_fit_match_matrix_powers_and_are_in_the_summ
     assert (table["q05"] <= table["mean"]).all() and (table["mean"] <= table["q95"]).all()
     text = summary(res)
     assert "stationary (pi P = pi, posterior mean)" in text
+
+
+def test_many_fit_commands_take_the_column_options(tmp_path, capsys):
+    """``backtest`` and ``fit-many`` read other column names with ``--date-column`` /
+    ``--columns`` like ``fit`` and ``update``: without them the reader's advice is in
+    command-line terms, and a malformed mapping is refused before any work."""
+    from stressflow.data import load_dataset
+
+    german = load_dataset("sp500").loc["2009"].reset_index().rename(columns={
+        "date": "Datum", "high": "Hoch", "low": "Tief", "close": "Schluss", "volume": "Umsatz"})
+    german.to_csv(tmp_path / "de.csv", index=False)
+    run = ["backtest", str(tmp_path / "de.csv"), "--start", "2009-06-01", "--end", "2009-06-30",
+           "--refit-every", "20", "--out", str(tmp_path / "bt.csv")]
+    assert main(run) == 1
+    err = capsys.readouterr().err
+    assert "(pass --date-column or --columns)" in err and "date_column=" not in err
+    assert main([*run, "--date-column", "Datum"]) == 1  # the date is found, the prices are not
+    assert "missing required column(s) ['high', 'low', 'close', 'volume']" in (
+        capsys.readouterr().err)
+    assert main(["fit-many", str(tmp_path / "de.csv"), "--columns", "Hoch",
+                 "--out-dir", str(tmp_path / "many")]) == 1
+    assert "--columns entry 'Hoch' is not FROM=TO" in capsys.readouterr().err
+    assert not (tmp_path / "many").exists() and not (tmp_path / "bt.csv").exists()

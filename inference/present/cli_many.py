@@ -13,7 +13,12 @@ import warnings
 from pathlib import Path
 
 import pandas as pd
-from stressflow.inference.present.console import show_warning
+from stressflow.inference.present.console import (
+    add_column_options,
+    columns_from_args,
+    data_message,
+    show_warning,
+)
 
 __all__ = ["register_cli"]
 
@@ -31,6 +36,7 @@ def _add_fit_options(p) -> None:
     p.add_argument("--tune", type=int, default=2000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--spread-column", help="column to use as the spread observable")
+    add_column_options(p)
     add_model_options(p)
     where = p.add_mutually_exclusive_group()
     where.add_argument("--workers", type=int,
@@ -48,6 +54,9 @@ def _fit_kwargs(args) -> dict:
               "tune": args.tune, "seed": args.seed}
     if args.spread_column:
         kwargs["spread_column"] = args.spread_column
+    columns = columns_from_args(args)
+    if columns or args.date_column != "date":
+        kwargs.update(columns=columns, date_column=args.date_column)
     return kwargs
 
 
@@ -90,7 +99,7 @@ def _cmd_backtest(args) -> int:
         with atomic_write(side) as tmp:
             tmp.write_text(json.dumps(table.attrs["refits"], indent=1), encoding="utf-8")
     except (DataError, ValueError, FileNotFoundError, OSError, ImportError) as exc:
-        print(f"stressflow backtest: {exc}", file=sys.stderr)
+        print(f"stressflow backtest: {data_message(str(exc))}", file=sys.stderr)
         return 1
     print(_table(refits[_REFIT_COLUMNS]))
     last = table.iloc[-1]
@@ -121,7 +130,8 @@ def _windows(args) -> list | None:
         if args.step is None:
             raise ValueError("--rolling-days needs --step (rows between window ends)")
         return rolling_windows(args.data[0], window_days=args.rolling_days, step=args.step,
-                               n_windows=args.n_windows, end=args.end)
+                               n_windows=args.n_windows, end=args.end,
+                               columns=columns_from_args(args), date_column=args.date_column)
     return None
 
 
@@ -152,7 +162,7 @@ def _cmd_fit_many(args) -> int:
         else:
             ds = fit_windows(args.data[0], windows, **where, **_fit_kwargs(args))
     except (DataError, ValueError, FileNotFoundError, OSError, ImportError) as exc:
-        print(f"stressflow fit-many: {exc}", file=sys.stderr)
+        print(f"stressflow fit-many: {data_message(str(exc))}", file=sys.stderr)
         return 1
     dim = ds.attrs["dim"]
     print(_table(ds[_TASK_COLUMNS].to_dataframe()))
