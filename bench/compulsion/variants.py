@@ -1,5 +1,5 @@
 """The screened variants: observables x model design (not a full factorial). Rounds 1-5 are in
-:mod:`.variants_early`; this module adds rounds 6-15, and its ``VARIANTS`` is the whole list the
+:mod:`.variants_early`; this module adds rounds 6-16, and its ``VARIANTS`` is the whole list the
 harness reads. The duration priors ``DUR4`` / ``DUR5`` / ``DUR6`` are described in
 :mod:`.variants_early`, where they are defined.
 """
@@ -274,4 +274,23 @@ VARIANTS = VARIANTS + tuple(
         ("short", ("spread5",) + MIXED[1:] + ("bond_vol1_surprise",),
          "k5_bond_gated with the 5-row spread and the day's bond turbulence"),
     )
+)
+
+# Round 16 (2026-12-08): the remedy round 14 left untried for the same check: an AR(1) emission
+# whose persistence is each stage's own, phi_kd (Hamilton 1989's MS-AR with switching
+# persistence; exact M step, bench/compulsion/lags.py), so that a persistent repricing and a
+# break can differ in how today follows yesterday, not only in level. On every observable and on
+# the two window-built ones (label-free: from the check, before any score).
+VARIANTS = VARIANTS + tuple(
+    Variant(f"k5_bond_gated_lag_{name}_stage", _MIXED_BOND,
+            Design(**{**_GATED, "lag": cols, "lag_stage": True}),
+            f"k5_bond_gated with a stage-specific AR(1) emission on {', '.join(cols)}")
+    for name, cols in (("all", _MIXED_BOND), ("windows", ("spread", "bond_vol_surprise")))
+)
+# ... and on every observable with the duration prior ten times as strong, as round 14 tried for
+# the shared coefficient (its stages last 2-6 days at the default strength).
+VARIANTS = VARIANTS + (
+    Variant("k5_bond_gated_lag_all_stage_s10000", _MIXED_BOND,
+            Design(**{**_GATED, "lag": _MIXED_BOND, "lag_stage": True, "strength": 10000.0}),
+            "k5_bond_gated_lag_all_stage with the duration prior at 10,000 pseudo-transitions"),
 )
