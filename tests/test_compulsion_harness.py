@@ -209,3 +209,9 @@ def test_stage_specific_ar_recovers_each_stages_phi():
     gamma, _, _, log_norm = kernels.smooth(np.full(4, -np.log(4)), np.log(fit.P), ll)
     assert (gamma.argmax(axis=1) == path).mean() > 0.97
     assert float(log_norm.sum()) == pytest.approx(fit.loglik, rel=1e-6)
+    # the top stage's coefficient held at 0 (``lag_zero``, round 16c; its true phi is 0 here)
+    held = em.fit_em(y, ("a", "b"), em.Design(n_stages=4, order=("rank", "b"), lag=("a",),
+                                               lag_stage=True, lag_zero=(3,)), seeds=(0,))
+    assert held.phi[3, 0] == 0.0
+    assert_allclose(held.phi[:3, 0], phi[:3], atol=0.05)
+    assert held.loglik == pytest.approx(fit.loglik, abs=5.0)

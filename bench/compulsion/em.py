@@ -90,7 +90,8 @@ class Design:
     binomial stay); its duration prior ``d`` is then the whole stay, ``d / ff_phases`` a phase.
     ``lag``: observables with an AR(1) emission, one ``phi_d`` shared by the stages
     (:mod:`.lags`); the ordering rule reads a stage's level ``mu_kd / (1 - phi_d)``.
-    ``lag_stage``: the ``lag`` coefficients are each stage's own, ``phi_kd``.
+    ``lag_stage``: the ``lag`` coefficients are each stage's own, ``phi_kd``; ``lag_zero``:
+    named stages whose coefficient stays 0 (with ``lag_stage``).
     """
 
     n_stages: int = 4
@@ -109,6 +110,7 @@ class Design:
     ff_phases: int = 1
     lag: tuple[str, ...] = ()
     lag_stage: bool = False
+    lag_zero: tuple[int, ...] = ()
 
 
 @dataclass
@@ -248,7 +250,8 @@ def _start(y, y0, mask, arr, design, columns, seed, window):
     cols = np.isin(np.array(columns), design.lag)
     first = _m_step(w, None, y0, mask, arr, design, None, None, columns)
     if design.lag_stage:
-        mu, sigma, phi = stage_step(w, y, first[0], first[1], cols, _MIN_SIGMA)
+        mu, sigma, phi = stage_step(w, y, first[0], first[1], cols, _MIN_SIGMA,
+                                    design.lag_zero)
         return (mu, sigma, *first[2:]), phi
     phi = phi_step(w, y, first[1], cols)
     x0, xmask = masked_observations(lagged(y, phi, cols))
@@ -342,7 +345,8 @@ def _run(params, phi, y, y0, mask, arr, design, columns, max_iter, tol):
             y0, mask = masked_observations(lagged(y, phi, cols))
         params = _m_step(gamma, xi_sum, y0, mask, arr, design, conc, u, columns)
         if by_stage:  # exact M step of the stage-specific AR columns
-            mu_new, sigma_new, phi = stage_step(gamma, y, params[0], params[1], cols, _MIN_SIGMA)
+            mu_new, sigma_new, phi = stage_step(gamma, y, params[0], params[1], cols, _MIN_SIGMA,
+                                                design.lag_zero)
             params = (mu_new, sigma_new, *params[2:])
         if m > 1:
             params[4][FF] = dwell.ff_row(xi_sum, n_adv, conc, ok, FF)

@@ -72,10 +72,12 @@ def stage_loglik(y, mu, sigma, phi, cols):
     return out
 
 
-def stage_step(gamma, y, mu, sigma, cols, floor):
+def stage_step(gamma, y, mu, sigma, cols, floor, zero=()):
     """M step of the stage-specific AR(1) columns: returns ``mu, sigma, phi`` (K, D) with the
     ``cols`` entries replaced by each stage's weighted least squares (``phi`` clipped to
-    [-0.99, 0.99], the intercept then refitted given it; sd floored at ``floor``)."""
+    [-0.99, 0.99], the intercept then refitted given it; sd floored at ``floor``); the stages
+    in ``zero`` keep ``phi = 0`` (their days drawn independently given the stage), so their
+    entries are the weighted mean and sd of the days where the lagged value is observed."""
     mu, sigma = mu.copy(), sigma.copy()
     phi = np.zeros_like(mu)
     prev = _previous(y)
@@ -88,7 +90,7 @@ def stage_step(gamma, y, mu, sigma, cols, floor):
             my, mz = float(w @ yy) / W, float(w @ zz) / W
             szz = float(w @ (zz - mz) ** 2)
             b = float(w @ ((zz - mz) * (yy - my))) / szz if szz > 1e-12 else 0.0
-            b = float(np.clip(b, -0.99, 0.99))
+            b = 0.0 if k in zero else float(np.clip(b, -0.99, 0.99))
             a = my - b * mz
             resid = yy - a - b * zz
             phi[k, d], mu[k, d] = b, a
