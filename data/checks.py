@@ -18,6 +18,23 @@ suspected bad tick when either
 * its high is above :data:`RANGE_FACTOR` (4) times its close, or its low below the close
   divided by 4 (a wrong high or low alone).
 
+Suspected unadjusted splits (a warning). A share split (or reverse split) in prices that are
+not split-adjusted looks like a one-day move at a simple ratio that stays, with volume moving
+the other way for good: the days after trade more (fewer) shares at a lower (higher) price.
+Left in, it gives the volume observable months of false abnormal volume (its 63-day baseline
+is pre-split) and impact one false spike. A trading row is a suspected split when its close
+moves by more than ``BAD_TICK_SD`` robust sd and is not a bad tick (the next day keeps at least
+half the move), ``log(c_{t-1} / c_t)`` lies within 3 robust sd (at least
+:data:`SPLIT_TOLERANCE`, 0.02) of the log of a ratio in :data:`SPLIT_RATIOS` or of its
+reciprocal (the split day has its own move on top of the ratio), the day's own range is under
+a quarter of the move (it traded at the new level all day), and the median log volume of the
+20 trading rows from it on exceeds that of the 20 before by at least half the log ratio, in
+the split's direction. Flagged days are counted (``DataReport.n_suspected_splits``) and warned
+about; the data are left as given (no ratio is applied on a guess): adjust the prices and
+volume before the date, or pass split-adjusted data. None flagged on the bundled files; a
+simulated 4:1 split and 1:10 reverse split in the GME file are
+(``tests/test_data_plausibility.py``).
+
 The close rule looks one day ahead (a tick is only recognisable once the price comes back), so
 a bad close on the last row of the data cannot be flagged.
 
@@ -52,8 +69,11 @@ __all__ = [
     "PRICE_MIN",
     "RANGE_FACTOR",
     "VOLUME_MAX",
+    "SPLIT_RATIOS",
+    "SPLIT_TOLERANCE",
     "check_magnitudes",
     "find_bad_ticks",
+    "find_splits",
     "treat_bad_ticks",
 ]
 
@@ -68,6 +88,13 @@ BAD_TICK_SD: float = 20.0
 RANGE_FACTOR: float = 4.0
 #: Treatments of suspected bad ticks accepted by ``prepare(..., bad_ticks=)``.
 BAD_TICK_MODES: tuple[str, ...] = ("mask", "keep", "raise")
+#: Split ratios recognised (new shares per old share), and their reciprocals (reverse splits).
+SPLIT_RATIOS: tuple[float, ...] = (2.0, 3.0, 4.0, 5.0, 7.0, 8.0, 10.0, 15.0, 20.0, 1.5, 2.5,
+                                   4.0 / 3.0, 1.25)
+#: Smallest tolerance of |log(c_{t-1} / c_t) - log(ratio)| for a suspected split (the
+#: tolerance is 3 robust sd of the daily return, at least this).
+SPLIT_TOLERANCE: float = 0.02
+_SPLIT_VOLUME_ROWS = 20
 _SD_WINDOW = 252
 _SD_MIN_PERIODS = 20
 _SD_FLOOR = 1e-3
@@ -127,6 +154,35 @@ def find_bad_ticks(prices: pd.DataFrame) -> pd.Series:
     )
     flagged.loc[hit.index[hit.to_numpy(dtype=bool)]] = True
     return flagged
+
+
+def find_splits(prices: pd.DataFrame) -> pd.Series:
+    """Float Series over ``prices.index``: the split ratio ``c_{t-1} / c_t`` (> 1: a split,
+    < 1: a reverse split) on suspected unadjusted splits (module rule), NaN elsewhere."""
+    found = pd.Series(np.nan, index=prices.index)
+    traded = prices.loc[(prices["volume"] > 0).to_numpy()].dropna(subset=["close"])
+    if len(traded) < 3:
+        return found
+    close = traded["close"].to_numpy(dtype="float64")
+    r = pd.Series(np.r_[np.nan, np.diff(np.log(close))], index=traded.index)
+    r_next = r.shift(-1)
+    sd = _robust_sd(r)
+    big = (r.abs() > BAD_TICK_SD * sd) & ~((r + r_next).abs() < 0.5 * r.abs())
+    ratios = np.log(np.r_[SPLIT_RATIOS, 1.0 / np.asarray(SPLIT_RATIOS)])
+    log_volume = np.log(traded["volume"].astype("float64"))
+    rows = _SPLIT_VOLUME_ROWS
+    before = log_volume.shift(1).rolling(rows, min_periods=rows // 2).median()
+    after = log_volume[::-1].rolling(rows, min_periods=rows // 2).median()[::-1]
+    day_range = np.log(traded["high"] / traded["low"])
+    for i in np.flatnonzero(big.to_numpy(dtype=bool)):
+        move = -float(r.iloc[i])  # log(c_{t-1} / c_t)
+        nearest = ratios[np.argmin(np.abs(ratios - move))]
+        shift = float(after.iloc[i] - before.iloc[i])
+        tolerance = max(SPLIT_TOLERANCE, 3.0 * float(sd.iloc[i]))
+        if (abs(move - nearest) < tolerance and day_range.iloc[i] < 0.25 * abs(move)
+                and np.sign(shift) == np.sign(nearest) and abs(shift) >= 0.5 * abs(nearest)):
+            found.loc[traded.index[i]] = float(np.exp(move))
+    return found
 
 
 def treat_bad_ticks(prices: pd.DataFrame, mode: str) -> tuple[pd.DataFrame, pd.Series]:

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from stressflow.models.dims import FEATURE, TIME
 
-from .checks import check_magnitudes, check_usable, treat_bad_ticks
+from .checks import check_magnitudes, check_usable, find_splits, treat_bad_ticks
 from .covariate_join import bond_yield_source, warn_bond_coverage, window_covariates
 from .dropouts import treat_volume_dropouts
 from .errors import DataError
@@ -219,6 +219,7 @@ def prepare(
         )
 
     treated, ticks = treat_bad_ticks(prices, bad_ticks)
+    splits = find_splits(prices).loc[window].dropna()
     if transform is None:
         # fitting a standardisation needs variation; with a fitted transform (e.g. one new day
         # added by update) a window of equal closes is ordinary data
@@ -281,6 +282,9 @@ def prepare(
         n_bad_ticks=int((ticks.to_numpy() & window).sum()),
         bad_tick_dates=window_dates(ticks, window),
         bad_ticks=bad_ticks,
+        n_suspected_splits=len(splits),
+        suspected_split_dates=tuple(splits.index),
+        suspected_split_ratios=tuple(float(v) for v in splits),
         n_volume_dropouts=int((dropouts.to_numpy() & window).sum()),
         volume_dropout_dates=window_dates(dropouts, window),
         volume_dropouts=options.volume_dropouts,

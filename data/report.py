@@ -66,6 +66,10 @@ class DataReport:
         next day; rule in :mod:`stressflow.data.checks`).
     bad_ticks : str
         Their treatment: ``"mask"`` (that day's prices missing) or ``"keep"``.
+    n_suspected_splits, suspected_split_dates, suspected_split_ratios
+        Suspected unadjusted share splits (a close that moves at a split ratio and stays while
+        volume shifts the other way; rule in :mod:`stressflow.data.checks`) and each one's
+        ``c_{t-1} / c_t``; the data are used as given and a DataWarning says so.
     n_volume_dropouts, volume_dropout_dates
         Volume dropouts (abnormal volume more than 5 robust sd below its trailing median: an
         early close or a bad volume record; rule in :mod:`stressflow.data.dropouts`).
@@ -118,6 +122,9 @@ class DataReport:
     n_bad_ticks: int = 0
     bad_tick_dates: tuple[pd.Timestamp, ...] = ()
     bad_ticks: str = "mask"
+    n_suspected_splits: int = 0
+    suspected_split_dates: tuple[pd.Timestamp, ...] = ()
+    suspected_split_ratios: tuple[float, ...] = ()
     n_volume_dropouts: int = 0
     volume_dropout_dates: tuple[pd.Timestamp, ...] = ()
     volume_dropouts: str = "keep"
@@ -183,6 +190,11 @@ class DataReport:
                 self.bad_tick_dates,
             ),
             (
+                "suspected unadjusted splits (used as given)",
+                self.n_suspected_splits,
+                self.suspected_split_dates,
+            ),
+            (
                 f"volume dropouts ({self.volume_dropouts})",
                 self.n_volume_dropouts,
                 self.volume_dropout_dates,
@@ -241,6 +253,17 @@ def emit_warnings(report: DataReport) -> None:
             f"{report.n_bad_ticks} suspected bad tick(s): a price jumps by more than 20 robust "
             f"sd and jumps back the next day; {treatment}; first: "
             f"{format_dates(report.bad_tick_dates)}"
+        )
+    if report.n_suspected_splits:
+        shown = ", ".join(f"{iso_date(d)} ({ratio:.2f} to 1)" for d, ratio in
+                          zip(report.suspected_split_dates[:5], report.suspected_split_ratios[:5],
+                              strict=False))
+        warn_data(
+            f"{report.n_suspected_splits} suspected unadjusted share split(s): the close moves "
+            "at a split ratio and stays, and volume shifts the other way for good; the prices "
+            "are used as given, so the volume observable sees weeks of false abnormal volume "
+            "after each: adjust the prices and volume before the date(s), or pass "
+            f"split-adjusted data; {shown}"
         )
     if report.n_volume_dropouts:
         treatment = (

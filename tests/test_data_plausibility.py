@@ -6,9 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from numpy.testing import assert_allclose
 from sp_slice import quiet, row
 from stressflow.data import DataError, DataWarning, load_dataset, prepare, read_prices
-from stressflow.data.checks import BAD_TICK_SD, find_bad_ticks
+from stressflow.data.checks import BAD_TICK_SD, find_bad_ticks, find_splits
 from stressflow.inference import fit
 from stressflow.models.dims import FEATURES
 from stressflow.models.messages import shown
@@ -204,3 +205,35 @@ def test_numpy_scalar_options_are_quoted_as_plain_numbers(sp_csv, tmp_path, call
         call(write(sp_csv, tmp_path))
     assert str(info.value).startswith(expected)
     assert "np." not in str(info.value)
+
+
+def _unadjusted(prices: pd.DataFrame, splits) -> pd.DataFrame:
+    """``prices`` as a vendor that does not adjust for splits would give them: before each
+    ``(date, ratio)`` the prices times ``ratio`` and the volume divided by it."""
+    out = prices.copy()
+    for date, ratio in splits:
+        before = out.index < pd.Timestamp(date)
+        out.loc[before, ["open", "high", "low", "close", "adj_close"]] *= ratio
+        out.loc[before, "volume"] /= ratio
+    return out
+
+
+def test_unadjusted_splits_are_found_warned_and_reported():
+    """A 4:1 split and a 1:10 reverse split left unadjusted in GME's prices are each flagged
+    with its ratio, warned about and counted; the features are those of the data as given;
+    the bundled (adjusted) files have none."""
+    gme = read_prices("gme")
+    raw = _unadjusted(gme, [("2012-06-01", 4.0), ("2015-03-02", 0.1)])
+    found = find_splits(raw).dropna()
+    assert list(found.index) == [pd.Timestamp("2012-06-01"), pd.Timestamp("2015-03-02")]
+    assert_allclose(found.to_numpy(), [4.0, 0.1], rtol=0.05)
+    with pytest.warns(DataWarning, match=r"2 suspected unadjusted share split\(s\).*"
+                      r"2012-06-01 \(4\.00 to 1\), 2015-03-02 \(0\.10 to 1\)"):
+        prep = prepare(raw, start="2011-01-01", end="2016-12-31")
+    assert prep.report.n_suspected_splits == 2
+    assert prep.report.to_dict()["suspected_split_dates"] == ["2012-06-01", "2015-03-02"]
+    assert "suspected unadjusted splits (used as given): 2" in str(prep.report)
+    # outside the window: not reported
+    assert quiet(raw, start="2013-01-01", end="2014-12-31").report.n_suspected_splits == 0
+    for name in ("sp500", "spy", "vw", "gme"):
+        assert find_splits(read_prices(name)).isna().all(), name
