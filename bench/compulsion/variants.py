@@ -294,3 +294,14 @@ VARIANTS = VARIANTS + (
             Design(**{**_GATED, "lag": _MIXED_BOND, "lag_stage": True, "strength": 10000.0}),
             "k5_bond_gated_lag_all_stage with the duration prior at 10,000 pseudo-transitions"),
 )
+
+# Round 16c: the framework's "late and usually short" as a structure, not a prior: every stage but
+# forced flow carries its observables' persistence (its own phi_kd), forced flow draws its days
+# independently (phi = 0), so a long turbulent stretch is explained better by a persistent stage
+# and forced flow keeps the breaks (chosen from the framework, before any score).
+VARIANTS = VARIANTS + tuple(
+    Variant(f"k5_bond_gated_lag_{name}_stage_ffiid", _MIXED_BOND,
+            Design(**{**_GATED, "lag": cols, "lag_stage": True, "lag_zero": (3,)}),
+            f"k5_bond_gated_lag_{name}_stage with forced flow's coefficient fixed at 0")
+    for name, cols in (("all", _MIXED_BOND), ("windows", ("spread", "bond_vol_surprise")))
+)
