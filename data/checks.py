@@ -19,20 +19,26 @@ suspected bad tick when either
   divided by 4 (a wrong high or low alone).
 
 Suspected unadjusted splits (a warning). A share split (or reverse split) in prices that are
-not split-adjusted looks like a one-day move at a simple ratio that stays, with volume moving
-the other way for good: the days after trade more (fewer) shares at a lower (higher) price.
-Left in, it gives the volume observable months of false abnormal volume (its 63-day baseline
-is pre-split) and impact one false spike. A trading row is a suspected split when its close
-moves by more than ``BAD_TICK_SD`` robust sd and is not a bad tick (the next day keeps at least
-half the move), ``log(c_{t-1} / c_t)`` lies within 3 robust sd (at least
-:data:`SPLIT_TOLERANCE`, 0.02) of the log of a ratio in :data:`SPLIT_RATIOS` or of its
-reciprocal (the split day has its own move on top of the ratio), the day's own range is under
-a quarter of the move (it traded at the new level all day), and the median log volume of the
-20 trading rows from it on exceeds that of the 20 before by at least half the log ratio, in
-the split's direction. Flagged days are counted (``DataReport.n_suspected_splits``) and warned
-about; the data are left as given (no ratio is applied on a guess): adjust the prices and
-volume before the date, or pass split-adjusted data. None flagged on the bundled files; a
-simulated 4:1 split and 1:10 reverse split in the GME file are
+not split-adjusted looks like a one-day move at a simple ratio that stays, with share volume
+moving by about the same ratio the other way for good (the dollar volume is unchanged). Left
+in, it gives the volume observable months of false abnormal volume (its 63-day baseline is
+pre-split) and impact one false spike. A trading row is a suspected split when its close moves
+by more than :data:`SPLIT_SD` (10) robust sd and is not a bad tick (the next day keeps at
+least half the move; on the last row this is not known and not required),
+``log(c_{t-1} / c_t)`` lies within 3 robust sd (at least :data:`SPLIT_TOLERANCE`, 0.02) of the
+log of a ratio in :data:`SPLIT_RATIOS` or of its reciprocal (the split day has its own move on
+top of the ratio), the day's own range is under a quarter of the move (it traded at the new
+level all day; a missing range does not rule a split out), and, once at least 3 rows follow
+it, the median log volume of the (up to) 20 rows from it on differs from that of the 20
+before by the log ratio to within ``max(0.5, 0.5 |log ratio|)`` (month-to-month swings of
+share volume are of that size); with fewer rows after it
+(the end of the data, a daily ``update``) the price criteria alone decide. A move that is
+real but looks like this (a gap to a third of the price on a day that then trades flat, with
+share volume up threefold) is flagged as well, which is why this is a warning: flagged days
+are counted (``DataReport.n_suspected_splits``) and warned about, and the data are left as
+given (no ratio is applied on a guess). A split on a row without volume is dated to the next
+traded row. None flagged on the bundled files; simulated splits in the GME file (4:1, 2:1,
+3:2, 1:10, one on the last row) are, a gap down to a third with volume up by half is not
 (``tests/test_data_plausibility.py``).
 
 The close rule looks one day ahead (a tick is only recognisable once the price comes back), so
@@ -70,6 +76,7 @@ __all__ = [
     "RANGE_FACTOR",
     "VOLUME_MAX",
     "SPLIT_RATIOS",
+    "SPLIT_SD",
     "SPLIT_TOLERANCE",
     "check_magnitudes",
     "find_bad_ticks",
@@ -94,7 +101,11 @@ SPLIT_RATIOS: tuple[float, ...] = (2.0, 3.0, 4.0, 5.0, 7.0, 8.0, 10.0, 15.0, 20.
 #: Smallest tolerance of |log(c_{t-1} / c_t) - log(ratio)| for a suspected split (the
 #: tolerance is 3 robust sd of the daily return, at least this).
 SPLIT_TOLERANCE: float = 0.02
+#: Robust sds the close must move by to be a suspected split (the ratio, range and volume
+#: criteria do the rest of the screening).
+SPLIT_SD: float = 10.0
 _SPLIT_VOLUME_ROWS = 20
+_SPLIT_MIN_AFTER = 3
 _SD_WINDOW = 252
 _SD_MIN_PERIODS = 20
 _SD_FLOOR = 1e-3
@@ -167,21 +178,25 @@ def find_splits(prices: pd.DataFrame) -> pd.Series:
     r = pd.Series(np.r_[np.nan, np.diff(np.log(close))], index=traded.index)
     r_next = r.shift(-1)
     sd = _robust_sd(r)
-    big = (r.abs() > BAD_TICK_SD * sd) & ~((r + r_next).abs() < 0.5 * r.abs())
+    # the next day keeps at least half the move (at the end of the data: not known, kept)
+    big = (r.abs() > SPLIT_SD * sd) & ~((r + r_next).abs() < 0.5 * r.abs())
     ratios = np.log(np.r_[SPLIT_RATIOS, 1.0 / np.asarray(SPLIT_RATIOS)])
     log_volume = np.log(traded["volume"].astype("float64"))
     rows = _SPLIT_VOLUME_ROWS
     before = log_volume.shift(1).rolling(rows, min_periods=rows // 2).median()
-    after = log_volume[::-1].rolling(rows, min_periods=rows // 2).median()[::-1]
+    after = log_volume[::-1].rolling(rows, min_periods=_SPLIT_MIN_AFTER).median()[::-1]
     day_range = np.log(traded["high"] / traded["low"])
     for i in np.flatnonzero(big.to_numpy(dtype=bool)):
         move = -float(r.iloc[i])  # log(c_{t-1} / c_t)
-        nearest = ratios[np.argmin(np.abs(ratios - move))]
+        nearest = float(ratios[np.argmin(np.abs(ratios - move))])
+        if abs(move - nearest) >= max(SPLIT_TOLERANCE, 3.0 * float(sd.iloc[i])):
+            continue
+        if day_range.iloc[i] >= 0.25 * abs(move):  # a missing range does not rule it out
+            continue
         shift = float(after.iloc[i] - before.iloc[i])
-        tolerance = max(SPLIT_TOLERANCE, 3.0 * float(sd.iloc[i]))
-        if (abs(move - nearest) < tolerance and day_range.iloc[i] < 0.25 * abs(move)
-                and np.sign(shift) == np.sign(nearest) and abs(shift) >= 0.5 * abs(nearest)):
-            found.loc[traded.index[i]] = float(np.exp(move))
+        if np.isfinite(shift) and abs(shift - nearest) > max(0.5, 0.5 * abs(nearest)):
+            continue  # share volume did not move by about the ratio
+        found.loc[traded.index[i]] = float(np.exp(move))
     return found
 
 

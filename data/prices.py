@@ -213,7 +213,8 @@ def to_numeric_column(frame: pd.DataFrame, column: str) -> pd.Series:
             hint = ""
             if isinstance(first, str) and _THOUSANDS.fullmatch(first.strip()):
                 hint = ("; it looks like a number with thousands separators: read the file with "
-                        "pandas.read_csv(path, thousands=',') and pass the DataFrame")
+                        "pandas.read_csv(path, thousands=',') and pass the DataFrame (or with "
+                        "decimal=',' if the comma is the decimal mark)")
             raise DataError(
                 f"column {column!r} has a non-numeric value "
                 f"{shown(first)} on {iso_date(date)} ({int(bad.sum())} such row(s)){hint}"

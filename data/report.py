@@ -260,10 +260,11 @@ def emit_warnings(report: DataReport) -> None:
                               strict=False))
         warn_data(
             f"{report.n_suspected_splits} suspected unadjusted share split(s): the close moves "
-            "at a split ratio and stays, and volume shifts the other way for good; the prices "
-            "are used as given, so the volume observable sees weeks of false abnormal volume "
-            "after each: adjust the prices and volume before the date(s), or pass "
-            f"split-adjusted data; {shown}"
+            "by a split ratio and stays, on a day that traded at the new level, and share "
+            "volume shifts by about the ratio the other way; the prices are used as given. If "
+            "the shares were split that day, adjust the prices and volume before it (or pass "
+            "split-adjusted data): left in, a split gives the volume observable weeks of false "
+            f"abnormal volume; {shown}"
         )
     if report.n_volume_dropouts:
         treatment = (

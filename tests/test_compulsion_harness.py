@@ -209,9 +209,15 @@ def test_stage_specific_ar_recovers_each_stages_phi():
     gamma, _, _, log_norm = kernels.smooth(np.full(4, -np.log(4)), np.log(fit.P), ll)
     assert (gamma.argmax(axis=1) == path).mean() > 0.97
     assert float(log_norm.sum()) == pytest.approx(fit.loglik, rel=1e-6)
-    # the top stage's coefficient held at 0 (``lag_zero``, round 16c; its true phi is 0 here)
-    held = em.fit_em(y, ("a", "b"), em.Design(n_stages=4, order=("rank", "b"), lag=("a",),
-                                               lag_stage=True, lag_zero=(3,)), seeds=(0,))
-    assert held.phi[3, 0] == 0.0
-    assert_allclose(held.phi[:3, 0], phi[:3], atol=0.05)
-    assert held.loglik == pytest.approx(fit.loglik, abs=5.0)
+    # a coefficient held at 0 (``lag_zero``, round 16c): on the top stage, whose true phi is 0,
+    # it costs nothing; on stage 1 (phi 0.6) it binds, and the others are still recovered
+    design = em.Design(n_stages=4, order=("rank", "b"), lag=("a",), lag_stage=True)
+    top = em.fit_em(y, ("a", "b"), em.Design(**{**design.__dict__, "lag_zero": (3,)}),
+                    seeds=(0,))
+    assert top.phi[3, 0] == 0.0 and top.loglik == pytest.approx(fit.loglik, abs=5.0)
+    held = em.fit_em(y, ("a", "b"), em.Design(**{**design.__dict__, "lag_zero": (1,)}),
+                     seeds=(0,))
+    assert held.phi[1, 0] == 0.0 and held.loglik < fit.loglik - 50.0
+    assert_allclose(held.phi[[0, 2, 3], 0], phi[[0, 2, 3]], atol=0.05)
+    with pytest.raises(ValueError, match="lag_zero needs lag_stage"):
+        em.fit_em(y, ("a", "b"), em.Design(n_stages=4, lag=("a",), lag_zero=(3,)))

@@ -237,3 +237,26 @@ def test_unadjusted_splits_are_found_warned_and_reported():
     assert quiet(raw, start="2013-01-01", end="2014-12-31").report.n_suspected_splits == 0
     for name in ("sp500", "spy", "vw", "gme"):
         assert find_splits(read_prices(name)).isna().all(), name
+
+
+@pytest.mark.parametrize(("date", "ratio"), [("2006-09-01", 2.0), ("2013-05-01", 1.5),
+                                             ("2010-11-01", 0.5)])
+def test_common_split_ratios_are_found(date, ratio):
+    found = find_splits(_unadjusted(read_prices("gme"), [(date, ratio)])).dropna()
+    assert list(found.index) == [pd.Timestamp(date)]
+    assert found.iloc[0] == pytest.approx(ratio, rel=0.06)
+
+
+def test_a_split_on_the_last_row_is_found_and_a_gap_down_crash_is_not():
+    """A split on the last row (a daily ``update``) is found on the price criteria; a gap down
+    to a third that then trades flat, with share volume up by half (not threefold), is not."""
+    gme = read_prices("gme")
+    last = _unadjusted(gme.loc[:"2012-06-01"], [("2012-06-01", 4.0)])
+    assert list(find_splits(last).dropna().index) == [pd.Timestamp("2012-06-01")]
+    crash = gme.copy()
+    after = crash.index >= pd.Timestamp("2010-06-01")
+    crash.loc[after, ["open", "high", "low", "close", "adj_close"]] /= 3.0
+    crash.loc[after, "volume"] *= 1.5
+    assert find_splits(crash).isna().all()
+    assert list(find_splits(_unadjusted(gme, [("2010-06-01", 3.0)])).dropna().index) == [
+        pd.Timestamp("2010-06-01")]

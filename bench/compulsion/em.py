@@ -388,6 +388,11 @@ def fit_em(y: np.ndarray, columns, design: Design, *, ar: tuple | None = None,
                        or design.ff_like_mp or design.pool is not None):
         raise ValueError("the AR(1) emission (lag) is implemented for Gaussian, diagonal, "
                          "untied and unpooled designs only")
+    if (design.lag_stage and not design.lag) or (design.lag_zero and not design.lag_stage) or any(
+            not 0 <= k < design.n_stages for k in design.lag_zero):
+        raise ValueError("lag_stage needs lag, and lag_zero needs lag_stage and stage indices "
+                         f"below {design.n_stages}; got {design.lag!r}, {design.lag_stage!r}, "
+                         f"{design.lag_zero!r}")
     arr = _ar_arrays(ar) if design.ar else None
     best = None
     for seed in seeds:

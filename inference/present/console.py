@@ -72,16 +72,18 @@ def data_message(text: str) -> str:
     ``--columns High=high``."""
     import ast
     import re
+    import shlex
 
     def mapping(match: re.Match) -> str:
         try:
             pairs = ast.literal_eval(match.group(1))
         except (ValueError, SyntaxError):
             return match.group(0)
-        return "--columns " + ",".join(f"{k}={v}" for k, v in pairs.items())
+        return "--columns " + shlex.quote(",".join(f"{k}={v}" for k, v in pairs.items()))
 
     text = re.sub(r"\bcolumns=(\{[^}]*\})", mapping, text)
-    text = re.sub(r"\bdate_column=(['\"])(.*?)\1", r"--date-column \2", text)
+    text = re.sub(r"\bdate_column=(['\"])(.*?)\1",
+                  lambda m: "--date-column " + shlex.quote(m.group(2)), text)
     text = re.sub(r"\bdate_column=(?=[\s),;]|$)", "--date-column", text)
     return re.sub(r"(?<![-\w])columns=(?=[\s),;]|$)", "--columns", text)
 
