@@ -257,13 +257,15 @@ def test_sp500_summary_text(sp500_fit):
     text = summary(sp500_fit)
     for needle in ("Expected duration", "max R-hat", "forced_flow", "Days with the highest"):
         assert needle in text
-    # the top forced-flow days (ties at 1.0 listed in any order) lie in the GFC (September
-    # 2008 to March 2009) or the 2011 crisis (August to October)
+    # the top forced-flow days lie in the stress of 2007-2011, not in the calm years 2005-06
+    # or 2012: about 240 days of this fit have a smoothed probability above 0.999 (the 2007
+    # credit crunch to the 2011 crisis), so which ten of those ties are listed varies with the
+    # machine's floating point, and no narrower window is a property of the fit
     top = text.split("Days with the highest")[1].splitlines()[3:13]
     days = pd.to_datetime([line[:10] for line in top])
-    gfc = (days >= "2008-09-01") & (days <= "2009-03-31")
-    euro = (days >= "2011-08-01") & (days <= "2011-10-31")
-    assert len(top) == 10 and np.all(gfc | euro), top
+    calm = (days < "2007-01-01") | (days >= "2012-01-01")
+    assert len(top) == 10 and not calm.any(), top
+    assert all(float(line.split()[1]) >= 0.99 for line in top), top
 
 
 def test_sp500_stage_means_ordered_and_missing_days_kept(sp500_fit):
