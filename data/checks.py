@@ -135,6 +135,12 @@ def check_magnitudes(prices: pd.DataFrame) -> None:
             )
 
 
+def _log_returns(close: pd.Series) -> pd.Series:
+    """``r_t = log(c_t / c_{t-1})`` over consecutive rows of ``close`` (NaN on the first)."""
+    values = np.log(close.to_numpy(dtype="float64"))
+    return pd.Series(np.r_[np.nan, np.diff(values)], index=close.index)
+
+
 def _robust_sd(returns: pd.Series) -> pd.Series:
     """Causal MAD-based sd of the previous returns (first-year value during warm-up)."""
     magnitude = returns.abs()
@@ -154,7 +160,7 @@ def find_bad_ticks(prices: pd.DataFrame) -> pd.Series:
     x = close.dropna()
     if len(x) < 3:
         return flagged
-    r = pd.Series(np.r_[np.nan, np.diff(np.log(x.to_numpy(dtype="float64")))], index=x.index)
+    r = _log_returns(x)
     r_next = r.shift(-1)
     bound = BAD_TICK_SD * _robust_sd(r)
     hit = (
@@ -174,8 +180,7 @@ def find_splits(prices: pd.DataFrame) -> pd.Series:
     traded = prices.loc[(prices["volume"] > 0).to_numpy()].dropna(subset=["close"])
     if len(traded) < 3:
         return found
-    close = traded["close"].to_numpy(dtype="float64")
-    r = pd.Series(np.r_[np.nan, np.diff(np.log(close))], index=traded.index)
+    r = _log_returns(traded["close"])
     r_next = r.shift(-1)
     sd = _robust_sd(r)
     # the next day keeps at least half the move (at the end of the data: not known, kept)
