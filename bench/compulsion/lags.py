@@ -19,12 +19,16 @@ from stressflow.models.emissions import emission_loglik, masked_observations
 __all__ = ["lagged", "level", "phi_step", "stage_loglik", "stage_step"]
 
 
+def _previous(y):
+    """``y`` shifted one day down: row t holds ``y_{t-1}`` (NaN on the first day)."""
+    return np.vstack([np.full((1, y.shape[1]), np.nan), y[:-1]])
+
+
 def lagged(y: np.ndarray, phi: np.ndarray, cols: np.ndarray) -> np.ndarray:
     """``x_td = y_td - phi_d y_{t-1,d}`` on the columns ``cols`` (bool, D), NaN where
     ``y_{t-1,d}`` is missing (and on the first day); other columns unchanged."""
     x = np.array(y, dtype=np.float64, copy=True)
-    prev = np.vstack([np.full((1, y.shape[1]), np.nan), y[:-1]])
-    x[:, cols] = y[:, cols] - phi[cols] * prev[:, cols]
+    x[:, cols] = y[:, cols] - phi[cols] * _previous(y)[:, cols]
     return x
 
 
@@ -33,7 +37,7 @@ def phi_step(gamma, y, sigma, cols):
     squares ``phi`` with the stage intercepts profiled out, weights ``gamma_tk / sigma_kd^2``
     on the days where ``y_td`` and ``y_{t-1,d}`` are both observed."""
     phi = np.zeros(y.shape[1])
-    prev = np.vstack([np.full((1, y.shape[1]), np.nan), y[:-1]])
+    prev = _previous(y)
     for d in np.flatnonzero(cols):
         ok = np.isfinite(y[:, d]) & np.isfinite(prev[:, d])
         w = gamma[ok] / sigma[None, :, d] ** 2  # (n, K)
@@ -54,20 +58,13 @@ def level(mu, phi):
     return mu / (1.0 - (phi if phi.ndim == 2 else phi[None, :]))
 
 
-def _previous(y):
-    return np.vstack([np.full((1, y.shape[1]), np.nan), y[:-1]])
-
-
 def stage_loglik(y, mu, sigma, phi, cols):
     """``log p(y_t | y_{t-1}, stage_t = k)``, shape (T, K): Gaussian, diagonal, the columns
     ``cols`` (bool, D) centred on ``mu_kd + phi_kd y_{t-1,d}`` (missing where ``y_{t-1,d}``
     is), the others on ``mu_kd``; a missing value contributes 0."""
-    prev = _previous(y)
     out = np.empty((y.shape[0], mu.shape[0]))
     for k in range(mu.shape[0]):
-        x = np.array(y, dtype=np.float64, copy=True)
-        x[:, cols] = y[:, cols] - phi[k, cols] * prev[:, cols]
-        x0, mask = masked_observations(x)
+        x0, mask = masked_observations(lagged(y, phi[k], cols))
         out[:, k] = emission_loglik(x0, mask, mu[k:k + 1], sigma[k:k + 1])[:, 0]
     return out
 
